@@ -1,0 +1,119 @@
+"""The ``pipelines`` command line.
+
+``pipelines run {story,summary} --input PATH --output PATH.jsonl``: run a pipeline
+over a file of items (one JSON record per item out, a summary at the end).
+``pipelines serve-model``: run the embedded model server until interrupted, so
+that several runs or a notebook can share it. ``pipelines build-server``: build
+and cache ``llama-server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from callbacks.streaming import TerminalStreamHandler
+from pipelines._llama_build import EmbeddedModelError, build_llama_server, find_llama_server
+from pipelines.embedded import EmbeddedModelServer
+from pipelines.models import ModelSettings, chat_model_session
+from pipelines.runner import InputError, RetryPolicy, read_items, run_items, write_records
+from pipelines.runner.core import summary_path
+from pipelines.story import build_story_chain
+from pipelines.summary import build_auto_summary_chain
+
+__all__ = ["build_parser", "main"]
+
+PIPELINES = ("story", "summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``pipelines`` command."""
+    parser = argparse.ArgumentParser(prog="pipelines", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a pipeline over a file of items")
+    run.add_argument("pipeline", choices=PIPELINES)
+    run.add_argument("--input", required=True, type=Path, help=".jsonl, .json, .csv or .txt")
+    run.add_argument("--output", required=True, type=Path, help="records, one JSON per line")
+    run.add_argument("--field", help="text field of object rows (default: input/text/topic/...)")
+    run.add_argument("--id-field", default="id", help="row field holding a stable id")
+    run.add_argument("--limit", type=int, help="run at most N (distinct) items")
+    run.add_argument("--concurrency", type=int, default=4, help="items in flight (default 4)")
+    run.add_argument("--max-retries", type=int, default=3, help="retries per item (default 3)")
+    run.add_argument("--max-words", type=int, help="output length cap in words")
+    run.add_argument("--outline", action="store_true", help="story: outline first, then story")
+    run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+
+    serve = sub.add_parser("serve-model", help="serve the embedded model until interrupted")
+    serve.add_argument("--port", type=int, help="loopback port (default: a free one)")
+    serve.add_argument("--parallel", type=int, default=4, help="server slots (default 4)")
+
+    sub.add_parser("build-server", help="build and cache llama.cpp's llama-server")
+    return parser
+
+
+def _build_chain(args: argparse.Namespace, llm: Any) -> Runnable[str, str]:
+    if args.pipeline == "story":
+        return build_story_chain(llm, max_words=args.max_words or 250, outline=args.outline)
+    return build_auto_summary_chain(llm, max_words=args.max_words or 60)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    items = read_items(args.input, field=args.field, id_field=args.id_field)
+    settings = ModelSettings.from_env()
+    callbacks = [TerminalStreamHandler(tagged=args.concurrency > 1)] if args.stream else []
+    config = RunnableConfig(max_concurrency=args.concurrency, callbacks=callbacks)  # type: ignore[typeddict-item]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    async with chat_model_session(settings, parallel=args.concurrency) as llm:
+        chain = _build_chain(args, llm)
+        records = run_items(
+            chain,
+            items,
+            config=config,
+            retry=RetryPolicy(max_retries=args.max_retries),
+            limit=args.limit,
+        )
+        with args.output.open("w", encoding="utf-8") as out:
+            summary = await write_records(records, out)
+    totals = summary.as_dict()
+    summary_path(args.output).write_text(json.dumps(totals, indent=2) + "\n")
+    print(json.dumps({"summary": totals}), file=sys.stderr)
+    return 0 if summary.failed == 0 else 1
+
+
+def _serve_model(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with EmbeddedModelServer(parallel=args.parallel, port=args.port) as server:
+        print(f"embedded model at {server.base_url}", flush=True)
+        print(f"share it: export PIPELINES_EMBEDDED_URL={server.base_url}", flush=True)
+        while not stop.wait(1.0) and server.running:
+            pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (0 ok, 1 some items failed, 2 bad usage)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return asyncio.run(_run(args))
+        if args.command == "serve-model":
+            return _serve_model(args)
+        existing = find_llama_server()
+        print(existing or build_llama_server())
+        return 0
+    except (InputError, EmbeddedModelError, ValueError) as exc:
+        print(f"pipelines: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,186 @@
+"""The embedded model: SmolLM2-135M-Instruct served by llama.cpp's ``llama-server`` on loopback.
+
+The server speaks the OpenAI chat-completions API, so pipelines talk to it over
+HTTP exactly as they would to a hosted endpoint. ``llama-server`` with parallel
+slots does continuous batching (measured here: 105 tokens/s alone, 160 tokens/s
+with 6 concurrent requests), which is why it is preferred over
+``llama-cpp-python``'s server (48 tokens/s, one request at a time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from pipelines._llama_build import (
+    EmbeddedModelError,
+    build_llama_server,
+    find_llama_server,
+    find_model_path,
+)
+
+__all__ = [
+    "EMBEDDED_MODEL_NAME",
+    "EMBEDDED_SAMPLING",
+    "EmbeddedModelError",
+    "EmbeddedModelServer",
+]
+
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+
+# At temperature 0 with plain prompts, 45 of 52 long-story summaries looped on
+# one sentence. Repeat, frequency and DRY penalties (llama.cpp sampling options,
+# see tools/server/README.md) break those loops.
+EMBEDDED_SAMPLING: dict[str, Any] = {
+    "repeat_penalty": 1.15,
+    "repeat_last_n": 128,
+    "dry_multiplier": 0.8,
+    "dry_base": 1.75,
+    "dry_allowed_length": 2,
+}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedModelServer:
+    """Start, health-check and stop a ``llama-server`` process on a free loopback port.
+
+    Use as a context manager (sync or async); ``base_url`` is then the
+    OpenAI-compatible root, e.g. ``http://127.0.0.1:40123/v1``.
+
+    Args:
+        parallel: server slots, i.e. requests decoded together (continuous batching).
+        ctx_per_slot: context window of each slot, in tokens (SmolLM2 was trained on 8192).
+        port: loopback port; a free one is picked when None.
+        threads: CPU threads for decoding (default: llama.cpp's choice).
+        build: build ``llama-server`` into the cache if it is missing (about 5 minutes).
+        startup_timeout: seconds to wait for ``/health`` to answer 200.
+        log_path: file for the server's output (default: discarded).
+
+    Raises:
+        EmbeddedModelError: on start when the binary or model is missing, the
+            process exits early, or it is not healthy within ``startup_timeout``.
+    """
+
+    def __init__(
+        self,
+        *,
+        parallel: int = 4,
+        ctx_per_slot: int = 4096,
+        port: int | None = None,
+        threads: int | None = None,
+        build: bool = True,
+        startup_timeout: float = 60.0,
+        log_path: Path | None = None,
+    ) -> None:
+        self.parallel = parallel
+        self.ctx_per_slot = ctx_per_slot
+        self.port = port
+        self.threads = threads
+        self.build = build
+        self.startup_timeout = startup_timeout
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI-compatible base URL of the running server (``.../v1``)."""
+        if self.port is None:
+            raise EmbeddedModelError("server not started")
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        """Return the ``llama-server`` command line this server runs."""
+        binary = find_llama_server()
+        if binary is None:
+            if not self.build:
+                raise EmbeddedModelError("llama-server is not built: run `pipelines build-server`")
+            binary = build_llama_server()
+        if self.port is None:
+            self.port = _free_port()
+        cmd = [
+            str(binary),
+            "--model", str(find_model_path()),
+            "--alias", EMBEDDED_MODEL_NAME,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--parallel", str(self.parallel),
+            "--ctx-size", str(self.ctx_per_slot * self.parallel),
+        ]  # fmt: skip
+        if self.threads:
+            cmd += ["--threads", str(self.threads)]
+        return cmd
+
+    def start(self) -> EmbeddedModelServer:
+        """Start the process and block until ``/health`` answers 200."""
+        if self._proc is not None:
+            return self
+        cmd = self.command()
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout
+        health = self.base_url.removesuffix("/v1") + "/health"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise EmbeddedModelError(f"llama-server exited with code {code} on start")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(health, timeout=2.0).status_code == 200:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise EmbeddedModelError(f"llama-server not healthy after {self.startup_timeout} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> EmbeddedModelServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EmbeddedModelServer:
+        import asyncio
+
+        # Start-up blocks for a second or two; keep the event loop free meanwhile.
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,19 @@
+"""The batch runner: items in, one record per item out, concurrently and with per-item retries."""
+
+from pipelines.runner._errors import is_transient, retry_after
+from pipelines.runner.core import Record, RetryPolicy, RunSummary, run_items, write_records
+from pipelines.runner.inputs import InputError, Item, item_id_for, read_items
+
+__all__ = [
+    "InputError",
+    "Item",
+    "Record",
+    "RetryPolicy",
+    "RunSummary",
+    "is_transient",
+    "item_id_for",
+    "read_items",
+    "retry_after",
+    "run_items",
+    "write_records",
+]

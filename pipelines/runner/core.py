@@ -1,0 +1,288 @@
+"""Run a chain over many items concurrently, one record per item, nothing lost.
+
+Each item runs through the whole chain on its own (``chain.ainvoke``), inside a
+window of ``max_concurrency`` items in flight, with its own attempt count and
+backoff. We do not use ``chain.with_retry().abatch``: ``RunnableRetry.abatch``
+can hand outputs to the wrong items (langchain issue #35475), one non-retryable
+error can come back for every item of the batch, and ``RunnableSequence.abatch``
+waits for every item at each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import Runnable, RunnableConfig
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from callbacks.metrics import MetricsCallbackHandler
+from pipelines.runner._errors import is_transient, retry_after
+from pipelines.runner.inputs import Item
+
+__all__ = ["Record", "RetryPolicy", "RunSummary", "run_items", "write_records"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-item retries of transient failures (see ``is_transient``).
+
+    Backoff: exponential with full jitter, ``initial * 2**n + U(0, jitter)``
+    capped at ``max_wait`` seconds (tenacity's ``wait_exponential_jitter``), or
+    the server's ``Retry-After`` when it sent one and it is longer.
+
+    Attributes:
+        max_retries: retries after the first attempt (0 = one attempt).
+        initial: first backoff, seconds.
+        max_wait: backoff cap, seconds.
+        jitter: added uniform jitter, seconds.
+    """
+
+    max_retries: int = 3
+    initial: float = 1.0
+    max_wait: float = 30.0
+    jitter: float = 1.0
+
+    def wait(self) -> Callable[[RetryCallState], float]:
+        """Return the tenacity wait strategy of this policy."""
+        exponential = wait_exponential_jitter(self.initial, self.max_wait, jitter=self.jitter)
+
+        def wait(state: RetryCallState) -> float:
+            backoff = exponential(state)
+            exc = state.outcome.exception() if state.outcome else None
+            asked = retry_after(exc) if exc else None
+            return max(backoff, min(asked, self.max_wait)) if asked is not None else backoff
+
+        return wait
+
+
+@dataclass
+class Record:
+    """The outcome of one item, written as one JSON line.
+
+    Attributes:
+        id: the item's stable id.
+        line: where the item came from in the input file.
+        input: the text given to the chain.
+        output: the chain's output (None on failure).
+        error: ``{"type", "message"}`` on failure, else None.
+        attempts: attempts made (0 when the input itself was bad).
+        latency_s: wall time of the item, all attempts and backoff included, seconds.
+        ttft_s: time to first token of the item's first model call, seconds.
+        usage: input, output and total tokens over all of the item's model calls.
+        calls: model calls made (map-reduce makes several).
+    """
+
+    id: str
+    line: int
+    input: str
+    output: Any = None
+    error: dict[str, str] | None = None
+    attempts: int = 0
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the item produced an output."""
+        return self.error is None
+
+
+@dataclass
+class RunSummary:
+    """Totals of a run: items done and failed, retries, wall time (s), tokens, tokens/s."""
+
+    done: int = 0
+    failed: int = 0
+    skipped_duplicates: int = 0
+    retries: int = 0
+    wall_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    ttft_s: list[float] = field(default_factory=list, repr=False)
+
+    def add(self, record: Record) -> None:
+        """Count ``record`` in the totals."""
+        if record.ok:
+            self.done += 1
+        else:
+            self.failed += 1
+        self.retries += max(0, record.attempts - 1)
+        self.input_tokens += record.usage.get("input_tokens", 0)
+        self.output_tokens += record.usage.get("output_tokens", 0)
+        self.total_tokens += record.usage.get("total_tokens", 0)
+        if record.ttft_s is not None:
+            self.ttft_s.append(record.ttft_s)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the totals plus output tokens per second and median TTFT."""
+        ttft = sorted(self.ttft_s)
+        return {
+            "done": self.done,
+            "failed": self.failed,
+            "skipped_duplicates": self.skipped_duplicates,
+            "retries": self.retries,
+            "wall_s": round(self.wall_s, 3),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "output_tokens_per_s": round(self.output_tokens / self.wall_s, 2) if self.wall_s else 0,
+            "ttft_p50_s": round(ttft[len(ttft) // 2], 3) if ttft else None,
+        }
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    return {"type": type(exc).__name__, "message": str(exc)[:2000]}
+
+
+async def _run_one(
+    chain: Runnable[Any, Any],
+    item: Item,
+    config: RunnableConfig,
+    policy: RetryPolicy,
+) -> Record:
+    record = Record(id=item.id, line=item.line, input=item.input)
+    if item.error is not None:
+        record.error = {"type": "InputError", "message": item.error}
+        return record
+    metrics = MetricsCallbackHandler()
+    callbacks = [metrics, *_handlers(config)]
+    item_config: RunnableConfig = {
+        **config,
+        "callbacks": callbacks,
+        "metadata": {**config.get("metadata", {}), "item_id": item.id},
+    }
+    start = time.perf_counter()
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(policy.max_retries + 1),
+            retry=retry_if_exception(is_transient),
+            wait=policy.wait(),
+            reraise=True,
+        ):
+            with attempt:
+                record.attempts = attempt.retry_state.attempt_number
+                record.output = await chain.ainvoke(item.input, item_config)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # every failure becomes this item's error record
+        record.output = None
+        record.error = _error(exc)
+    record.latency_s = round(time.perf_counter() - start, 4)
+    record.ttft_s = metrics.first_ttft()
+    record.usage = metrics.usage()
+    record.calls = len(metrics.calls)
+    return record
+
+
+def _handlers(config: RunnableConfig) -> list[BaseCallbackHandler]:
+    callbacks = config.get("callbacks")
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, list):
+        return list(callbacks)
+    return list(callbacks.handlers)
+
+
+async def run_items(
+    chain: Runnable[Any, Any],
+    items: Iterable[Item],
+    *,
+    config: RunnableConfig | None = None,
+    retry: RetryPolicy | None = None,
+    limit: int | None = None,
+) -> AsyncIterator[Record]:
+    """Run ``chain`` over ``items``, yielding one :class:`Record` per item as it completes.
+
+    Items are pulled from ``items`` lazily: at most ``config["max_concurrency"]``
+    (default 4) are in flight, so memory does not grow with the input. Items
+    whose id was already seen in this run are skipped (identical inputs share an
+    id). Records come in completion order; each carries its item's id and input.
+
+    Args:
+        chain: any ``Runnable`` taking the item's text.
+        items: from :func:`pipelines.runner.read_items` or built by the caller.
+        config: ``RunnableConfig`` for every item: ``max_concurrency`` sets the
+            window, ``callbacks`` are added to each item's calls, ``metadata``
+            gets ``item_id``.
+        retry: per-item retry policy (default: 3 retries with backoff).
+        limit: run at most this many distinct items.
+
+    Yields:
+        Records. Failures are records with ``error`` set; nothing is raised for them.
+    """
+    config = config or RunnableConfig()
+    policy = retry or RetryPolicy()
+    window = max(1, int(config.get("max_concurrency") or 4))
+    source = iter(items)
+    seen: set[str] = set()
+    pending: set[asyncio.Task[Record]] = set()
+
+    def refill() -> None:
+        while len(pending) < window and (limit is None or len(seen) < limit):
+            item = next(source, None)
+            if item is None:
+                return
+            if item.id in seen:
+                continue
+            seen.add(item.id)
+            pending.add(asyncio.create_task(_run_one(chain, item, config, policy)))
+
+    try:
+        refill()
+        while pending:
+            finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                pending.discard(task)
+                yield task.result()
+            refill()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def write_records(
+    records: AsyncIterator[Record],
+    out: TextIO,
+    *,
+    on_record: Callable[[Record], Awaitable[None] | None] | None = None,
+) -> RunSummary:
+    """Append each record to ``out`` as one JSON line, flushed at once, and total them.
+
+    Returns:
+        The run's :class:`RunSummary` (``wall_s`` measured over the whole write).
+    """
+    summary = RunSummary()
+    start = time.perf_counter()
+    async for record in records:
+        out.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+        out.flush()
+        summary.add(record)
+        if on_record is not None:
+            result = on_record(record)
+            if result is not None:
+                await result
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def summary_path(output: Path) -> Path:
+    """Return where the run summary JSON goes beside ``output``."""
+    return output.with_name(output.name + ".summary.json")

@@ -1,0 +1,138 @@
+"""Read run items lazily from ``.jsonl``, ``.json``, ``.csv`` or ``.txt`` files.
+
+Each row becomes an :class:`Item` with a stable id: the row's id field when it
+has one, else a hash of the input text, so identical inputs share one id. A row
+that cannot be used (malformed JSON, missing field, empty text, bytes that are
+not UTF-8) becomes an :class:`Item` whose ``error`` names the line and the
+cause; the runner writes it as an error record and goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_FIELDS", "FORMATS", "InputError", "Item", "item_id_for", "read_items"]
+
+FORMATS = (".jsonl", ".json", ".csv", ".txt")
+# Tried in order when no --field is given.
+DEFAULT_FIELDS = ("input", "text", "topic", "prompt", "document", "article")
+
+
+class InputError(ValueError):
+    """The input file as a whole cannot be read (missing, unknown format, not an array)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work.
+
+    Attributes:
+        id: stable id (row id field, else ``sha256(input)[:16]``).
+        line: 1-based line (``.jsonl``, ``.txt``), row (``.csv``) or index + 1 (``.json``).
+        input: the text handed to the chain ("" when ``error`` is set).
+        error: why the row is unusable, or None.
+    """
+
+    id: str
+    line: int
+    input: str
+    error: str | None = None
+
+
+def item_id_for(text: str) -> str:
+    """Return the content id of ``text`` (first 16 hex digits of its SHA-256)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _from_row(row: Any, line: int, field: str | None, id_field: str | None) -> Item:
+    if isinstance(row, str):
+        text: Any = row
+        row_id = None
+    elif isinstance(row, dict):
+        name = field or next((f for f in DEFAULT_FIELDS if f in row), None)
+        if name is None or name not in row:
+            wanted = field or " or ".join(DEFAULT_FIELDS)
+            return Item(f"line-{line}", line, "", f"line {line}: missing field {wanted!r}")
+        text = row[name]
+        row_id = row.get(id_field) if id_field else None
+    else:
+        return Item(f"line-{line}", line, "", f"line {line}: expected an object or a string")
+    if not isinstance(text, str):
+        return Item(f"line-{line}", line, "", f"line {line}: field is not text")
+    if not text.strip():
+        return Item(f"line-{line}", line, "", f"line {line}: empty text")
+    return Item(str(row_id) if row_id not in (None, "") else item_id_for(text), line, text)
+
+
+def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield number, None
+
+
+def read_items(
+    path: str | Path,
+    *,
+    field: str | None = None,
+    id_field: str | None = "id",
+) -> Iterator[Item]:
+    """Yield the items of ``path`` one at a time.
+
+    Args:
+        path: a ``.jsonl``, ``.json`` (array), ``.csv`` (header row) or ``.txt``
+            (one item a line) file.
+        field: the text field of object rows; default: the first of
+            ``DEFAULT_FIELDS`` present.
+        id_field: the field holding a row's own id, if any.
+
+    Raises:
+        InputError: the file is missing, its format unknown, or a ``.json`` file
+            is not an array. Row-level problems are yielded as items with ``error``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise InputError(f"{path}: unknown format {suffix!r}; expected one of {FORMATS}")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if suffix == ".jsonl":
+        for line, text in _decoded_lines(path):
+            if text is None:
+                yield Item(f"line-{line}", line, "", f"line {line}: not valid UTF-8")
+                continue
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield Item(f"line-{line}", line, "", f"line {line}: malformed JSON ({exc.msg})")
+                continue
+            yield _from_row(row, line, field, id_field)
+    elif suffix == ".txt":
+        for line, text in _decoded_lines(path):
+            if text is None:
+                yield Item(f"line-{line}", line, "", f"line {line}: not valid UTF-8")
+            elif text.strip():
+                yield _from_row(text.strip(), line, field, id_field)
+    elif suffix == ".csv":
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            for row_number, row in enumerate(csv.DictReader(fh), start=1):
+                yield _from_row(row, row_number, field, id_field)
+    else:
+        try:
+            rows = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: not a JSON document ({exc})") from exc
+        if not isinstance(rows, list):
+            raise InputError(f"{path}: expected a JSON array of objects")
+        for index, row in enumerate(rows, start=1):
+            yield _from_row(row, index, field, id_field)

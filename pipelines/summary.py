@@ -1,0 +1,154 @@
+"""Summary pipelines: stuff for a short document, map-reduce over chunks for a long one.
+
+Map-reduce follows LangChain's summarization how-to (split, summarize each chunk
+concurrently, combine, collapsing again while the combined summaries exceed one
+chunk): https://python.langchain.com/docs/how_to/summarize_map_reduce/
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from pipelines._text import estimate_tokens, finish_text, max_tokens_for_words
+from pipelines._types import ChatModel
+from prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
+
+__all__ = [
+    "DEFAULT_CHUNK_TOKENS",
+    "DEFAULT_STUFF_MAX_TOKENS",
+    "build_auto_summary_chain",
+    "build_map_reduce_summary_chain",
+    "build_summary_chain",
+    "split_into_chunks",
+]
+
+# SmolLM2 slots get 4096 tokens here: a chunk, the prompt and the reply fit.
+DEFAULT_CHUNK_TOKENS = 1500
+# A document up to this many estimated tokens is stuffed into one prompt.
+DEFAULT_STUFF_MAX_TOKENS = 3000
+_MAX_COLLAPSE_ROUNDS = 4
+
+
+def split_into_chunks(text: str, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> list[str]:
+    """Split ``text`` into chunks of at most about ``chunk_tokens`` estimated tokens.
+
+    Splits on paragraphs, then lines, then sentences and words
+    (``langchain_text_splitters.RecursiveCharacterTextSplitter``), with a 5% overlap.
+    """
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=chunk_tokens,
+        chunk_overlap=chunk_tokens // 20,
+        length_function=estimate_tokens,
+        separators=["\n\n", "\n", ". ", " ", ""],
+    )
+    return splitter.split_text(text)
+
+
+def _text_chain(
+    llm: ChatModel, prompt: Runnable[dict[str, Any], PromptValue], max_words: int
+) -> Runnable[dict[str, Any], str]:
+    chain: Runnable[dict[str, Any], str] = (
+        prompt
+        | llm.bind(max_tokens=max_tokens_for_words(max_words))
+        | StrOutputParser()
+        | RunnableLambda(finish_text, name="finish_text")
+    )
+    return chain
+
+
+def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str, str]:
+    """Build the stuff summary chain: the whole document in one prompt.
+
+    Args:
+        llm: the chat model (injected, never built here).
+        max_words: summary length cap in words; ``max_tokens`` is sized from it.
+
+    Returns:
+        ``Runnable[str, str]``: document text in, summary out.
+    """
+    to_vars: Runnable[str, dict[str, Any]] = RunnableLambda(
+        lambda text: {"text": text, "max_words": max_words}
+    )
+    chain: Runnable[str, str] = to_vars | _text_chain(llm, SUMMARY_PROMPT, max_words)
+    return chain.with_config(run_name="summary")
+
+
+def build_map_reduce_summary_chain(
+    llm: ChatModel,
+    *,
+    max_words: int = 120,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    map_words: int = 60,
+) -> Runnable[str, str]:
+    """Build the map-reduce summary chain for documents longer than the model's context.
+
+    The document is split into chunks of about ``chunk_tokens`` estimated tokens;
+    each chunk is summarized concurrently (``abatch`` under the caller's
+    ``max_concurrency``); the chunk summaries are combined into one. While the
+    joined summaries are longer than a chunk they are collapsed again (at most
+    4 rounds).
+
+    Args:
+        llm: the chat model.
+        max_words: final summary cap in words.
+        chunk_tokens: chunk size in estimated tokens.
+        map_words: cap in words for each chunk summary.
+
+    Returns:
+        ``Runnable[str, str]``: document text in, summary out.
+    """
+    map_chain = _text_chain(llm, MAP_PROMPT, map_words)
+    combine_chain = _text_chain(llm, COMBINE_PROMPT, max_words)
+
+    async def map_reduce(text: str, config: RunnableConfig) -> str:
+        chunks = split_into_chunks(text, chunk_tokens)
+        for _ in range(_MAX_COLLAPSE_ROUNDS):
+            summaries = await map_chain.abatch(
+                [{"text": c, "max_words": map_words} for c in chunks], config
+            )
+            joined = "\n\n".join(s for s in summaries if s)
+            if estimate_tokens(joined) <= chunk_tokens:
+                break
+            chunks = split_into_chunks(joined, chunk_tokens)
+        result: str = await combine_chain.ainvoke(
+            {"summaries": joined, "max_words": max_words}, config
+        )
+        return result
+
+    return RunnableLambda(map_reduce, name="map_reduce_summary")
+
+
+def build_auto_summary_chain(
+    llm: ChatModel,
+    *,
+    max_words: int = 60,
+    long_max_words: int = 120,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    stuff_max_tokens: int = DEFAULT_STUFF_MAX_TOKENS,
+) -> Runnable[str, str]:
+    """Build a chain that stuffs short documents and map-reduces long ones.
+
+    Args:
+        llm: the chat model.
+        max_words: summary cap in words for a stuffed document.
+        long_max_words: summary cap in words for a map-reduced document.
+        chunk_tokens: map-reduce chunk size in estimated tokens.
+        stuff_max_tokens: longest document (estimated tokens) stuffed into one prompt.
+
+    Returns:
+        ``Runnable[str, str]``: document text in, summary out.
+    """
+    stuff = build_summary_chain(llm, max_words=max_words)
+    map_reduce = build_map_reduce_summary_chain(
+        llm, max_words=long_max_words, chunk_tokens=chunk_tokens
+    )
+
+    def route(text: str) -> Runnable[str, str]:
+        return stuff if estimate_tokens(text) <= stuff_max_tokens else map_reduce
+
+    return RunnableLambda(route, name="summary_router")
