@@ -57,7 +57,9 @@ class RetryPolicy:
 
     def wait(self) -> Callable[[RetryCallState], float]:
         """Return the tenacity wait strategy of this policy."""
-        exponential = wait_exponential_jitter(self.initial, self.max_wait, jitter=self.jitter)
+        exponential = wait_exponential_jitter(
+            multiplier=self.initial, max=self.max_wait, jitter=self.jitter
+        )
 
         def wait(state: RetryCallState) -> float:
             backoff = exponential(state)

@@ -1,0 +1,111 @@
+import io
+import json
+import random
+
+import httpx
+import openai
+from langchain_core.runnables import RunnableLambda
+
+from pipelines.runner import Item, RetryPolicy, read_items, run_items, write_records
+
+FAST = RetryPolicy(max_retries=4, initial=0.001, max_wait=0.002, jitter=0.001)
+
+
+def items(n: int) -> list[Item]:
+    return [Item(f"id{i}", i + 1, f"input-{i}") for i in range(n)]
+
+
+def flaky_chain(seed: int, fault_rate: float, permanent: set[str]):
+    rng = random.Random(seed)
+    request = httpx.Request("POST", "http://127.0.0.1/")
+
+    async def call(text: str) -> str:
+        if text in permanent:
+            raise openai.BadRequestError(
+                "bad", response=httpx.Response(400, request=request), body=None
+            )
+        if rng.random() < fault_rate:
+            raise rng.choice(
+                [
+                    openai.RateLimitError(
+                        "slow", response=httpx.Response(429, request=request), body=None
+                    ),
+                    openai.APIConnectionError(request=request),
+                    openai.InternalServerError(
+                        "oops", response=httpx.Response(503, request=request), body=None
+                    ),
+                ]
+            )
+        return f"out:{text}"
+
+    return RunnableLambda(call)
+
+
+async def collect(chain, its, **kw):
+    return [r async for r in run_items(chain, its, retry=FAST, **kw)]
+
+
+async def test_outputs_stay_matched_under_faults():
+    permanent = {"input-3", "input-77"}
+    chain = flaky_chain(seed=1, fault_rate=0.2, permanent=permanent)
+    records = await collect(chain, items(300), config={"max_concurrency": 16})
+    assert sorted(r.id for r in records) == sorted(f"id{i}" for i in range(300))
+    for r in records:
+        if r.input in permanent:
+            assert r.error["type"] == "BadRequestError" and r.attempts == 1
+        elif r.ok:
+            assert r.output == f"out:{r.input}"
+        else:  # out of retries: only a transient error may end here
+            assert r.attempts == FAST.max_retries + 1
+    assert sum(r.attempts > 1 for r in records) > 20  # faults did happen and were retried
+    assert sum(not r.ok for r in records) >= len(permanent)
+
+
+async def test_permanent_error_stays_with_its_item():
+    chain = flaky_chain(seed=2, fault_rate=0.0, permanent={"input-1"})
+    records = {r.id: r for r in await collect(chain, items(5))}
+    assert not records["id1"].ok
+    assert all(records[f"id{i}"].ok for i in (0, 2, 3, 4))
+
+
+async def test_bad_input_rows_become_error_records(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "good"}\n{broken\n{"text": ""}\n')
+    records = await collect(flaky_chain(0, 0.0, set()), read_items(path))
+    by_line = {r.line: r for r in records}
+    assert by_line[1].output == "out:good"
+    assert by_line[2].error["type"] == "InputError" and by_line[2].attempts == 0
+    assert "line 3" in by_line[3].error["message"]
+
+
+async def test_duplicates_skipped_and_limit_applies():
+    dup = [Item("same", 1, "x"), Item("same", 2, "x"), Item("b", 3, "y"), Item("c", 4, "z")]
+    records = await collect(flaky_chain(0, 0.0, set()), dup, limit=2)
+    assert [r.id for r in records] == ["same", "b"] or {r.id for r in records} == {"same", "b"}
+
+
+async def test_window_bounds_items_in_flight():
+    import asyncio
+
+    live = peak = 0
+
+    async def call(text: str) -> str:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        await asyncio.sleep(0)
+        live -= 1
+        return text
+
+    await collect(RunnableLambda(call), items(50), config={"max_concurrency": 5})
+    assert peak == 5
+
+
+async def test_write_records_writes_one_line_per_record():
+    out = io.StringIO()
+    records = run_items(flaky_chain(0, 0.0, {"input-2"}), items(4), retry=FAST)
+    summary = await write_records(records, out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == 4
+    assert {"id", "input", "output", "error", "attempts", "latency_s", "usage"} <= set(lines[0])
+    assert (summary.done, summary.failed) == (3, 1)
