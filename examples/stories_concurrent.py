@@ -1,0 +1,45 @@
+"""Three stories generated concurrently, their tokens streamed to the terminal as they come.
+
+Run: ``python examples/stories_concurrent.py`` (starts the embedded model when no
+``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` is set).
+"""
+
+import asyncio
+
+import openai
+
+from callbacks import MetricsCallbackHandler, TerminalStreamHandler
+from pipelines import build_story_chain, chat_model_session
+
+TOPICS = ["a magical forest", "a futuristic city", "an underwater civilization"]
+
+
+async def main() -> None:
+    async with chat_model_session() as llm:
+        # Retry transient failures of each model call; the SDK's own retries are off.
+        model = llm.with_retry(
+            retry_if_exception_type=(openai.RateLimitError, openai.APIConnectionError),
+            stop_after_attempt=3,
+            wait_exponential_jitter=True,
+        )
+        chain = build_story_chain(model, max_words=150)
+        metrics = MetricsCallbackHandler()
+        stream = TerminalStreamHandler(tagged=True)
+        stories = await asyncio.gather(
+            *(
+                chain.ainvoke(
+                    topic, {"callbacks": [stream, metrics], "metadata": {"item_id": topic}}
+                )
+                for topic in TOPICS
+            )
+        )
+    for topic, story in zip(TOPICS, stories, strict=True):
+        print(f"\n## {topic}\n{story}")
+    for call in metrics.calls:
+        print(
+            f"{call.item_id}: ttft {call.ttft_s:.2f} s, latency {call.latency_s:.2f} s, {call.output_tokens} tokens"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,16 @@
+import pytest
+
+from pipelines.embedded import EmbeddedModelServer
+from pipelines.models import ModelSettings, make_chat_model
+
+
+@pytest.fixture(scope="session")
+def embedded_server():
+    # build=True: a fresh machine builds llama-server here if `make` did not.
+    with EmbeddedModelServer(parallel=4) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llm(embedded_server):
+    return make_chat_model(ModelSettings(), base_url=embedded_server.base_url)
