@@ -36,9 +36,8 @@ async def main() -> None:
     for topic, story in zip(TOPICS, stories, strict=True):
         print(f"\n## {topic}\n{story}")
     for call in metrics.calls:
-        print(
-            f"{call.item_id}: ttft {call.ttft_s:.2f} s, latency {call.latency_s:.2f} s, {call.output_tokens} tokens"
-        )
+        ttft, latency = f"{call.ttft_s:.2f} s", f"{call.latency_s:.2f} s"
+        print(f"{call.item_id}: ttft {ttft}, latency {latency}, {call.output_tokens} tokens")
 
 
 if __name__ == "__main__":
