@@ -24,7 +24,14 @@ from callbacks.streaming import TerminalStreamHandler
 from pipelines._llama_build import EmbeddedModelError, build_llama_server, find_llama_server
 from pipelines.embedded import EmbeddedModelServer
 from pipelines.models import ModelSettings, chat_model_session
-from pipelines.runner import InputError, RetryPolicy, read_items, run_items, write_records
+from pipelines.runner import (
+    InputError,
+    RetryPolicy,
+    prepare_resume,
+    read_items,
+    run_items,
+    write_records,
+)
 from pipelines.runner.core import summary_path
 from pipelines.story import build_story_chain
 from pipelines.summary import build_auto_summary_chain
@@ -51,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-words", type=int, help="output length cap in words")
     run.add_argument("--outline", action="store_true", help="story: outline first, then story")
     run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    run.add_argument(
+        "--restart", action="store_true", help="overwrite OUTPUT instead of resuming from it"
+    )
 
     serve = sub.add_parser("serve-model", help="serve the embedded model until interrupted")
     serve.add_argument("--port", type=int, help="loopback port (default: a free one)")
@@ -72,6 +82,11 @@ async def _run(args: argparse.Namespace) -> int:
     callbacks = [TerminalStreamHandler(tagged=args.concurrency > 1)] if args.stream else []
     config = RunnableConfig(max_concurrency=args.concurrency, callbacks=callbacks)  # type: ignore[typeddict-item]
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.restart:
+        args.output.unlink(missing_ok=True)
+    done = prepare_resume(args.output)
+    if done:
+        print(f"resuming: {len(done)} items already done in {args.output}", file=sys.stderr)
     async with chat_model_session(settings, parallel=args.concurrency) as llm:
         chain = _build_chain(args, llm)
         records = run_items(
@@ -80,8 +95,9 @@ async def _run(args: argparse.Namespace) -> int:
             config=config,
             retry=RetryPolicy(max_retries=args.max_retries),
             limit=args.limit,
+            skip=done,
         )
-        with args.output.open("w", encoding="utf-8") as out:
+        with args.output.open("a", encoding="utf-8") as out:
             summary = await write_records(records, out)
     totals = summary.as_dict()
     summary_path(args.output).write_text(json.dumps(totals, indent=2) + "\n")

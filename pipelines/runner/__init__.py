@@ -3,6 +3,7 @@
 from pipelines.runner._errors import is_transient, retry_after
 from pipelines.runner.core import Record, RetryPolicy, RunSummary, run_items, write_records
 from pipelines.runner.inputs import InputError, Item, item_id_for, read_items
+from pipelines.runner.records import prepare_resume
 
 __all__ = [
     "InputError",
@@ -12,6 +13,7 @@ __all__ = [
     "RunSummary",
     "is_transient",
     "item_id_for",
+    "prepare_resume",
     "read_items",
     "retry_after",
     "run_items",

@@ -208,6 +208,7 @@ async def run_items(
     config: RunnableConfig | None = None,
     retry: RetryPolicy | None = None,
     limit: int | None = None,
+    skip: set[str] | None = None,
 ) -> AsyncIterator[Record]:
     """Run ``chain`` over ``items``, yielding one :class:`Record` per item as it completes.
 
@@ -223,7 +224,8 @@ async def run_items(
             window, ``callbacks`` are added to each item's calls, ``metadata``
             gets ``item_id``.
         retry: per-item retry policy (default: 3 retries with backoff).
-        limit: run at most this many distinct items.
+        limit: run at most this many distinct items (skipped ones included).
+        skip: ids already done (from :func:`prepare_resume`); not run again.
 
     Yields:
         Records. Failures are records with ``error`` set; nothing is raised for them.
@@ -243,6 +245,8 @@ async def run_items(
             if item.id in seen:
                 continue
             seen.add(item.id)
+            if skip and item.id in skip:
+                continue
             pending.add(asyncio.create_task(_run_one(chain, item, config, policy)))
 
     try:

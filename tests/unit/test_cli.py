@@ -53,3 +53,55 @@ def test_failed_items_exit_1(tmp_path, fake_session):
     out = tmp_path / "o.jsonl"
     assert cli.main(["run", "summary", "--input", str(src), "--output", str(out)]) == 1
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_resume_skips_done_drops_partial_line_and_reruns_failed(tmp_path, monkeypatch):
+    calls = []
+
+    @asynccontextmanager
+    async def session(settings=None, **_):
+        from langchain_core.messages import AIMessage
+        from langchain_core.runnables import RunnableLambda
+
+        def model(prompt, **__):
+            text = prompt.to_messages()[-1].content
+            calls.append(text)
+            return AIMessage(content="Done.")
+
+        yield RunnableLambda(model)
+
+    monkeypatch.setattr(cli, "chat_model_session", session)
+    src = tmp_path / "topics.txt"
+    src.write_text("t1\nt2\nt3\nt4\n")
+    out = tmp_path / "o.jsonl"
+    assert (
+        cli.main(["run", "story", "--input", str(src), "--output", str(out), "--limit", "2"]) == 0
+    )
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    # a failed record and a line cut by a kill -9
+    failed = {
+        **first[0],
+        "id": "x",
+        "input": "t3",
+        "output": None,
+        "error": {"type": "E", "message": "m"},
+    }
+    with out.open("a") as fh:
+        fh.write(json.dumps(failed) + "\n" + '{"id": "partial", "outp')
+    calls.clear()
+    assert cli.main(["run", "story", "--input", str(src), "--output", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["input"] for r in records) == ["t1", "t2", "t3", "t4"]
+    assert all(r["error"] is None for r in records)
+    assert len(calls) == 2  # t1 and t2 were not run again
+
+
+def test_restart_overwrites(tmp_path, fake_session):
+    src = tmp_path / "topics.txt"
+    src.write_text("t1\n")
+    out = tmp_path / "o.jsonl"
+    for _ in range(2):
+        assert (
+            cli.main(["run", "story", "--input", str(src), "--output", str(out), "--restart"]) == 0
+        )
+    assert len(out.read_text().splitlines()) == 1
