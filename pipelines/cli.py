@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--restart", action="store_true", help="overwrite OUTPUT instead of resuming from it"
     )
+    run.add_argument(
+        "--grace", type=float, default=30.0, help="seconds in-flight items get after SIGINT/SIGTERM"
+    )
 
     serve = sub.add_parser("serve-model", help="serve the embedded model until interrupted")
     serve.add_argument("--port", type=int, help="loopback port (default: a free one)")
@@ -87,6 +90,17 @@ async def _run(args: argparse.Namespace) -> int:
     done = prepare_resume(args.output)
     if done:
         print(f"resuming: {len(done)} items already done in {args.output}", file=sys.stderr)
+    stop = asyncio.Event()
+    received: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        print(f"stopping: no new items; in flight get {args.grace:g} s", file=sys.stderr)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
     async with chat_model_session(settings, parallel=args.concurrency) as llm:
         chain = _build_chain(args, llm)
         records = run_items(
@@ -96,12 +110,16 @@ async def _run(args: argparse.Namespace) -> int:
             retry=RetryPolicy(max_retries=args.max_retries),
             limit=args.limit,
             skip=done,
+            stop=stop,
+            grace_s=args.grace,
         )
         with args.output.open("a", encoding="utf-8") as out:
             summary = await write_records(records, out)
     totals = summary.as_dict()
     summary_path(args.output).write_text(json.dumps(totals, indent=2) + "\n")
     print(json.dumps({"summary": totals}), file=sys.stderr)
+    if received:
+        return 128 + received[0]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     return 0 if summary.failed == 0 else 1
 
 
@@ -118,7 +136,11 @@ def _serve_model(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 1 some items failed, 2 bad usage)."""
+    """Run the command line; return the exit code.
+
+    0: all items done; 1: some failed; 2: bad usage or input file; 130/143:
+    stopped by SIGINT/SIGTERM (resumable).
+    """
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":

@@ -209,6 +209,8 @@ async def run_items(
     retry: RetryPolicy | None = None,
     limit: int | None = None,
     skip: set[str] | None = None,
+    stop: asyncio.Event | None = None,
+    grace_s: float = 30.0,
 ) -> AsyncIterator[Record]:
     """Run ``chain`` over ``items``, yielding one :class:`Record` per item as it completes.
 
@@ -226,6 +228,10 @@ async def run_items(
         retry: per-item retry policy (default: 3 retries with backoff).
         limit: run at most this many distinct items (skipped ones included).
         skip: ids already done (from :func:`prepare_resume`); not run again.
+        stop: when set, no new item starts; items in flight get ``grace_s``
+            seconds to finish, then are cancelled and leave no record (a resumed
+            run does them).
+        grace_s: seconds items in flight get to finish once ``stop`` is set.
 
     Yields:
         Records. Failures are records with ``error`` set; nothing is raised for them.
@@ -238,7 +244,11 @@ async def run_items(
     pending: set[asyncio.Task[Record]] = set()
 
     def refill() -> None:
-        while len(pending) < window and (limit is None or len(seen) < limit):
+        while (
+            not (stop and stop.is_set())
+            and len(pending) < window
+            and (limit is None or len(seen) < limit)
+        ):
             item = next(source, None)
             if item is None:
                 return
@@ -251,12 +261,29 @@ async def run_items(
 
     try:
         refill()
+        stopping: asyncio.Task[bool] | None = None
+        deadline: float | None = None
         while pending:
-            finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if stop is not None and stop.is_set() and deadline is None:
+                deadline = asyncio.get_running_loop().time() + grace_s
+            timeout = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if timeout is not None and timeout <= 0:
+                break
+            waiters: set[asyncio.Future[Any]] = set(pending)
+            if stop is not None and deadline is None:
+                stopping = stopping or asyncio.ensure_future(stop.wait())
+                waiters.add(stopping)
+            finished, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in finished:
+                if task is stopping:
+                    continue
                 pending.discard(task)
                 yield task.result()
             refill()
+        if stopping is not None and not stopping.done():
+            stopping.cancel()
     finally:
         for task in pending:
             task.cancel()

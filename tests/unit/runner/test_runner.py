@@ -109,3 +109,45 @@ async def test_write_records_writes_one_line_per_record():
     assert len(lines) == 4
     assert {"id", "input", "output", "error", "attempts", "latency_s", "usage"} <= set(lines[0])
     assert (summary.done, summary.failed) == (3, 1)
+
+
+async def test_stop_lets_in_flight_finish_and_starts_nothing_new():
+    import asyncio
+
+    stop = asyncio.Event()
+    started = []
+
+    async def call(text: str) -> str:
+        started.append(text)
+        await asyncio.sleep(0.01)
+        return f"out:{text}"
+
+    records = []
+    async for record in run_items(
+        RunnableLambda(call), items(40), config={"max_concurrency": 4}, stop=stop, grace_s=5
+    ):
+        records.append(record)
+        if len(records) == 6:
+            stop.set()
+    assert len(started) < 40
+    assert len(records) == len(started)  # every started item finished within the grace period
+    assert all(r.output == f"out:{r.input}" for r in records)
+
+
+async def test_grace_period_cancels_stragglers_without_records():
+    import asyncio
+
+    stop = asyncio.Event()
+
+    async def call(text: str) -> str:
+        if text != "input-0":
+            await asyncio.sleep(30)
+        return text
+
+    records = []
+    async for record in run_items(
+        RunnableLambda(call), items(3), config={"max_concurrency": 3}, stop=stop, grace_s=0.05
+    ):
+        records.append(record)
+        stop.set()
+    assert [r.id for r in records] == ["id0"]
