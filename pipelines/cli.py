@@ -26,10 +26,12 @@ from pipelines.embedded import EmbeddedModelServer
 from pipelines.models import ModelSettings, chat_model_session
 from pipelines.runner import (
     InputError,
+    RateBudget,
     RetryPolicy,
     prepare_resume,
     read_items,
     run_items,
+    with_budget,
     write_records,
 )
 from pipelines.runner.core import summary_path
@@ -55,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="run at most N (distinct) items")
     run.add_argument("--concurrency", type=int, default=4, help="items in flight (default 4)")
     run.add_argument("--max-retries", type=int, default=3, help="retries per item (default 3)")
+    run.add_argument("--rpm", type=float, help="requests per minute, shared by all calls")
+    run.add_argument("--tpm", type=float, help="tokens per minute, shared by all calls")
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        help="model calls in flight across the run, nested ones included (default: --concurrency)",
+    )
     run.add_argument("--max-words", type=int, help="output length cap in words")
     run.add_argument("--outline", action="store_true", help="story: outline first, then story")
     run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
@@ -102,7 +111,10 @@ async def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     async with chat_model_session(settings, parallel=args.concurrency) as llm:
-        chain = _build_chain(args, llm)
+        budget = RateBudget(
+            rpm=args.rpm, tpm=args.tpm, max_in_flight=args.max_in_flight or args.concurrency
+        )
+        chain = _build_chain(args, with_budget(llm, budget))
         records = run_items(
             chain,
             items,

@@ -1,6 +1,7 @@
 """The batch runner: items in, one record per item out, concurrently and with per-item retries."""
 
 from pipelines.runner._errors import is_transient, retry_after
+from pipelines.runner.budget import RateBudget, with_budget
 from pipelines.runner.core import Record, RetryPolicy, RunSummary, run_items, write_records
 from pipelines.runner.inputs import InputError, Item, item_id_for, read_items
 from pipelines.runner.records import prepare_resume
@@ -8,6 +9,7 @@ from pipelines.runner.records import prepare_resume
 __all__ = [
     "InputError",
     "Item",
+    "RateBudget",
     "Record",
     "RetryPolicy",
     "RunSummary",
@@ -17,5 +19,6 @@ __all__ = [
     "read_items",
     "retry_after",
     "run_items",
+    "with_budget",
     "write_records",
 ]

@@ -110,7 +110,6 @@ class RunSummary:
 
     done: int = 0
     failed: int = 0
-    skipped_duplicates: int = 0
     retries: int = 0
     wall_s: float = 0.0
     input_tokens: int = 0
@@ -137,7 +136,6 @@ class RunSummary:
         return {
             "done": self.done,
             "failed": self.failed,
-            "skipped_duplicates": self.skipped_duplicates,
             "retries": self.retries,
             "wall_s": round(self.wall_s, 3),
             "input_tokens": self.input_tokens,
