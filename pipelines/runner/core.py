@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -106,7 +107,7 @@ class Record:
 
 @dataclass
 class RunSummary:
-    """Totals of a run: items done and failed, retries, wall time (s), tokens, tokens/s."""
+    """Totals of a run: items done and failed, retries, wall time (s), tokens, percentiles."""
 
     done: int = 0
     failed: int = 0
@@ -116,6 +117,7 @@ class RunSummary:
     output_tokens: int = 0
     total_tokens: int = 0
     ttft_s: list[float] = field(default_factory=list, repr=False)
+    latency_s: list[float] = field(default_factory=list, repr=False)
 
     def add(self, record: Record) -> None:
         """Count ``record`` in the totals."""
@@ -129,10 +131,12 @@ class RunSummary:
         self.total_tokens += record.usage.get("total_tokens", 0)
         if record.ttft_s is not None:
             self.ttft_s.append(record.ttft_s)
+        if record.attempts:
+            self.latency_s.append(record.latency_s)
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the totals plus output tokens per second and median TTFT."""
-        ttft = sorted(self.ttft_s)
+        """Return the totals, rates, and p50/p95 of item latency and TTFT (seconds)."""
+        items = self.done + self.failed
         return {
             "done": self.done,
             "failed": self.failed,
@@ -142,8 +146,20 @@ class RunSummary:
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "output_tokens_per_s": round(self.output_tokens / self.wall_s, 2) if self.wall_s else 0,
-            "ttft_p50_s": round(ttft[len(ttft) // 2], 3) if ttft else None,
+            "items_per_s": round(items / self.wall_s, 3) if self.wall_s else 0,
+            "latency_p50_s": _percentile(self.latency_s, 0.50),
+            "latency_p95_s": _percentile(self.latency_s, 0.95),
+            "ttft_p50_s": _percentile(self.ttft_s, 0.50),
+            "ttft_p95_s": _percentile(self.ttft_s, 0.95),
         }
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0..1) of ``values``, or None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3)
 
 
 def _error(exc: BaseException) -> dict[str, str]:

@@ -151,3 +151,25 @@ async def test_grace_period_cancels_stragglers_without_records():
         records.append(record)
         stop.set()
     assert [r.id for r in records] == ["id0"]
+
+
+def test_summary_percentiles():
+    from pipelines.runner import Record, RunSummary
+
+    summary = RunSummary(wall_s=10.0)
+    for i in range(1, 101):
+        summary.add(
+            Record(
+                id=str(i),
+                line=i,
+                input="x",
+                output="y",
+                attempts=1,
+                latency_s=float(i),
+                ttft_s=i / 10,
+            )
+        )
+    totals = summary.as_dict()
+    assert (totals["latency_p50_s"], totals["latency_p95_s"]) == (50.0, 95.0)
+    assert (totals["ttft_p50_s"], totals["ttft_p95_s"]) == (5.0, 9.5)
+    assert totals["items_per_s"] == 10.0
