@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from pipelines.models import ModelSettings, chat_model_session
 from pipelines.runner import (
     InputError,
     RateBudget,
+    Record,
     RetryPolicy,
     prepare_resume,
     read_items,
@@ -125,14 +128,56 @@ async def _run(args: argparse.Namespace) -> int:
             stop=stop,
             grace_s=args.grace,
         )
-        with args.output.open("a", encoding="utf-8") as out:
-            summary = await write_records(records, out)
+        with args.output.open("a", encoding="utf-8") as out, _progress(args.limit) as tick:
+            summary = await write_records(records, out, on_record=tick)
     totals = summary.as_dict()
     summary_path(args.output).write_text(json.dumps(totals, indent=2) + "\n")
     print(json.dumps({"summary": totals}), file=sys.stderr)
     if received:
         return 128 + received[0]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     return 0 if summary.failed == 0 else 1
+
+
+@contextlib.contextmanager
+def _progress(total: int | None) -> Iterator[Callable[[Record], None]]:
+    """Yield a per-record callback drawing a rich progress bar, or a no-op off a terminal."""
+    if not sys.stderr.isatty():
+        yield lambda record: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    counts = {"done": 0, "failed": 0, "tokens": 0}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.2f} items/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("", total=total, rate=0.0)
+
+        def tick(record: Record) -> None:
+            counts["done" if record.ok else "failed"] += 1
+            counts["tokens"] += record.usage.get("total_tokens", 0)
+            elapsed = progress.tasks[0].elapsed or 0.0
+            finished = counts["done"] + counts["failed"]
+            progress.update(
+                task,
+                advance=1,
+                rate=finished / elapsed if elapsed else 0.0,
+                description=f"done {counts['done']} failed {counts['failed']} "
+                f"tokens {counts['tokens']}",
+            )
+
+        yield tick
 
 
 def _serve_model(args: argparse.Namespace) -> int:

@@ -9,6 +9,11 @@ import time
 
 import httpx
 import openai
+from langchain_core.exceptions import (
+    ModelConnectionError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -30,7 +35,11 @@ def is_transient(exc: BaseException) -> bool:
         | httpx.TimeoutException
         | httpx.TransportError
         | asyncio.TimeoutError
-        | ConnectionError,
+        | ConnectionError
+        # provider-neutral errors that LangChain integrations raise
+        | ModelRateLimitError
+        | ModelConnectionError
+        | ModelTimeoutError,
     )
 
 
