@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import re
 import time
 
@@ -20,14 +21,25 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def is_transient(exc: BaseException) -> bool:
-    """True for failures a retry can fix: 408/409/429/5xx, timeouts, dropped connections.
+# langchain_core.language_models.chat_models raises this ValueError when a
+# stream ends with no chunk: the server sent a garbled or cut response.
+_EMPTY_STREAM = "No generations found in stream"
 
-    Permanent: 400, 401, 403, 404, 422, a missing template variable (``KeyError``),
-    bad input (``ValueError``, ``TypeError``), and anything else unknown.
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry can fix.
+
+    Transient: 408/409/429/5xx, timeouts, dropped connections, and a response
+    body cut short (malformed JSON, a stream with no chunk). Permanent: 400,
+    401, 403, 404, 422, a missing template variable (``KeyError``), other bad
+    input (``ValueError``, ``TypeError``), and anything else unknown.
     """
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in _TRANSIENT_STATUS
+    if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
+        return True
+    if isinstance(exc, ValueError) and str(exc).startswith(_EMPTY_STREAM):
+        return True
     return isinstance(
         exc,
         openai.APITimeoutError

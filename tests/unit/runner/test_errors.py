@@ -46,3 +46,11 @@ def test_retry_after_headers():
     )
     assert retry_after(status_error(429)) is None
     assert retry_after(ValueError()) is None
+
+
+def test_cut_responses_are_transient():
+    import json
+
+    assert is_transient(json.JSONDecodeError("Expecting value", '{"id": "x", "cho', 15))
+    assert is_transient(ValueError("No generations found in stream."))
+    assert not is_transient(ValueError("max_tokens must be positive"))

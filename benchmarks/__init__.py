@@ -1,0 +1,1 @@
+"""Benchmark scripts and the OpenAI-compatible mock server; they print figures, tests assert."""

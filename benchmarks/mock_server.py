@@ -1,0 +1,179 @@
+"""A local OpenAI-compatible mock for benchmarks and fault tests (loopback only).
+
+``POST /v1/chat/completions``, plain and streamed (SSE, with usage in the last
+chunk), answers ``"echo: <last user message>"`` cut to ``max_tokens`` words, so a
+test can check that every output belongs to its own input. It can:
+
+- wait ``latency_s`` before answering;
+- enforce requests and tokens per minute, answering 429 with ``Retry-After``
+  and ``retry-after-ms`` when over;
+- inject faults at ``fault_rate``: 429, 500, 503, a connection dropped
+  mid-response, a truncated JSON body, and a response that hangs.
+
+Counters (requests, 429s, faults by kind) are at ``GET /stats``.
+
+Run: ``python benchmarks/mock_server.py --port 8123 --rpm 3000 --fault-rate 0.2``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+FAULTS = ("429", "500", "503", "reset", "truncated", "hang")
+
+
+@dataclass
+class MockConfig:
+    """Behaviour of the mock: latency (s), limits (per minute), fault mix."""
+
+    latency_s: float = 0.0
+    rpm: float | None = None
+    tpm: float | None = None
+    fault_rate: float = 0.0
+    faults: tuple[str, ...] = FAULTS
+    hang_s: float = 3600.0
+    retry_after_s: float = 0.05
+    seed: int = 0
+
+
+@dataclass
+class _Window:
+    """Requests and tokens admitted in the current one-minute-scaled window."""
+
+    started: float = field(default_factory=time.monotonic)
+    requests: int = 0
+    tokens: int = 0
+
+
+def _words(messages: list[dict[str, Any]]) -> str:
+    user = [m for m in messages if m.get("role") in ("user", "human")]
+    content = user[-1]["content"] if user else ""
+    if isinstance(content, list):
+        content = " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return str(content)
+
+
+def create_app(config: MockConfig) -> Starlette:
+    """Return the Starlette app of the mock for ``config``."""
+    rng = random.Random(config.seed)
+    stats: Counter[str] = Counter()
+    # Limits are checked over a rolling 1 s window scaled from per-minute figures,
+    # so a benchmark of a few seconds already meets them.
+    window = _Window()
+
+    def over_limit(tokens: int) -> float | None:
+        now = time.monotonic()
+        if now - window.started >= 1.0:
+            window.started, window.requests, window.tokens = now, 0, 0
+        rps = config.rpm / 60 if config.rpm else None
+        tps = config.tpm / 60 if config.tpm else None
+        if (rps and window.requests + 1 > rps) or (tps and window.tokens + tokens > tps):
+            return max(0.0, 1.0 - (now - window.started))
+        window.requests += 1
+        window.tokens += tokens
+        return None
+
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        stats["requests"] += 1
+        text = _words(body.get("messages", []))
+        max_tokens = int(body.get("max_tokens") or 64)
+        reply_words = ("echo: " + text).split()[:max_tokens]
+        prompt_tokens = max(1, len(text) // 4)
+        wait = over_limit(prompt_tokens + len(reply_words))
+        if wait is not None:
+            stats["429_rate_limit"] += 1
+            retry_ms = max(wait, config.retry_after_s) * 1000
+            headers = {"retry-after": f"{retry_ms / 1000:.3f}", "retry-after-ms": f"{retry_ms:.0f}"}
+            error = {"error": {"message": "rate limit", "type": "rate_limit_exceeded"}}
+            return JSONResponse(error, status_code=429, headers=headers)
+        fault = rng.choice(config.faults) if rng.random() < config.fault_rate else None
+        if fault:
+            stats[f"fault_{fault}"] += 1
+        if config.latency_s:
+            await asyncio.sleep(config.latency_s)
+        if fault in ("429", "500", "503"):
+            headers = {"retry-after-ms": f"{config.retry_after_s * 1000:.0f}"}
+            error = {"error": {"message": f"injected {fault}", "type": "server_error"}}
+            return JSONResponse(error, status_code=int(fault), headers=headers)
+        if fault == "hang":
+            await asyncio.sleep(config.hang_s)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(reply_words),
+            "total_tokens": prompt_tokens + len(reply_words),
+        }
+        base = {"id": f"mock-{stats['requests']}", "created": int(time.time()), "model": "mock"}
+        if fault == "truncated":
+            return Response('{"id": "mock", "choices": [{"mess', media_type="application/json")
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": " ".join(reply_words)}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return JSONResponse(
+                {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+            )
+
+        async def events() -> Any:
+            for i, word in enumerate(reply_words):
+                delta = {"content": word if i == 0 else " " + word}
+                choice = {"index": 0, "delta": delta, "finish_reason": None}
+                chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+                if fault == "reset" and i >= len(reply_words) // 2:
+                    raise ConnectionResetError("injected reset")
+            done = {"index": 0, "delta": {}, "finish_reason": "stop"}
+            last = {**base, "object": "chat.completion.chunk", "choices": [done]}
+            yield f"data: {json.dumps(last)}\n\n"
+            tail = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            yield f"data: {json.dumps(tail)}\n\ndata: [DONE]\n\n"
+
+        if fault == "reset" and not body.get("stream"):
+            raise ConnectionResetError("injected reset")
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def stats_endpoint(request: Request) -> Response:
+        return JSONResponse(dict(stats))
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/stats", stats_endpoint),
+        ]
+    )
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rpm", type=float)
+    parser.add_argument("--tpm", type=float)
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    config = MockConfig(
+        latency_s=args.latency,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+    )
+    uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
