@@ -55,6 +55,13 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+def is_rate_limit(exc: BaseException) -> bool:
+    """True for a provider's "slow down": HTTP 429 or LangChain's ``ModelRateLimitError``."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429
+    return isinstance(exc, ModelRateLimitError)
+
+
 def _parse_duration(value: str) -> float | None:
     """Parse ``"1.5"``, ``"20ms"`` or ``"6m0s"`` (OpenAI's ``x-ratelimit-reset-*``) as seconds."""
     value = value.strip()

@@ -23,6 +23,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from pipelines._text import estimate_tokens
 from pipelines._types import ChatModel
+from pipelines.runner._errors import is_rate_limit, retry_after
 
 __all__ = ["RateBudget", "with_budget"]
 
@@ -50,12 +51,19 @@ class RateBudget:
             waits for a full bucket instead of deadlocking.
         max_in_flight: model calls in flight at once, across the whole run.
         default_max_tokens: the output charge of a call bound without ``max_tokens``.
+        cooldown_s: pause of the whole run after a 429 without ``Retry-After``.
+
+    On a 429 every call of the run waits out the provider's ``Retry-After``
+    (:meth:`cool_down`), rather than each item hammering on its own backoff.
     """
 
     rpm: float | None = None
     tpm: float | None = None
     max_in_flight: int | None = None
     default_max_tokens: int = 512
+    cooldown_s: float = 1.0
+    throttled: int = field(init=False, default=0)
+    _resume_at: float = field(init=False, default=0.0)
     requests: AsyncLimiter | None = field(init=False, default=None)
     tokens: AsyncLimiter | None = field(init=False, default=None)
     _slots: asyncio.Semaphore | None = field(init=False, default=None)
@@ -73,9 +81,20 @@ class RateBudget:
         if self.tokens is not None and amount > 0:
             await self.tokens.acquire(min(amount, self.tokens.max_rate))
 
+    def cool_down(self, seconds: float | None) -> None:
+        """Hold every new call of the run for ``seconds`` (default ``cooldown_s``)."""
+        self.throttled += 1
+        loop = asyncio.get_running_loop()
+        wait = self.cooldown_s if seconds is None else seconds
+        self._resume_at = max(self._resume_at, loop.time() + wait)
+
     @contextlib.asynccontextmanager
     async def slot(self, estimated_tokens: int) -> AsyncIterator[None]:
         """Wait for room for one call of ``estimated_tokens`` tokens, then hold a slot."""
+        loop = asyncio.get_running_loop()
+        # A loop, not one sleep: another 429 may push the deadline while we wait.
+        while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(delay)
         if self._slots is not None:
             await self._slots.acquire()
         try:
@@ -107,7 +126,12 @@ def with_budget(llm: ChatModel, budget: RateBudget) -> Runnable[LanguageModelInp
         max_tokens = int(kwargs.get("max_tokens") or budget.default_max_tokens)
         estimate = estimate_tokens(_prompt_text(value)) + max_tokens
         async with budget.slot(estimate):
-            message = await llm.ainvoke(value, config, **kwargs)
+            try:
+                message = await llm.ainvoke(value, config, **kwargs)
+            except Exception as exc:
+                if is_rate_limit(exc):
+                    budget.cool_down(retry_after(exc))
+                raise
         usage = getattr(message, "usage_metadata", None)
         if usage:
             await budget.settle(estimate, int(usage.get("total_tokens", 0)))

@@ -30,7 +30,7 @@ from tenacity import (
 )
 
 from callbacks.metrics import MetricsCallbackHandler
-from pipelines.runner._errors import is_transient, retry_after
+from pipelines.runner._errors import is_rate_limit, is_transient, retry_after
 from pipelines.runner.inputs import Item
 
 __all__ = ["Record", "RetryPolicy", "RunSummary", "run_items", "write_records"]
@@ -86,6 +86,7 @@ class Record:
         ttft_s: time to first token of the item's first model call, seconds.
         usage: input, output and total tokens over all of the item's model calls.
         calls: model calls made (map-reduce makes several).
+        throttled: attempts that ended in a rate-limit error (429).
     """
 
     id: str
@@ -98,6 +99,7 @@ class Record:
     ttft_s: float | None = None
     usage: dict[str, int] = field(default_factory=dict)
     calls: int = 0
+    throttled: int = 0
 
     @property
     def ok(self) -> bool:
@@ -112,6 +114,7 @@ class RunSummary:
     done: int = 0
     failed: int = 0
     retries: int = 0
+    throttled: int = 0
     wall_s: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -126,6 +129,7 @@ class RunSummary:
         else:
             self.failed += 1
         self.retries += max(0, record.attempts - 1)
+        self.throttled += record.throttled
         self.input_tokens += record.usage.get("input_tokens", 0)
         self.output_tokens += record.usage.get("output_tokens", 0)
         self.total_tokens += record.usage.get("total_tokens", 0)
@@ -141,6 +145,7 @@ class RunSummary:
             "done": self.done,
             "failed": self.failed,
             "retries": self.retries,
+            "throttled_429": self.throttled,
             "wall_s": round(self.wall_s, 3),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -193,7 +198,11 @@ async def _run_one(
         ):
             with attempt:
                 record.attempts = attempt.retry_state.attempt_number
-                record.output = await chain.ainvoke(item.input, item_config)
+                try:
+                    record.output = await chain.ainvoke(item.input, item_config)
+                except Exception as exc:
+                    record.throttled += is_rate_limit(exc)
+                    raise
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # every failure becomes this item's error record

@@ -52,3 +52,29 @@ async def test_call_larger_than_tpm_bucket_does_not_deadlock():
     llm = with_budget(RunnableLambda(lambda p, **_: AIMessage(content="ok.")), RateBudget(tpm=100))
     result = await asyncio.wait_for(llm.ainvoke("word " * 2000, max_tokens=500), timeout=30)
     assert result.content == "ok."
+
+
+async def test_429_pauses_the_run_and_is_counted():
+    import httpx
+    import openai
+
+    from pipelines.runner import RetryPolicy
+
+    request = httpx.Request("POST", "http://127.0.0.1/")
+    failed = set()
+
+    async def model(prompt, **_):
+        text = prompt.to_messages()[-1].content
+        if text not in failed:
+            failed.add(text)
+            response = httpx.Response(429, headers={"retry-after-ms": "20"}, request=request)
+            raise openai.RateLimitError("slow down", response=response, body=None)
+        return AIMessage(content="Fine.")
+
+    budget = RateBudget(max_in_flight=2)
+    chain = build_story_chain(with_budget(RunnableLambda(model), budget))
+    docs = [Item(f"i{n}", n, f"topic {n}") for n in range(5)]
+    fast = RetryPolicy(max_retries=2, initial=0.001, max_wait=0.05, jitter=0.001)
+    records = [r async for r in run_items(chain, docs, retry=fast)]
+    assert all(r.ok and r.throttled == 1 and r.attempts == 2 for r in records)
+    assert budget.throttled == 5
