@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="model calls in flight across the run, nested ones included (default: --concurrency)",
     )
+    run.add_argument(
+        "--item-timeout", type=float, help="deadline per item, seconds, retries included"
+    )
+    run.add_argument(
+        "--max-input-tokens",
+        type=int,
+        help="inputs estimated larger become error records without a call",
+    )
+    run.add_argument("--fallback-model", help="model tried when a call to the main one fails")
     run.add_argument("--max-words", type=int, help="output length cap in words")
     run.add_argument("--outline", action="store_true", help="story: outline first, then story")
     run.add_argument("--stream", action="store_true", help="print tokens as they arrive")
@@ -117,7 +126,11 @@ async def _run(args: argparse.Namespace) -> int:
         budget = RateBudget(
             rpm=args.rpm, tpm=args.tpm, max_in_flight=args.max_in_flight or args.concurrency
         )
-        chain = _build_chain(args, with_budget(llm, budget))
+        model: Any = llm
+        if args.fallback_model:
+            # Same endpoint and settings, another model name.
+            model = llm.with_fallbacks([llm.model_copy(update={"model_name": args.fallback_model})])
+        chain = _build_chain(args, with_budget(model, budget))
         records = run_items(
             chain,
             items,
@@ -127,6 +140,8 @@ async def _run(args: argparse.Namespace) -> int:
             skip=done,
             stop=stop,
             grace_s=args.grace,
+            item_timeout_s=args.item_timeout,
+            max_input_tokens=args.max_input_tokens,
         )
         with args.output.open("a", encoding="utf-8") as out, _progress(args.limit) as tick:
             summary = await write_records(records, out, on_record=tick)

@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from callbacks.metrics import MetricsCallbackHandler
+from pipelines._text import estimate_tokens
 from pipelines.runner._errors import is_rate_limit, is_transient, retry_after
 from pipelines.runner.inputs import Item
 
@@ -171,15 +172,30 @@ def _error(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": str(exc)[:2000]}
 
 
+@dataclass(frozen=True)
+class _Limits:
+    item_timeout_s: float | None
+    max_input_tokens: int | None
+
+
 async def _run_one(
     chain: Runnable[Any, Any],
     item: Item,
     config: RunnableConfig,
     policy: RetryPolicy,
+    limits: _Limits,
 ) -> Record:
     record = Record(id=item.id, line=item.line, input=item.input)
     if item.error is not None:
         record.error = {"type": "InputError", "message": item.error}
+        return record
+    size = estimate_tokens(item.input)
+    if limits.max_input_tokens is not None and size > limits.max_input_tokens:
+        message = (
+            f"line {item.line}: input of about {size} tokens exceeds the limit of "
+            f"{limits.max_input_tokens}"
+        )
+        record.error = {"type": "InputError", "message": message}
         return record
     metrics = MetricsCallbackHandler()
     callbacks = [metrics, *_handlers(config)]
@@ -190,21 +206,14 @@ async def _run_one(
     }
     start = time.perf_counter()
     try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(policy.max_retries + 1),
-            retry=retry_if_exception(is_transient),
-            wait=policy.wait(),
-            reraise=True,
-        ):
-            with attempt:
-                record.attempts = attempt.retry_state.attempt_number
-                try:
-                    record.output = await chain.ainvoke(item.input, item_config)
-                except Exception as exc:
-                    record.throttled += is_rate_limit(exc)
-                    raise
+        async with asyncio.timeout(limits.item_timeout_s):
+            await _attempts(chain, item, item_config, policy, record)
     except asyncio.CancelledError:
         raise
+    except TimeoutError:
+        record.output = None
+        message = f"item not done within {limits.item_timeout_s} s ({record.attempts} attempts)"
+        record.error = {"type": "DeadlineExceeded", "message": message}
     except Exception as exc:  # every failure becomes this item's error record
         record.output = None
         record.error = _error(exc)
@@ -213,6 +222,28 @@ async def _run_one(
     record.usage = metrics.usage()
     record.calls = len(metrics.calls)
     return record
+
+
+async def _attempts(
+    chain: Runnable[Any, Any],
+    item: Item,
+    config: RunnableConfig,
+    policy: RetryPolicy,
+    record: Record,
+) -> None:
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(policy.max_retries + 1),
+        retry=retry_if_exception(is_transient),
+        wait=policy.wait(),
+        reraise=True,
+    ):
+        with attempt:
+            record.attempts = attempt.retry_state.attempt_number
+            try:
+                record.output = await chain.ainvoke(item.input, config)
+            except Exception as exc:
+                record.throttled += is_rate_limit(exc)
+                raise
 
 
 def _handlers(config: RunnableConfig) -> list[BaseCallbackHandler]:
@@ -234,6 +265,8 @@ async def run_items(
     skip: set[str] | None = None,
     stop: asyncio.Event | None = None,
     grace_s: float = 30.0,
+    item_timeout_s: float | None = None,
+    max_input_tokens: int | None = None,
 ) -> AsyncIterator[Record]:
     """Run ``chain`` over ``items``, yielding one :class:`Record` per item as it completes.
 
@@ -255,6 +288,10 @@ async def run_items(
             seconds to finish, then are cancelled and leave no record (a resumed
             run does them).
         grace_s: seconds items in flight get to finish once ``stop`` is set.
+        item_timeout_s: deadline of an item, all attempts and backoff included,
+            seconds; past it the item is a ``DeadlineExceeded`` error record.
+        max_input_tokens: an item whose input is estimated larger (3.5
+            characters a token) is an ``InputError`` record and is not sent.
 
     Yields:
         Records. Failures are records with ``error`` set; nothing is raised for them.
@@ -265,6 +302,7 @@ async def run_items(
     source = iter(items)
     seen: set[str] = set()
     pending: set[asyncio.Task[Record]] = set()
+    limits = _Limits(item_timeout_s, max_input_tokens)
 
     def refill() -> None:
         while (
@@ -280,7 +318,7 @@ async def run_items(
             seen.add(item.id)
             if skip and item.id in skip:
                 continue
-            pending.add(asyncio.create_task(_run_one(chain, item, config, policy)))
+            pending.add(asyncio.create_task(_run_one(chain, item, config, policy, limits)))
 
     try:
         refill()

@@ -105,3 +105,37 @@ def test_restart_overwrites(tmp_path, fake_session):
             cli.main(["run", "story", "--input", str(src), "--output", str(out), "--restart"]) == 0
         )
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_fallback_model_answers_when_main_fails(tmp_path, monkeypatch):
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    class NamedModel(BaseChatModel):
+        model_name: str = "main"
+
+        @property
+        def _llm_type(self) -> str:
+            return "named-fake"
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            if self.model_name == "main":
+                raise RuntimeError("main model is down")
+            return ChatResult(
+                generations=[ChatGeneration(message=AIMessage(content=f"From {self.model_name}."))]
+            )
+
+    @asynccontextmanager
+    async def session(settings=None, **_):
+        yield NamedModel()
+
+    monkeypatch.setattr(cli, "chat_model_session", session)
+    src = tmp_path / "t.txt"
+    src.write_text("topic\n")
+    out = tmp_path / "o.jsonl"
+    args = ["run", "story", "--input", str(src), "--output", str(out), "--max-retries", "0"]
+    assert cli.main(args) == 1
+    assert json.loads(out.read_text())["error"]["message"] == "main model is down"
+    assert cli.main([*args, "--restart", "--fallback-model", "backup"]) == 0
+    assert json.loads(out.read_text())["output"] == "From backup."

@@ -173,3 +173,24 @@ def test_summary_percentiles():
     assert (totals["latency_p50_s"], totals["latency_p95_s"]) == (50.0, 95.0)
     assert (totals["ttft_p50_s"], totals["ttft_p95_s"]) == (5.0, 9.5)
     assert totals["items_per_s"] == 10.0
+
+
+async def test_item_deadline_and_oversized_input_become_error_records():
+    import asyncio
+
+    async def call(text: str) -> str:
+        if text == "slow":
+            await asyncio.sleep(30)
+        return text
+
+    work = [Item("a", 1, "slow"), Item("b", 2, "fine"), Item("c", 3, "x" * 4000)]
+    records = {
+        r.id: r
+        async for r in run_items(
+            RunnableLambda(call), work, item_timeout_s=0.05, max_input_tokens=1000
+        )
+    }
+    assert records["a"].error["type"] == "DeadlineExceeded"
+    assert records["b"].output == "fine"
+    assert records["c"].error["type"] == "InputError" and "line 3" in records["c"].error["message"]
+    assert records["c"].attempts == 0
