@@ -1,0 +1,151 @@
+"""Three ways to push N items through a rate-limited endpoint, in one process run: prints ratios.
+
+Against ``benchmarks/mock_server.py`` (started here, in its own process) that
+enforces ``--rpm`` and answers 429 with ``Retry-After``:
+
+1. ``AsyncOpenAI`` + ``asyncio.Semaphore`` with the SDK's retries (the usual guide pattern);
+2. plain LCEL ``chain.with_retry().abatch(max_concurrency=64)``;
+3. this project's runner with ``RateBudget(rpm=...)`` and per-item retries.
+
+For each: wall time over the rate-limit bound (N / RPM minutes), 429s per
+successful call, lost items, and client CPU seconds per call.
+
+Run: ``.venv/bin/python -m benchmarks.rate_limits --items 1000 --rpm 3000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import openai
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+
+from pipelines import ModelSettings, make_chat_model
+from pipelines.runner import Item, RateBudget, RetryPolicy, run_items, with_budget
+
+PROMPT = ChatPromptTemplate.from_messages([("human", "{text}")])
+
+
+@contextlib.contextmanager
+def mock(rpm: float, latency: float) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port),
+           "--rpm", str(rpm), "--latency", str(latency)]  # fmt: skip
+    proc = subprocess.Popen(cmd)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(base + "/stats", timeout=1)
+                break
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def sdk_semaphore(base: str, texts: list[str]) -> list[str | None]:
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=6)
+    gate = asyncio.Semaphore(64)
+
+    async def one(text: str) -> str | None:
+        async with gate:
+            try:
+                r = await client.chat.completions.create(
+                    model="mock", messages=[{"role": "user", "content": text}], max_tokens=8
+                )
+                return r.choices[0].message.content
+            except openai.APIError:
+                return None
+
+    return list(await asyncio.gather(*(one(t) for t in texts)))
+
+
+async def lcel_abatch(base: str, texts: list[str]) -> list[str | None]:
+    settings = ModelSettings(api_key="x", base_url=base + "/v1", model="mock", max_tokens=8)
+    llm = make_chat_model(settings, streaming=False)
+    chain = (PROMPT | llm | StrOutputParser()).with_retry(stop_after_attempt=6)
+    outs = await chain.abatch(
+        [{"text": t} for t in texts], {"max_concurrency": 64}, return_exceptions=True
+    )
+    return [o if isinstance(o, str) else None for o in outs]
+
+
+async def project_runner(base: str, texts: list[str], rpm: float) -> list[str | None]:
+    settings = ModelSettings(api_key="x", base_url=base + "/v1", model="mock", max_tokens=8)
+    llm = with_budget(make_chat_model(settings, streaming=False), RateBudget(rpm=rpm))
+    chain = {"text": lambda t: t} | PROMPT | llm | StrOutputParser()
+    items = [Item(str(i), i, t) for i, t in enumerate(texts)]
+    outs: dict[str, str | None] = {}
+    policy = RetryPolicy(max_retries=6, initial=0.5, max_wait=10)
+    async for r in run_items(chain, items, config={"max_concurrency": 64}, retry=policy):
+        outs[r.id] = r.output
+    return [outs.get(str(i)) for i in range(len(texts))]
+
+
+async def measure(
+    name: str,
+    run: Callable[[str, list[str]], Awaitable[list[str | None]]],
+    n: int,
+    rpm: float,
+    latency: float,
+) -> dict[str, Any]:
+    texts = [f"item {i}" for i in range(n)]
+    with mock(rpm, latency) as base:
+        cpu0, t0 = cpu_s(), time.perf_counter()
+        outs = await run(base, texts)
+        wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
+        async with httpx.AsyncClient() as client:
+            stats = (await client.get(base + "/stats")).json()
+    ok = sum(o is not None and o.endswith(t) for o, t in zip(outs, texts, strict=True))
+    bound = n / (rpm / 60)
+    return {
+        "approach": name,
+        "wall/bound": round(wall / bound, 3),
+        "429s/success": round(stats.get("429_rate_limit", 0) / max(ok, 1), 3),
+        "lost": n - ok,
+        "cpu_ms/call": round(cpu * 1000 / n, 2),
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1000)
+    parser.add_argument("--rpm", type=float, default=3000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    args = parser.parse_args()
+    approaches: list[tuple[str, Callable[[str, list[str]], Awaitable[list[str | None]]]]] = [
+        ("AsyncOpenAI + semaphore", sdk_semaphore),
+        ("LCEL abatch + with_retry", lcel_abatch),
+        ("project runner", lambda base, texts: project_runner(base, texts, args.rpm)),
+    ]
+    rows = [await measure(n, f, args.items, args.rpm, args.latency) for n, f in approaches]
+    print(json.dumps({"items": args.items, "rpm": args.rpm, "latency_s": args.latency}))
+    keys = list(rows[0])
+    print(" | ".join(keys))
+    for row in rows:
+        print(" | ".join(str(row[k]) for k in keys))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
