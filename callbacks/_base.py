@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 ITEM_KEY = "item_id"
@@ -39,3 +42,38 @@ def token_text(token: Token) -> str:
     if isinstance(token, str):
         return token
     return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in token)
+
+
+class ItemAwareHandler(AsyncCallbackHandler):
+    """Remembers which item each chat-model call belongs to, then calls :meth:`on_call_start`.
+
+    ``on_llm_new_token`` and ``on_llm_end`` only get the run id, so the item
+    (``config["metadata"]["item_id"]``) is looked up from the call's start.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[UUID, str | None] = {}
+
+    async def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Record the call's item, then hand over to :meth:`on_call_start`."""
+        self._items[run_id] = item_of(metadata)
+        await self.on_call_start(run_id, self._items[run_id])
+
+    async def on_call_start(self, run_id: UUID, item: str | None) -> None:
+        """Run when a chat-model call starts; ``item`` is None outside the runner."""
+
+    def item(self, run_id: UUID) -> str | None:
+        """Return the item of a call in progress."""
+        return self._items.get(run_id)
+
+    def forget(self, run_id: UUID) -> str | None:
+        """Drop a finished call and return its item."""
+        return self._items.pop(run_id, None)

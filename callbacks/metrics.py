@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import AsyncCallbackHandler
-from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
-from callbacks._base import Token, item_of, usage_of
+from callbacks._base import ItemAwareHandler, Token, usage_of
 
 __all__ = ["CallMetrics", "MetricsCallbackHandler"]
 
@@ -39,7 +37,7 @@ class CallMetrics:
     error: str | None = None
 
 
-class MetricsCallbackHandler(AsyncCallbackHandler):
+class MetricsCallbackHandler(ItemAwareHandler):
     """Collect a :class:`CallMetrics` for every chat-model call it sees.
 
     Clock: ``time.perf_counter`` (monotonic seconds). Handlers run on the event
@@ -47,20 +45,13 @@ class MetricsCallbackHandler(AsyncCallbackHandler):
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[CallMetrics] = []
         self._open: dict[UUID, tuple[str | None, float, float | None]] = {}
 
-    async def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    async def on_call_start(self, run_id: UUID, item: str | None) -> None:
         """Start the clock for this call."""
-        self._open[run_id] = (item_of(metadata), time.perf_counter(), None)
+        self._open[run_id] = (item, time.perf_counter(), None)
 
     async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
         """Stamp the first token."""
@@ -77,6 +68,7 @@ class MetricsCallbackHandler(AsyncCallbackHandler):
         self._close(run_id, {}, f"{type(error).__name__}: {error}")
 
     def _close(self, run_id: UUID, usage: dict[str, int], error: str | None) -> None:
+        self.forget(run_id)
         entry = self._open.pop(run_id, None)
         if entry is None:
             return

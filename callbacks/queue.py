@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
-from langchain_core.callbacks import AsyncCallbackHandler
-from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
-from callbacks._base import Token, item_of, token_text, usage_of
+from callbacks._base import ItemAwareHandler, Token, token_text, usage_of
 
 __all__ = ["QueueCallbackHandler", "StreamEvent"]
 
@@ -32,7 +30,7 @@ class StreamEvent:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-class QueueCallbackHandler(AsyncCallbackHandler):
+class QueueCallbackHandler(ItemAwareHandler):
     """Put a :class:`StreamEvent` on ``queue`` for each start, token, end and error.
 
     Args:
@@ -41,35 +39,24 @@ class QueueCallbackHandler(AsyncCallbackHandler):
     """
 
     def __init__(self, queue: asyncio.Queue[StreamEvent]) -> None:
+        super().__init__()
         self.queue = queue
-        self._items: dict[UUID, str | None] = {}
 
-    async def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    async def on_call_start(self, run_id: UUID, item: str | None) -> None:
         """Emit ``start``."""
-        self._items[run_id] = item_of(metadata)
-        await self.queue.put(StreamEvent("start", run_id, self._items[run_id]))
+        await self.queue.put(StreamEvent("start", run_id, item))
 
     async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
         """Emit ``token``."""
-        await self.queue.put(
-            StreamEvent("token", run_id, self._items.get(run_id), token_text(token))
-        )
+        await self.queue.put(StreamEvent("token", run_id, self.item(run_id), token_text(token)))
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Emit ``end`` with the call's token usage."""
-        item = self._items.pop(run_id, None)
+        item = self.forget(run_id)
         await self.queue.put(StreamEvent("end", run_id, item, usage=usage_of(response)))
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Emit ``error``."""
-        item = self._items.pop(run_id, None)
+        item = self.forget(run_id)
         text = f"{type(error).__name__}: {error}"
         await self.queue.put(StreamEvent("error", run_id, item, text))

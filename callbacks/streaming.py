@@ -6,16 +6,14 @@ import sys
 from typing import Any, TextIO
 from uuid import UUID
 
-from langchain_core.callbacks import AsyncCallbackHandler
-from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
-from callbacks._base import Token, item_of, token_text
+from callbacks._base import ItemAwareHandler, Token, token_text
 
 __all__ = ["TerminalStreamHandler"]
 
 
-class TerminalStreamHandler(AsyncCallbackHandler):
+class TerminalStreamHandler(ItemAwareHandler):
     """Write streamed tokens to ``stream``.
 
     With ``tagged=False`` tokens are written raw as they come (one call at a
@@ -33,22 +31,13 @@ class TerminalStreamHandler(AsyncCallbackHandler):
     """
 
     def __init__(self, stream: TextIO | None = None, *, tagged: bool = True) -> None:
+        super().__init__()
         self.stream = stream or sys.stdout
         self.tagged = tagged
-        self._labels: dict[UUID, str] = {}
         self._buffers: dict[UUID, str] = {}
 
-    async def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Remember which item this model call belongs to."""
-        self._labels[run_id] = item_of(metadata) or run_id.hex[:8]
+    async def on_call_start(self, run_id: UUID, item: str | None) -> None:
+        """Start this call's line buffer."""
         self._buffers[run_id] = ""
 
     async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
@@ -81,8 +70,8 @@ class TerminalStreamHandler(AsyncCallbackHandler):
         else:
             self.stream.write(suffix + "\n")
             self.stream.flush()
-        self._labels.pop(run_id, None)
+        self.forget(run_id)
 
     def _write_line(self, run_id: UUID, line: str) -> None:
-        self.stream.write(f"[{self._labels.get(run_id, run_id.hex[:8])}] {line}\n")
+        self.stream.write(f"[{self.item(run_id) or run_id.hex[:8]}] {line}\n")
         self.stream.flush()
