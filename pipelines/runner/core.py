@@ -205,15 +205,19 @@ async def _run_one(
         "metadata": {**config.get("metadata", {}), "item_id": item.id},
     }
     start = time.perf_counter()
+    deadline = asyncio.timeout(limits.item_timeout_s)
     try:
-        async with asyncio.timeout(limits.item_timeout_s):
+        async with deadline:
             await _attempts(chain, item, item_config, policy, record)
     except asyncio.CancelledError:
         raise
-    except TimeoutError:
+    except TimeoutError as exc:
         record.output = None
-        message = f"item not done within {limits.item_timeout_s} s ({record.attempts} attempts)"
-        record.error = {"type": "DeadlineExceeded", "message": message}
+        if deadline.expired():
+            message = f"item not done within {limits.item_timeout_s} s ({record.attempts} attempts)"
+            record.error = {"type": "DeadlineExceeded", "message": message}
+        else:  # a timeout inside the chain, retries spent
+            record.error = _error(exc)
     except Exception as exc:  # every failure becomes this item's error record
         record.output = None
         record.error = _error(exc)

@@ -194,3 +194,13 @@ async def test_item_deadline_and_oversized_input_become_error_records():
     assert records["b"].output == "fine"
     assert records["c"].error["type"] == "InputError" and "line 3" in records["c"].error["message"]
     assert records["c"].attempts == 0
+
+
+async def test_timeout_inside_the_chain_is_not_called_a_deadline():
+    async def call(text: str) -> str:
+        raise TimeoutError("request timed out")
+
+    [record] = [
+        r async for r in run_items(RunnableLambda(call), items(1), retry=RetryPolicy(max_retries=0))
+    ]
+    assert record.error["type"] == "TimeoutError"
