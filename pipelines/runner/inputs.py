@@ -85,7 +85,7 @@ def read_items(
     field: str | None = None,
     id_field: str | None = "id",
 ) -> Iterator[Item]:
-    """Yield the items of ``path`` one at a time.
+    """Return an iterator over the items of ``path``, read one at a time.
 
     Args:
         path: a ``.jsonl``, ``.json`` (array), ``.csv`` (header row) or ``.txt``
@@ -95,15 +95,21 @@ def read_items(
         id_field: the field holding a row's own id, if any.
 
     Raises:
-        InputError: the file is missing, its format unknown, or a ``.json`` file
-            is not an array. Row-level problems are yielded as items with ``error``.
+        InputError: at the call when the file is missing or its format unknown;
+            on iteration when a ``.json`` file is not an array. Row-level
+            problems are yielded as items with ``error``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    # Checked here, not on first iteration, so a caller fails before it starts a model server.
     if suffix not in FORMATS:
         raise InputError(f"{path}: unknown format {suffix!r}; expected one of {FORMATS}")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    return _iter_items(path, suffix, field, id_field)
+
+
+def _iter_items(path: Path, suffix: str, field: str | None, id_field: str | None) -> Iterator[Item]:
     if suffix == ".jsonl":
         for line, text in _decoded_lines(path):
             if text is None:
