@@ -2,6 +2,7 @@
 
 ``pipelines run {story,summary} --input PATH --output PATH.jsonl``: run a pipeline
 over a file of items (one JSON record per item out, a summary at the end).
+``pipelines serve``: the web service and page (:mod:`pipelines.service`).
 ``pipelines serve-model``: run the embedded model server until interrupted, so
 that several runs or a notebook can share it. ``pipelines build-server``: build
 and cache ``llama-server``.
@@ -31,12 +32,14 @@ from pipelines.runner import (
     RateBudget,
     Record,
     RetryPolicy,
+    SQLiteCache,
     prepare_resume,
     read_items,
     run_items,
     with_budget,
     write_records,
 )
+from pipelines.runner._attach import update_chat_models
 from pipelines.runner.core import summary_path
 from pipelines.story import build_story_chain
 from pipelines.summary import build_auto_summary_chain
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="inputs estimated larger become error records without a call",
     )
+    run.add_argument(
+        "--cache",
+        type=Path,
+        help="SQLite LLM cache: identical calls are answered from it, unpaid and unthrottled",
+    )
     run.add_argument("--fallback-model", help="model tried when a call to the main one fails")
     run.add_argument("--max-words", type=int, help="output length cap in words")
     run.add_argument("--outline", action="store_true", help="story: outline first, then story")
@@ -85,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--grace", type=float, default=30.0, help="seconds in-flight items get after SIGINT/SIGTERM"
     )
+
+    web = sub.add_parser("serve", help="serve the pipelines over HTTP: API, SSE streams, a page")
+    web.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    web.add_argument("--port", type=int, default=8000, help="port (default 8000)")
 
     serve = sub.add_parser("serve-model", help="serve the embedded model until interrupted")
     serve.add_argument("--port", type=int, help="loopback port (default: a free one)")
@@ -127,9 +139,13 @@ async def _run(args: argparse.Namespace) -> int:
             rpm=args.rpm, tpm=args.tpm, max_in_flight=args.max_in_flight or args.concurrency
         )
         model: Any = llm
+        cache = SQLiteCache(args.cache) if args.cache else None
+        if cache is not None:
+            model = update_chat_models(model, cache=cache)
         if args.fallback_model:
             # Same endpoint and settings, another model name.
-            model = llm.with_fallbacks([llm.model_copy(update={"model_name": args.fallback_model})])
+            fallback = model.model_copy(update={"model_name": args.fallback_model})
+            model = model.with_fallbacks([fallback])
         chain = _build_chain(args, with_budget(model, budget))
         records = run_items(
             chain,
@@ -146,6 +162,10 @@ async def _run(args: argparse.Namespace) -> int:
         with args.output.open("a", encoding="utf-8") as out, _progress(args.limit) as tick:
             summary = await write_records(records, out, on_record=tick)
     totals = summary.as_dict()
+    totals["requests_sent"] = budget.requests_sent
+    totals["cache_hits"] = cache.hits if cache is not None else 0
+    if cache is not None:
+        cache.close()
     summary_path(args.output).write_text(json.dumps(totals, indent=2) + "\n")
     print(json.dumps({"summary": totals}), file=sys.stderr)
     if received:
@@ -195,6 +215,19 @@ def _progress(total: int | None) -> Iterator[Callable[[Record], None]]:
         yield tick
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from pipelines.service import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    print(f"page and API at http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
+    uvicorn.run(create_app(), host=args.host, port=args.port)
+    return 0
+
+
 def _serve_model(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -217,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(_run(args))
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "serve-model":
             return _serve_model(args)
         existing = find_llama_server()

@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -271,7 +271,7 @@ async def run_items(
     grace_s: float = 30.0,
     item_timeout_s: float | None = None,
     max_input_tokens: int | None = None,
-) -> AsyncIterator[Record]:
+) -> AsyncGenerator[Record, None]:
     """Run ``chain`` over ``items``, yielding one :class:`Record` per item as it completes.
 
     Items are pulled from ``items`` lazily: at most ``config["max_concurrency"]``

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 
 
@@ -23,3 +24,23 @@ def fake_llm(replies: Iterable[str]) -> Runnable:
 def cycling_llm(reply: str) -> Runnable:
     model = GenericFakeChatModel(messages=(AIMessage(content=reply) for _ in itertools.count()))
     return model.bind(stream=True)
+
+
+class FnChatModel(BaseChatModel):
+    """A chat model whose reply comes from ``fn(messages, **kwargs)``: an async function.
+
+    For tests that count calls, raise errors or hold calls open; being a real
+    ``BaseChatModel`` it has the cache and ``rate_limiter`` slots.
+    """
+
+    fn: Callable[..., Awaitable[AIMessage]]
+
+    @property
+    def _llm_type(self) -> str:
+        return "fn-fake"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        raise NotImplementedError("async only")
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=await self.fn(messages, **kwargs))])

@@ -4,7 +4,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from pipelines import cli
-from tests.unit.fakes import cycling_llm
+from tests.unit.fakes import FnChatModel, cycling_llm
 
 
 @pytest.fixture
@@ -62,14 +62,12 @@ def test_resume_skips_done_drops_partial_line_and_reruns_failed(tmp_path, monkey
     @asynccontextmanager
     async def session(settings=None, **_):
         from langchain_core.messages import AIMessage
-        from langchain_core.runnables import RunnableLambda
 
-        def model(prompt, **__):
-            text = prompt.to_messages()[-1].content
-            calls.append(text)
+        async def model(messages, **__):
+            calls.append(messages[-1].content)
             return AIMessage(content="Done.")
 
-        yield RunnableLambda(model)
+        yield FnChatModel(fn=model)
 
     monkeypatch.setattr(cli, "chat_model_session", session)
     src = tmp_path / "topics.txt"
@@ -140,3 +138,32 @@ def test_fallback_model_answers_when_main_fails(tmp_path, monkeypatch):
     assert json.loads(out.read_text())["error"]["message"] == "main model is down"
     assert cli.main([*args, "--restart", "--fallback-model", "backup"]) == 0
     assert json.loads(out.read_text())["output"] == "From backup."
+
+
+def test_cache_answers_a_restarted_run_without_calls(tmp_path, monkeypatch, capsys):
+    from langchain_core.messages import AIMessage
+
+    calls = []
+
+    async def model(messages, **__):
+        calls.append(messages[-1].content)
+        return AIMessage(content=f"Story number {len(calls)}.")
+
+    @asynccontextmanager
+    async def session(settings=None, **_):
+        yield FnChatModel(fn=model)
+
+    monkeypatch.setattr(cli, "chat_model_session", session)
+    src = tmp_path / "topics.txt"
+    src.write_text("t1\nt2\nt3\n")
+    out, cache = tmp_path / "o.jsonl", tmp_path / "cache.sqlite"
+    argv = ["run", "story", "--input", str(src), "--output", str(out), "--cache", str(cache)]
+    assert cli.main(argv) == 0
+    first = {json.loads(line)["input"]: json.loads(line)["output"] for line in out.open()}
+    capsys.readouterr()
+    assert cli.main([*argv, "--restart"]) == 0
+    second = {json.loads(line)["input"]: json.loads(line)["output"] for line in out.open()}
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["summary"]
+    assert len(calls) == 3
+    assert second == first
+    assert (summary["cache_hits"], summary["requests_sent"], summary["done"]) == (3, 0, 3)

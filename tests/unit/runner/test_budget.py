@@ -1,18 +1,18 @@
 import asyncio
 
 from langchain_core.messages import AIMessage
-from langchain_core.runnables import RunnableLambda
 
 from callbacks import QueueCallbackHandler
 from pipelines import build_map_reduce_summary_chain, build_story_chain
 from pipelines.runner import Item, RateBudget, run_items, with_budget
-from tests.unit.fakes import fake_llm
+from pipelines.runner.budget import _Bucket
+from tests.unit.fakes import FnChatModel, fake_llm
 
 
 async def test_in_flight_cap_holds_across_nested_map_calls():
     live = peak = 0
 
-    async def model(prompt, **_):
+    async def model(messages, **_):
         nonlocal live, peak
         live += 1
         peak = max(peak, live)
@@ -20,7 +20,7 @@ async def test_in_flight_cap_holds_across_nested_map_calls():
         live -= 1
         return AIMessage(content="Summary.")
 
-    llm = with_budget(RunnableLambda(model), RateBudget(max_in_flight=3))
+    llm = with_budget(FnChatModel(fn=model), RateBudget(max_in_flight=3))
     chain = build_map_reduce_summary_chain(llm, chunk_tokens=200)
     docs = [Item(f"d{i}", i, f"Doc {i}. " + "Sentence here. " * 300) for i in range(4)]
     # 4 items x many chunks, each abatch with its own max_concurrency=4: 16 could run at once
@@ -32,24 +32,29 @@ async def test_in_flight_cap_holds_across_nested_map_calls():
 async def test_bound_kwargs_and_streamed_tokens_pass_through():
     queue: asyncio.Queue = asyncio.Queue()
     seen_kwargs = {}
-    inner = fake_llm(["A story. The end."])
 
-    async def spy(value, config, **kwargs):
+    async def spy(messages, **kwargs):
         seen_kwargs.update(kwargs)
-        return await inner.ainvoke(value, config, **kwargs)
+        return AIMessage(content="A story.")
 
     chain = build_story_chain(
-        with_budget(RunnableLambda(spy), RateBudget(tpm=10_000)), max_words=50
+        with_budget(FnChatModel(fn=spy), RateBudget(tpm=10_000)), max_words=50
     )
+    assert await chain.ainvoke("x") == "A story."
+    assert seen_kwargs["max_tokens"] > 50
+
+    chain = build_story_chain(with_budget(fake_llm(["A story. The end."]), RateBudget()))
     out = await chain.ainvoke("x", {"callbacks": [QueueCallbackHandler(queue)]})
     assert out == "A story. The end."
-    assert seen_kwargs["max_tokens"] > 50
     kinds = [queue.get_nowait().kind for _ in range(queue.qsize())]
     assert kinds.count("token") > 1
 
 
 async def test_call_larger_than_tpm_bucket_does_not_deadlock():
-    llm = with_budget(RunnableLambda(lambda p, **_: AIMessage(content="ok.")), RateBudget(tpm=100))
+    async def model(messages, **_):
+        return AIMessage(content="ok.")
+
+    llm = with_budget(FnChatModel(fn=model), RateBudget(tpm=100))
     result = await asyncio.wait_for(llm.ainvoke("word " * 2000, max_tokens=500), timeout=30)
     assert result.content == "ok."
 
@@ -63,8 +68,8 @@ async def test_429_pauses_the_run_and_is_counted():
     request = httpx.Request("POST", "http://127.0.0.1/")
     failed = set()
 
-    async def model(prompt, **_):
-        text = prompt.to_messages()[-1].content
+    async def model(messages, **_):
+        text = messages[-1].content
         if text not in failed:
             failed.add(text)
             response = httpx.Response(429, headers={"retry-after-ms": "20"}, request=request)
@@ -72,9 +77,56 @@ async def test_429_pauses_the_run_and_is_counted():
         return AIMessage(content="Fine.")
 
     budget = RateBudget(max_in_flight=2)
-    chain = build_story_chain(with_budget(RunnableLambda(model), budget))
+    chain = build_story_chain(with_budget(FnChatModel(fn=model), budget))
     docs = [Item(f"i{n}", n, f"topic {n}") for n in range(5)]
     fast = RetryPolicy(max_retries=2, initial=0.001, max_wait=0.05, jitter=0.001)
     records = [r async for r in run_items(chain, docs, retry=fast)]
     assert all(r.ok and r.throttled == 1 and r.attempts == 2 for r in records)
     assert budget.throttled == 5
+
+
+async def test_usage_below_the_estimate_is_refunded_to_the_tpm_bucket():
+    async def model(messages, **_):
+        usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+        return AIMessage(content="ok.", usage_metadata=usage)
+
+    budget = RateBudget(tpm=1_000)
+    llm = with_budget(FnChatModel(fn=model), budget)
+    # Each call is charged about 600 up front; without the refund of the ~585
+    # unused, the second would wait about 12 s for the bucket to drain.
+    for _ in range(3):
+        await asyncio.wait_for(llm.ainvoke("hello", max_tokens=600), timeout=5)
+    assert budget.requests_sent == 3
+
+
+async def test_refund_frees_capacity_and_wakes_a_waiter():
+    bucket = _Bucket(100, 60)
+    await bucket.acquire(100)
+    assert not bucket.has_capacity(50)
+    waiter = asyncio.create_task(bucket.acquire(50))
+    await asyncio.sleep(0)
+    bucket.refund(60)
+    await asyncio.wait_for(waiter, timeout=5)
+    assert not bucket.has_capacity(50)
+
+
+def test_with_budget_needs_a_chat_model():
+    import pytest
+    from langchain_core.runnables import RunnableLambda
+
+    with pytest.raises(TypeError, match="chat model"):
+        with_budget(RunnableLambda(lambda x: x), RateBudget())
+
+
+async def test_fallback_reuses_the_slot_of_the_failed_request():
+    async def broken(messages, **_):
+        raise RuntimeError("model down")
+
+    async def works(messages, **_):
+        return AIMessage(content="From the fallback.")
+
+    llm = FnChatModel(fn=broken).with_fallbacks([FnChatModel(fn=works)])
+    budget = RateBudget(max_in_flight=1)
+    reply = await asyncio.wait_for(with_budget(llm, budget).ainvoke("x"), timeout=5)
+    assert reply.content == "From the fallback."
+    assert budget.requests_sent == 2

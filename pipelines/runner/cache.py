@@ -1,0 +1,133 @@
+"""A SQLite LLM cache for LangChain chat models: an identical call is never paid twice.
+
+langchain-community's ``SQLiteCache`` would do, but langchain-community warns
+at import that it is sunset and no longer maintained, so this is the same idea
+over the standard library's ``sqlite3`` behind langchain-core's ``BaseCache``.
+Set it on the model (``llm.model_copy(update={"cache": SQLiteCache(path)})``)
+or globally (``langchain_core.globals.set_llm_cache``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
+from langchain_core.load import Serializable, dumps, loads
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, Generation
+
+__all__ = ["SQLiteCache"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_cache (
+    llm TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    generation TEXT NOT NULL,
+    PRIMARY KEY (llm, prompt, idx)
+)
+"""
+# The embedded llama-server listens on a new loopback port each run; the port
+# must not change the key, or nothing would ever hit across runs.
+_LOOPBACK_PORT = re.compile(r"(https?://(?:127\.0\.0\.1|localhost|\[::1\])):\d+")
+_ALLOWED: list[type[Serializable]] = [ChatGeneration, Generation, AIMessage]
+
+
+def _normalize(llm_string: str) -> str:
+    return _LOOPBACK_PORT.sub(r"\1", llm_string)
+
+
+class SQLiteCache(BaseCache):
+    """LangChain LLM cache in one SQLite file, keyed by (model settings, prompt).
+
+    The key is what langchain-core hands the cache: the model's serialized
+    settings and call parameters (model name, temperature, ``max_tokens``,
+    endpoint; never the API key's value) and the serialized messages. Values are
+    the generations, serialized with ``langchain_core.load``. Writes commit at
+    once (WAL journal), so a run killed with ``kill -9`` keeps every answer it
+    got, and its resume hits the cache for them.
+
+    Attributes:
+        hits: lookups answered from the file in this process.
+        misses: lookups that were not.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        """Open or create the cache at ``path`` (parent directories are made)."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Return the cached generations of this call, or None."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT generation FROM llm_cache WHERE llm = ? AND prompt = ? ORDER BY idx",
+                (_normalize(llm_string), prompt),
+            ).fetchall()
+        if not rows:
+            self.misses += 1
+            return None
+        try:
+            generations = [self._load(row[0]) for row in rows]
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+            # An entry this version cannot read is a miss, not a failed call.
+            self.misses += 1
+            return None
+        self.hits += 1
+        return generations
+
+    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Store the generations of one call (replacing any earlier ones)."""
+        key = _normalize(llm_string)
+        rows = [(key, prompt, i, dumps(g)) for i, g in enumerate(return_val)]
+        with self._lock, self._db:  # one transaction: committed, or rolled back on error
+            self._db.execute("DELETE FROM llm_cache WHERE llm = ? AND prompt = ?", (key, prompt))
+            self._db.executemany("INSERT INTO llm_cache VALUES (?, ?, ?, ?)", rows)
+
+    # SQLite on a local file answers in well under a millisecond: calling it on
+    # the loop is cheaper than BaseCache's default hop to a thread pool.
+    async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
+        """Async :meth:`lookup`."""
+        return self.lookup(prompt, llm_string)
+
+    async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
+        """Async :meth:`update`."""
+        self.update(prompt, llm_string, return_val)
+
+    def clear(self, **kwargs: Any) -> None:
+        """Delete every entry."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM llm_cache")
+
+    def __len__(self) -> int:
+        """Return the number of cached generations."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM llm_cache").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database file."""
+        with self._lock:
+            self._db.close()
+
+    @staticmethod
+    def _load(text: str) -> Generation:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loads() is marked beta
+            value = loads(text, allowed_objects=_ALLOWED)
+        if not isinstance(value, Generation):
+            msg = f"cached value is a {type(value).__name__}, not a Generation"
+            raise TypeError(msg)
+        return value
