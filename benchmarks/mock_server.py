@@ -4,7 +4,7 @@
 chunk), answers ``"echo: <last user message>"`` cut to ``max_tokens`` words, so a
 test can check that every output belongs to its own input. It can:
 
-- wait ``latency_s`` before answering;
+- wait ``latency_s`` before answering, and ``token_delay_s`` between streamed words;
 - enforce requests and tokens per minute, answering 429 with ``Retry-After``
   and ``retry-after-ms`` when over;
 - inject faults at ``fault_rate``: 429, 500, 503, a connection dropped
@@ -45,6 +45,7 @@ class MockConfig:
     faults: tuple[str, ...] = FAULTS
     hang_s: float = 3600.0
     retry_after_s: float = 0.05
+    token_delay_s: float = 0.0
     seed: int = 0
 
 
@@ -127,6 +128,8 @@ def create_app(config: MockConfig) -> Starlette:
 
         async def events() -> Any:
             for i, word in enumerate(reply_words):
+                if config.token_delay_s and i:
+                    await asyncio.sleep(config.token_delay_s)
                 delta = {"content": word if i == 0 else " " + word}
                 choice = {"index": 0, "delta": delta, "finish_reason": None}
                 chunk = {**base, "object": "chat.completion.chunk", "choices": [choice]}
@@ -163,6 +166,7 @@ def main() -> None:
     parser.add_argument("--rpm", type=float)
     parser.add_argument("--tpm", type=float)
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between words")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     config = MockConfig(
@@ -170,6 +174,7 @@ def main() -> None:
         rpm=args.rpm,
         tpm=args.tpm,
         fault_rate=args.fault_rate,
+        token_delay_s=args.token_delay,
         seed=args.seed,
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning")

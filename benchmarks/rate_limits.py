@@ -41,12 +41,12 @@ PROMPT = ChatPromptTemplate.from_messages([("human", "{text}")])
 
 
 @contextlib.contextmanager
-def mock(rpm: float, latency: float) -> Iterator[str]:
+def mock(rpm: float, latency: float, *extra: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port),
-           "--rpm", str(rpm), "--latency", str(latency)]  # fmt: skip
+           "--rpm", str(rpm), "--latency", str(latency), *extra]  # fmt: skip
     proc = subprocess.Popen(cmd)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -35,10 +35,13 @@ class QueueCallbackHandler(ItemAwareHandler):
 
     Args:
         queue: the consumer's queue; unbounded queues never block the model call,
-            a bounded one applies back-pressure to it.
+            a bounded one applies back-pressure to it. The handler never puts
+            ``None``, so a consumer may use it as its own end marker.
     """
 
-    def __init__(self, queue: asyncio.Queue[StreamEvent]) -> None:
+    def __init__(
+        self, queue: asyncio.Queue[StreamEvent] | asyncio.Queue[StreamEvent | None]
+    ) -> None:
         super().__init__()
         self.queue = queue
 

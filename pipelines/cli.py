@@ -222,7 +222,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from pipelines.service import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("pipelines").setLevel(logging.INFO)
     print(f"page and API at http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
     uvicorn.run(create_app(), host=args.host, port=args.port)
     return 0

@@ -1,0 +1,113 @@
+"""The page in a real headless browser (Debian's chromium driven by Playwright) on the embedded model."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines._text import distinct_ngram_ratio
+from pipelines.models import ModelSettings, make_chat_model
+from pipelines.service import ServiceSettings, create_app
+from tests.integration._live import serve
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root, without a sandbox; no background traffic (this machine's network is closed).
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "examples" / "web_page.png"
+NEWS = (
+    "The city council voted on Tuesday to build a new bridge across the river. The bridge will "
+    "cost 40 million dollars and is planned to open in 2028. Critics said the money should go "
+    "to schools instead, and a petition against the plan has 3,000 signatures."
+)
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        await browser.close()
+
+
+def _app(base_url: str):
+    llm = make_chat_model(ModelSettings(), base_url=base_url)
+    return create_app(llm, settings=ServiceSettings(max_in_flight=4))
+
+
+async def _start_run(page, pipeline: str, text: str, max_words: str = "") -> None:
+    await page.select_option("#pipeline", pipeline)
+    await page.fill("#input", text)
+    await page.fill("#max-words", max_words)
+    await page.click("#run")
+
+
+async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, embedded_server):
+    with serve(_app(embedded_server.base_url)) as base:
+        page = await browser.new_page(viewport={"width": 1100, "height": 900})
+        await page.goto(base + "/")
+        await page.wait_for_selector("#pipeline option", state="attached")
+        await _start_run(page, "story", "a lighthouse keeper who collects storms", "120")
+        # Streamed text is on the page while the run is still streaming.
+        await page.wait_for_function(
+            """() => { const c = document.querySelector('.run');
+                       return c.dataset.state === 'streaming'
+                              && c.querySelector('.output').textContent.trim().length > 0; }"""
+        )
+        await _start_run(page, "summary", NEWS)
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('.run')]"
+            ".every(c => c.dataset.state !== 'streaming')",
+            timeout=180_000,
+        )
+        cards = page.locator(".run")
+        assert await cards.count() == 2
+        for i in range(2):
+            card = cards.nth(i)
+            assert await card.get_attribute("data-state") == "done"
+            assert int(await card.get_attribute("data-tokens")) > 5
+            figures = await card.locator(".figures").inner_text()
+            match = re.search(
+                r"latency ([\d.]+) s · time to first token ([\d.]+) s · tokens (\d+) in / (\d+) out",
+                figures,
+            )
+            assert match, figures
+            latency, ttft, tokens_in, tokens_out = match.groups()
+            assert float(ttft) <= float(latency)
+            assert int(tokens_in) > 0 and int(tokens_out) > 0
+            text = await card.locator(".output").inner_text()
+            assert len(text.split()) >= 15
+            assert distinct_ngram_ratio(text, 3) > 0.6
+        path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else None
+        if path is not None:
+            await page.screenshot(path=str(path), full_page=True)
+
+
+async def test_page_shows_the_model_error(browser, tmp_path):
+    # Nothing listens on the discard port: the model call fails to connect.
+    dead = create_app(
+        make_chat_model(ModelSettings(), base_url="http://127.0.0.1:9/v1", timeout=5),
+        settings=ServiceSettings(),
+    )
+    with serve(dead) as base:
+        page = await browser.new_page()
+        await page.goto(base + "/")
+        await page.wait_for_selector("#pipeline option", state="attached")
+        await _start_run(page, "story", "a fox")
+        await page.wait_for_selector(".run[data-state='error']", timeout=60_000)
+        message = await page.locator(".run .error").inner_text()
+    assert message.startswith("the model call failed: ")
+    assert "Connection error" in message

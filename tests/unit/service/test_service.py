@@ -1,0 +1,274 @@
+import asyncio
+import json
+import logging
+
+import httpx
+import pytest
+from langchain_core.messages import AIMessage
+
+from pipelines.service import ServiceSettings, create_app
+from tests.unit.fakes import FnChatModel, cycling_llm
+
+STORY = "Once upon a time a fox. It ran home. The end."
+
+
+@pytest.fixture
+def app_for():
+    """Return an async context manager: the app around a model, its lifespan run, and a client."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def make(llm, **settings):
+        app = create_app(llm, settings=ServiceSettings(**settings))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                client.app = app
+                yield client
+
+    return make
+
+
+def sse(text: str) -> list[tuple[str, dict]]:
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields and fields.get("event"):
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_health_and_listing(app_for):
+    async with app_for(cycling_llm(STORY)) as client:
+        health = (await client.get("/healthz")).json()
+        names = [p["name"] for p in (await client.get("/v1/pipelines")).json()]
+    assert health["status"] == "ok"
+    assert health["model"] == "GenericFakeChatModel"
+    assert names == ["story", "summary"]
+
+
+async def test_invoke_returns_output_usage_and_timings(app_for):
+    async with app_for(cycling_llm(STORY)) as client:
+        r = await client.post("/v1/pipelines/story/invoke", json={"input": "a fox"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["output"] == STORY
+    assert body["calls"] == 1 and body["attempts"] == 1
+    assert set(body["usage"]) == {"input_tokens", "output_tokens", "total_tokens"}
+    assert body["ttft_s"] is not None and body["latency_s"] >= body["ttft_s"]
+
+
+async def test_stream_sends_tokens_then_the_whole_output(app_for):
+    async with app_for(cycling_llm(STORY)) as client:
+        r = await client.post("/v1/pipelines/story/stream", json={"input": "a fox"})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = sse(r.text)
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "end" and kinds.count("token") > 3
+    assert "".join(d["text"] for k, d in events if k == "token") == STORY
+    assert events[-1][1]["output"] == STORY
+    assert events[-1][1]["calls"] == 1
+
+
+async def test_batch_sends_one_result_per_input(app_for):
+    async with app_for(cycling_llm("Summary.")) as client:
+        r = await client.post(
+            "/v1/pipelines/summary/batch", json={"inputs": ["doc one.", "doc two.", "doc 3."]}
+        )
+    events = sse(r.text)
+    results = [d for k, d in events if k == "result"]
+    assert sorted(d["index"] for d in results) == [0, 1, 2]
+    assert all(d["output"] == "Summary." and d["error"] is None for d in results)
+    assert events[-1] == ("end", {"done": 3, "failed": 0})
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "says"),
+    [
+        ("story/invoke", {"input": ""}, 422, "at least 1 character"),
+        ("story/invoke", {"input": "   \n"}, 422, "whitespace"),
+        ("story/invoke", {"input": "x", "temperature": 2}, 422, "Extra inputs"),
+        ("story/invoke", {"input": "x", "max_words": 5}, 422, "greater than or equal to 10"),
+        ("story/invoke", {"text": "x"}, 422, "Field required"),
+        ("story/stream", {"input": "x" * 2_001}, 413, "at most 2000"),
+        ("summary/batch", {"inputs": []}, 422, "at least 1 item"),
+        ("summary/batch", {"inputs": ["ok", " "]}, 422, "inputs[1]"),
+        ("summary/batch", {"inputs": ["x"] * 65}, 422, "at most 64"),
+        ("poem/invoke", {"input": "x"}, 404, "no pipeline 'poem'"),
+    ],
+)
+async def test_bad_requests_get_a_clear_4xx(app_for, path, payload, status, says):
+    async with app_for(cycling_llm(STORY)) as client:
+        r = await client.post(f"/v1/pipelines/{path}", json=payload)
+    assert r.status_code == status
+    assert says in r.text
+
+
+async def test_body_over_the_limit_is_413_declared_or_streamed(app_for):
+    async def chunks():
+        yield b'{"input": "'
+        for _ in range(10):
+            yield b"x" * 500
+        yield b'"}'
+
+    async with app_for(cycling_llm(STORY), max_body_bytes=2_000) as client:
+        declared = await client.post("/v1/pipelines/summary/invoke", json={"input": "y" * 3_000})
+        streamed = await client.post(
+            "/v1/pipelines/summary/invoke",
+            content=chunks(),
+            headers={"content-type": "application/json"},
+        )
+    assert declared.status_code == 413
+    assert "exceeds the limit of 2000 bytes" in declared.json()["detail"]
+    assert streamed.status_code == 413
+    assert "exceeds the limit of 2000 bytes" in streamed.json()["detail"]
+
+
+async def test_bearer_token_guards_the_api_not_health(app_for):
+    async with app_for(cycling_llm(STORY), api_token="tok-123") as client:
+        missing = await client.post("/v1/pipelines/story/invoke", json={"input": "x"})
+        wrong = await client.get("/v1/pipelines", headers={"Authorization": "Bearer nope"})
+        right = await client.get("/v1/pipelines", headers={"Authorization": "Bearer tok-123"})
+        health = await client.get("/healthz")
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert health.status_code == 200
+
+
+async def test_model_errors_reach_the_client(app_for):
+    async def broken(messages, **_):
+        raise ValueError("the model refused")
+
+    async with app_for(FnChatModel(fn=broken)) as client:
+        invoked = await client.post("/v1/pipelines/story/invoke", json={"input": "x"})
+        streamed = await client.post("/v1/pipelines/story/stream", json={"input": "x"})
+    assert invoked.status_code == 502
+    assert invoked.json()["detail"]["error"] == {
+        "type": "ValueError",
+        "message": "the model refused",
+    }
+    assert sse(streamed.text)[-1] == (
+        "error",
+        {"type": "ValueError", "message": "the model refused"},
+    )
+
+
+async def _call_then_disconnect(app, path: str, body: dict, gone: asyncio.Event) -> list[dict]:
+    """Drive the ASGI app by hand: send the request, disconnect once ``gone`` is set."""
+    sent: list[dict] = []
+    payload = json.dumps(body).encode()
+    requested = False
+
+    async def receive():
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"app")],
+        "client": ("127.0.0.1", 1),
+        "server": ("app", 80),
+        "state": {},
+    }
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)
+    return sent
+
+
+@pytest.mark.parametrize("endpoint", ["stream", "invoke"])
+async def test_a_client_that_disconnects_cancels_its_model_call(app_for, endpoint):
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow(messages, **_):
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return AIMessage(content="never")
+
+    async with app_for(FnChatModel(fn=slow)) as client:
+        await _call_then_disconnect(
+            client.app, f"/v1/pipelines/story/{endpoint}", {"input": "x"}, gone=started
+        )
+        health = (await client.get("/healthz")).json()
+    assert started.is_set() and cancelled.is_set()
+    assert health["in_flight"] == 0
+
+
+async def test_requests_share_one_in_flight_budget(app_for):
+    live = peak = 0
+
+    async def model(messages, **_):
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        await asyncio.sleep(0.01)
+        live -= 1
+        return AIMessage(content="Done.")
+
+    async with app_for(FnChatModel(fn=model), max_in_flight=2) as client:
+        calls = [
+            client.post("/v1/pipelines/story/invoke", json={"input": f"t{i}"}) for i in range(6)
+        ]
+        calls.append(client.post("/v1/pipelines/summary/batch", json={"inputs": ["a", "b", "c"]}))
+        responses = await asyncio.gather(*calls)
+    assert all(r.status_code == 200 for r in responses)
+    assert peak == 2
+
+
+async def test_requests_are_logged_after_the_response_without_secrets(app_for, caplog):
+    caplog.set_level(logging.INFO, logger="pipelines.service")
+    async with app_for(cycling_llm(STORY), api_token="tok-secret-456") as client:
+        headers = {"Authorization": "Bearer tok-secret-456"}
+        await client.post("/v1/pipelines/story/invoke", json={"input": "a fox"}, headers=headers)
+        await client.post("/v1/pipelines/story/stream", json={"input": "a fox"}, headers=headers)
+    entries = [json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records]
+    assert [(e["endpoint"], e["ok"]) for e in entries] == [("invoke", True), ("stream", True)]
+    assert all(e["pipeline"] == "story" and "usage" in e for e in entries)
+    assert "tok-secret-456" not in caplog.text
+
+
+async def test_the_page_is_served(app_for):
+    async with app_for(cycling_llm(STORY)) as client:
+        page = await client.get("/")
+        docs = await client.get("/openapi.json")
+    assert page.status_code == 200 and "/v1/pipelines/" in page.text
+    assert "/v1/pipelines/{name}/stream" in docs.json()["paths"]
+
+
+async def test_stream_retries_a_transient_error_before_the_first_token(app_for):
+    import openai
+
+    from pipelines.runner import RetryPolicy
+
+    attempts = []
+
+    async def flaky(messages, **_):
+        attempts.append(1)
+        if len(attempts) == 1:
+            response = httpx.Response(503, request=httpx.Request("POST", "http://model/"))
+            raise openai.InternalServerError("overloaded", response=response, body=None)
+        return AIMessage(content="Second time lucky.")
+
+    fast = RetryPolicy(max_retries=2, initial=0.001, max_wait=0.01, jitter=0.001)
+    async with app_for(FnChatModel(fn=flaky), retry=fast) as client:
+        r = await client.post("/v1/pipelines/story/stream", json={"input": "x"})
+    assert len(attempts) == 2
+    assert sse(r.text)[-1][0] == "end"
+    assert sse(r.text)[-1][1]["output"] == "Second time lucky."
