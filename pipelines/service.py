@@ -77,6 +77,8 @@ class ServiceSettings(BaseModel):
     by all requests, aiming ``PIPELINES_RATE_MARGIN`` (default 0.01) below them.
     ``PIPELINES_MAX_IN_FLIGHT``: model calls at once (default 4).
     ``PIPELINES_MAX_BODY_BYTES``: larger request bodies get 413 (default 1 MB).
+    ``PIPELINES_REQUEST_TIMEOUT``: deadline of an invoke or a batch input,
+    retries included, seconds (default 300).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -86,6 +88,7 @@ class ServiceSettings(BaseModel):
     tpm: float | None = Field(default=None, gt=0)
     max_in_flight: int = Field(default=4, ge=1)
     rate_margin: float = Field(default=0.01, ge=0, lt=1)
+    request_timeout_s: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     retry: RetryPolicy = RetryPolicy(max_retries=2)
 
@@ -105,6 +108,7 @@ class ServiceSettings(BaseModel):
             "max_in_flight": "PIPELINES_MAX_IN_FLIGHT",
             "rate_margin": "PIPELINES_RATE_MARGIN",
             "max_body_bytes": "PIPELINES_MAX_BODY_BYTES",
+            "request_timeout_s": "PIPELINES_REQUEST_TIMEOUT",
         }
         return cls.model_validate({k: values[v] for k, v in names.items() if values.get(v)})
 
@@ -388,14 +392,15 @@ def create_app(
         chain = st.chain(spec, body.max_words)
         st.in_flight += 1
         try:
-            work = _invoke_one(chain, Item(rid, 0, body.input), settings.retry)
+            work = _invoke_one(chain, Item(rid, 0, body.input), settings)
             record = await _unless_disconnected(request, work)
         finally:
             st.in_flight -= 1
         entry = {"id": rid, "pipeline": spec.name, "endpoint": "invoke", **_record_figures(record)}
         background.add_task(_log_request, {**entry, "ok": record.ok})
         if record.error is not None:
-            raise HTTPException(502, {"error": record.error, "attempts": record.attempts})
+            status = 504 if record.error["type"] == "DeadlineExceeded" else 502
+            raise HTTPException(status, {"error": record.error, "attempts": record.attempts})
         return InvokeResponse(
             pipeline=spec.name, output=str(record.output), **_record_figures(record)
         )
@@ -426,9 +431,12 @@ def create_app(
     return app
 
 
-async def _invoke_one(chain: Runnable[str, str], item: Item, retry: RetryPolicy) -> Record:
-    """Run one item with the runner's retries, timings and usage."""
-    async with aclosing(run_items(chain, [item], retry=retry)) as records:
+async def _invoke_one(chain: Runnable[str, str], item: Item, settings: ServiceSettings) -> Record:
+    """Run one item with the runner's retries, deadline, timings and usage."""
+    records = run_items(
+        chain, [item], retry=settings.retry, item_timeout_s=settings.request_timeout_s
+    )
+    async with aclosing(records):
         async for record in records:
             return record
     raise RuntimeError("the runner yielded no record")  # unreachable: one item, one record
@@ -516,17 +524,26 @@ async def _batch_events(
     done = failed = 0
     st.in_flight += len(items)
     try:
-        async for record in run_items(chain, items, config=config, retry=st.settings.retry):
-            done, failed = done + record.ok, failed + (not record.ok)
-            yield _sse(
-                "result",
-                {
-                    "index": int(record.id),
-                    "output": record.output,
-                    "error": record.error,
-                    **_record_figures(record),
-                },
-            )
+        records = run_items(
+            chain,
+            items,
+            config=config,
+            retry=st.settings.retry,
+            item_timeout_s=st.settings.request_timeout_s,
+        )
+        # aclosing: a client gone mid-batch closes the runner, which cancels its items.
+        async with aclosing(records):
+            async for record in records:
+                done, failed = done + record.ok, failed + (not record.ok)
+                yield _sse(
+                    "result",
+                    {
+                        "index": int(record.id),
+                        "output": record.output,
+                        "error": record.error,
+                        **_record_figures(record),
+                    },
+                )
         yield _sse("end", {"done": done, "failed": failed})
     finally:
         st.in_flight -= len(items)

@@ -272,3 +272,14 @@ async def test_stream_retries_a_transient_error_before_the_first_token(app_for):
     assert len(attempts) == 2
     assert sse(r.text)[-1][0] == "end"
     assert sse(r.text)[-1][1]["output"] == "Second time lucky."
+
+
+async def test_invoke_past_its_deadline_is_504(app_for):
+    async def slow(messages, **_):
+        await asyncio.sleep(30)
+        return AIMessage(content="late")
+
+    async with app_for(FnChatModel(fn=slow), request_timeout_s=0.05) as client:
+        r = await client.post("/v1/pipelines/story/invoke", json={"input": "x"})
+    assert r.status_code == 504
+    assert r.json()["detail"]["error"]["type"] == "DeadlineExceeded"
