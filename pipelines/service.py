@@ -43,7 +43,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from callbacks.metrics import MetricsCallbackHandler
 from callbacks.queue import QueueCallbackHandler, StreamEvent
@@ -475,12 +474,7 @@ async def _stream_events(
         return sent == 0 and is_transient(exc)
 
     try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(policy.max_retries + 1),
-            retry=retry_if_exception(retryable),
-            wait=policy.wait(),
-            reraise=True,
-        ):
+        async for attempt in policy.retrying(retryable):
             with attempt:
                 queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
                 callbacks: list[BaseCallbackHandler] = [QueueCallbackHandler(queue), metrics]

@@ -71,6 +71,19 @@ class RetryPolicy:
 
         return wait
 
+    def retrying(self, retry_if: Callable[[BaseException], bool] = is_transient) -> AsyncRetrying:
+        """Return tenacity's ``AsyncRetrying`` for this policy (re-raising the last error).
+
+        Args:
+            retry_if: which errors are worth another attempt (default: transient ones).
+        """
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            retry=retry_if_exception(retry_if),
+            wait=self.wait(),
+            reraise=True,
+        )
+
 
 @dataclass
 class Record:
@@ -235,12 +248,7 @@ async def _attempts(
     policy: RetryPolicy,
     record: Record,
 ) -> None:
-    async for attempt in AsyncRetrying(
-        stop=stop_after_attempt(policy.max_retries + 1),
-        retry=retry_if_exception(is_transient),
-        wait=policy.wait(),
-        reraise=True,
-    ):
+    async for attempt in policy.retrying():
         with attempt:
             record.attempts = attempt.retry_state.attempt_number
             try:

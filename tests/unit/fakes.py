@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -44,3 +45,20 @@ class FnChatModel(BaseChatModel):
 
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=await self.fn(messages, **kwargs))])
+
+
+class ConcurrencyProbe:
+    """A model function that answers ``reply`` after ``delay_s`` and records the peak of calls at once."""
+
+    def __init__(self, reply: str = "Done.", delay_s: float = 0.001) -> None:
+        self.reply, self.delay_s = reply, delay_s
+        self.live = self.peak = 0
+
+    async def __call__(self, messages, **kwargs) -> AIMessage:
+        self.live += 1
+        self.peak = max(self.peak, self.live)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.live -= 1
+        return AIMessage(content=self.reply)

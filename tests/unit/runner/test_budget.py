@@ -6,27 +6,18 @@ from callbacks import QueueCallbackHandler
 from pipelines import build_map_reduce_summary_chain, build_story_chain
 from pipelines.runner import Item, RateBudget, run_items, with_budget
 from pipelines.runner.budget import _Bucket
-from tests.unit.fakes import FnChatModel, fake_llm
+from tests.unit.fakes import ConcurrencyProbe, FnChatModel, fake_llm
 
 
 async def test_in_flight_cap_holds_across_nested_map_calls():
-    live = peak = 0
-
-    async def model(messages, **_):
-        nonlocal live, peak
-        live += 1
-        peak = max(peak, live)
-        await asyncio.sleep(0.001)
-        live -= 1
-        return AIMessage(content="Summary.")
-
-    llm = with_budget(FnChatModel(fn=model), RateBudget(max_in_flight=3))
+    probe = ConcurrencyProbe("Summary.")
+    llm = with_budget(FnChatModel(fn=probe), RateBudget(max_in_flight=3))
     chain = build_map_reduce_summary_chain(llm, chunk_tokens=200)
     docs = [Item(f"d{i}", i, f"Doc {i}. " + "Sentence here. " * 300) for i in range(4)]
     # 4 items x many chunks, each abatch with its own max_concurrency=4: 16 could run at once
     records = [r async for r in run_items(chain, docs, config={"max_concurrency": 4})]
     assert all(r.ok for r in records)
-    assert peak == 3
+    assert probe.peak == 3
 
 
 async def test_bound_kwargs_and_streamed_tokens_pass_through():

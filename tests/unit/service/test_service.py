@@ -7,7 +7,7 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from pipelines.service import ServiceSettings, create_app
-from tests.unit.fakes import FnChatModel, cycling_llm
+from tests.unit.fakes import ConcurrencyProbe, FnChatModel, cycling_llm
 
 STORY = "Once upon a time a fox. It ran home. The end."
 
@@ -212,24 +212,15 @@ async def test_a_client_that_disconnects_cancels_its_model_call(app_for, endpoin
 
 
 async def test_requests_share_one_in_flight_budget(app_for):
-    live = peak = 0
-
-    async def model(messages, **_):
-        nonlocal live, peak
-        live += 1
-        peak = max(peak, live)
-        await asyncio.sleep(0.01)
-        live -= 1
-        return AIMessage(content="Done.")
-
-    async with app_for(FnChatModel(fn=model), max_in_flight=2) as client:
+    probe = ConcurrencyProbe(delay_s=0.01)
+    async with app_for(FnChatModel(fn=probe), max_in_flight=2) as client:
         calls = [
             client.post("/v1/pipelines/story/invoke", json={"input": f"t{i}"}) for i in range(6)
         ]
         calls.append(client.post("/v1/pipelines/summary/batch", json={"inputs": ["a", "b", "c"]}))
         responses = await asyncio.gather(*calls)
     assert all(r.status_code == 200 for r in responses)
-    assert peak == 2
+    assert probe.peak == 2
 
 
 async def test_requests_are_logged_after_the_response_without_secrets(app_for, caplog):
