@@ -73,6 +73,8 @@ def create_app(config: MockConfig) -> Starlette:
     # Limits are checked over a rolling 1 s window scaled from per-minute figures,
     # so a benchmark of a few seconds already meets them.
     window = _Window()
+    first_request: list[float] = []
+    throttled_at: list[float] = []  # seconds after the first request, the first 20
 
     def over_limit(tokens: int) -> float | None:
         now = time.monotonic()
@@ -89,6 +91,7 @@ def create_app(config: MockConfig) -> Starlette:
     async def completions(request: Request) -> Response:
         body = await request.json()
         stats["requests"] += 1
+        first_request[:] = first_request or [time.monotonic()]
         text = _words(body.get("messages", []))
         max_tokens = int(body.get("max_tokens") or 64)
         reply_words = ("echo: " + text).split()[:max_tokens]
@@ -96,6 +99,8 @@ def create_app(config: MockConfig) -> Starlette:
         wait = over_limit(prompt_tokens + len(reply_words))
         if wait is not None:
             stats["429_rate_limit"] += 1
+            if len(throttled_at) < 20:
+                throttled_at.append(round(time.monotonic() - first_request[0], 3))
             retry_ms = max(wait, config.retry_after_s) * 1000
             headers = {"retry-after": f"{retry_ms / 1000:.3f}", "retry-after-ms": f"{retry_ms:.0f}"}
             error = {"error": {"message": "rate limit", "type": "rate_limit_exceeded"}}
@@ -147,7 +152,7 @@ def create_app(config: MockConfig) -> Starlette:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def stats_endpoint(request: Request) -> Response:
-        return JSONResponse(dict(stats))
+        return JSONResponse({**stats, "throttled_at_s": throttled_at})
 
     return Starlette(
         routes=[
