@@ -277,7 +277,9 @@ def _authorized(request: Request) -> None:
     if token is None:
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given, token.get_secret_value()):
+    expected = token.get_secret_value().encode()
+    # Bytes: compare_digest refuses non-ASCII str, and a header may hold any latin-1.
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), expected):
         raise HTTPException(
             401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )

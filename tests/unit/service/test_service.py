@@ -129,8 +129,10 @@ async def test_bearer_token_guards_the_api_not_health(app_for):
         missing = await client.post("/v1/pipelines/story/invoke", json={"input": "x"})
         wrong = await client.get("/v1/pipelines", headers={"Authorization": "Bearer nope"})
         right = await client.get("/v1/pipelines", headers={"Authorization": "Bearer tok-123"})
+        odd = await client.get("/v1/pipelines", headers={"Authorization": b"Bearer \xe9t\xe9"})
         health = await client.get("/healthz")
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert odd.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
     assert health.status_code == 200
 
