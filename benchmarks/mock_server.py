@@ -86,6 +86,7 @@ def create_app(config: MockConfig) -> Starlette:
             return max(0.0, 1.0 - (now - window.started))
         window.requests += 1
         window.tokens += tokens
+        stats["tokens_admitted"] += tokens
         return None
 
     async def completions(request: Request) -> Response:

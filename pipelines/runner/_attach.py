@@ -32,3 +32,18 @@ def update_chat_models(runnable: Runnable[Any, Any], **fields: Any) -> Runnable[
         f"expected a chat model (optionally bound or with fallbacks), got {type(runnable).__name__}"
     )
     raise TypeError(msg)
+
+
+def bound_max_tokens(runnable: Runnable[Any, Any]) -> int | None:
+    """Return the ``max_tokens`` a call through ``runnable`` would send, if any is set.
+
+    A bound ``max_tokens`` (``.bind``) wins over the model's own field; with
+    fallbacks, the primary model's.
+    """
+    if isinstance(runnable, RunnableBinding):
+        value = runnable.kwargs.get("max_tokens")
+        return int(value) if value else bound_max_tokens(runnable.bound)
+    if isinstance(runnable, RunnableWithFallbacks):
+        return bound_max_tokens(runnable.runnable)
+    value = getattr(runnable, "max_tokens", None)
+    return int(value) if isinstance(value, int) and value > 0 else None

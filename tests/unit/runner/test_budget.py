@@ -45,8 +45,9 @@ async def test_call_larger_than_tpm_bucket_does_not_deadlock():
     async def model(messages, **_):
         return AIMessage(content="ok.")
 
-    llm = with_budget(FnChatModel(fn=model), RateBudget(tpm=100))
-    result = await asyncio.wait_for(llm.ainvoke("word " * 2000, max_tokens=500), timeout=30)
+    # About 1,400 tokens against a bucket of 990: charged in pieces as it drains.
+    llm = with_budget(FnChatModel(fn=model), RateBudget(tpm=60_000))
+    result = await asyncio.wait_for(llm.ainvoke("word " * 600, max_tokens=500), timeout=30)
     assert result.content == "ok."
 
 
@@ -81,13 +82,22 @@ async def test_usage_below_the_estimate_is_refunded_to_the_tpm_bucket():
         usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
         return AIMessage(content="ok.", usage_metadata=usage)
 
-    budget = RateBudget(tpm=1_000)
+    budget = RateBudget(tpm=60_000)  # a bucket of 990 tokens, full at the start
     llm = with_budget(FnChatModel(fn=model), budget)
-    # Each call is charged about 600 up front; without the refund of the ~585
-    # unused, the second would wait about 12 s for the bucket to drain.
-    for _ in range(3):
-        await asyncio.wait_for(llm.ainvoke("hello", max_tokens=600), timeout=5)
-    assert budget.requests_sent == 3
+    await llm.ainvoke("hello", max_tokens=600)
+    # Charged about 600 before the call; 15 used, so about 585 came back.
+    assert budget._tokens.has_capacity(500)
+    assert budget.requests_sent == 1
+
+
+async def test_usage_above_the_estimate_is_charged():
+    async def model(messages, **_):
+        usage = {"input_tokens": 10, "output_tokens": 700, "total_tokens": 710}
+        return AIMessage(content="long.", usage_metadata=usage)
+
+    budget = RateBudget(tpm=60_000)
+    await with_budget(FnChatModel(fn=model), budget).ainvoke("hi", max_tokens=20)
+    assert not budget._tokens.has_capacity(500)
 
 
 async def test_refund_frees_capacity_and_wakes_a_waiter():
