@@ -330,21 +330,23 @@ def create_app(
     settings = settings or ServiceSettings.from_env()
     specs = dict(pipelines or PIPELINES)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        budget = RateBudget(
+    def budget() -> RateBudget:
+        return RateBudget(
             rpm=settings.rpm,
             tpm=settings.tpm,
             max_in_flight=settings.max_in_flight,
             margin=settings.rate_margin,
         )
-        if llm is not None:
-            app.state.pipelines = _State(with_budget(llm, budget), budget, settings, _name(llm))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if llm is not None:  # ready already (below)
             yield
             return
         async with chat_model_session(model_settings, parallel=settings.max_in_flight) as model:
+            shared = budget()
             app.state.pipelines = _State(
-                with_budget(model, budget), budget, settings, model.model_name
+                with_budget(model, shared), shared, settings, model.model_name
             )
             yield
 
@@ -357,6 +359,10 @@ def create_app(
 
     app.state.settings = settings
     app.state.specs = specs
+    if llm is not None:
+        # Ready without a lifespan, so ASGI test clients that skip it work too.
+        shared = budget()
+        app.state.pipelines = _State(with_budget(llm, shared), shared, settings, _name(llm))
 
     @app.get("/healthz")
     async def healthz(st: State) -> dict[str, Any]:
