@@ -9,10 +9,16 @@ with 6 concurrent requests), which is why it is preferred over
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ctypes
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,6 +51,30 @@ EMBEDDED_SAMPLING: dict[str, Any] = {
     "dry_base": 1.75,
     "dry_allowed_length": 2,
 }
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Return a ``preexec_fn`` that ties the child to this process's life (Linux only).
+
+    ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` (man 2 prctl) has the kernel send
+    SIGTERM to the server when the thread that started it exits, so a parent
+    killed with SIGKILL does not leave a server behind. The libc function is
+    looked up here, before the fork, so the child only makes one plain call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _free_port() -> int:
@@ -123,25 +153,67 @@ class EmbeddedModelServer:
         return cmd
 
     def start(self) -> EmbeddedModelServer:
-        """Start the process and block until ``/health`` answers 200."""
+        """Start the process and block until ``/health`` answers 200.
+
+        The server lives no longer than the thread that calls this (see
+        :meth:`_spawn`): call it from a thread that outlives the server's use.
+        """
         if self._proc is not None:
             return self
-        cmd = self.command()
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self._spawn(self.command())
         deadline = time.monotonic() + self.startup_timeout
-        health = self.base_url.removesuffix("/v1") + "/health"
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise EmbeddedModelError(f"llama-server exited with code {code} on start")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(health, timeout=2.0).status_code == 200:
+                if httpx.get(self._health_url(), timeout=2.0).status_code == 200:
                     return self
             time.sleep(0.2)
         self.stop()
         raise EmbeddedModelError(f"llama-server not healthy after {self.startup_timeout} s")
+
+    async def astart(self) -> EmbeddedModelServer:
+        """Async :meth:`start`: spawn on the event loop's thread, wait without blocking it.
+
+        A build of ``llama-server`` (when missing) runs in a worker thread; the
+        process itself is spawned on the loop's thread, which lives as long as
+        the loop, so the server is tied to it rather than to a worker thread.
+        """
+        if self._proc is not None:
+            return self
+        self._spawn(await asyncio.to_thread(self.command))
+        deadline = time.monotonic() + self.startup_timeout
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self._health_url())).status_code == 200:
+                        return self
+                await asyncio.sleep(0.2)
+        self.stop()
+        raise EmbeddedModelError(f"llama-server not healthy after {self.startup_timeout} s")
+
+    def _spawn(self, cmd: list[str]) -> None:
+        """Start ``cmd``; on Linux the kernel stops it when the starting thread dies.
+
+        Raises:
+            EmbeddedModelError: the process exits at once.
+        """
+        log = open(self.log_path, "ab") if self.log_path else None
+        try:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=log or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent(),
+            )
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own descriptor
+
+    def _health_url(self) -> str:
+        if self._proc is not None and self._proc.poll() is not None:
+            code = self._proc.returncode
+            self._proc = None
+            raise EmbeddedModelError(f"llama-server exited with code {code} on start")
+        return self.base_url.removesuffix("/v1") + "/health"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the process (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
@@ -172,10 +244,7 @@ class EmbeddedModelServer:
         self.stop()
 
     async def __aenter__(self) -> EmbeddedModelServer:
-        import asyncio
-
-        # Start-up blocks for a second or two; keep the event loop free meanwhile.
-        return await asyncio.to_thread(self.start)
+        return await self.astart()
 
     async def __aexit__(
         self,
