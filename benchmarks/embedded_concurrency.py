@@ -13,9 +13,9 @@ import argparse
 import asyncio
 import statistics
 
-from pipelines import ModelSettings, build_story_chain, make_chat_model
-from pipelines.embedded import EmbeddedModelServer
-from pipelines.runner import Item, run_items
+from lc_async_pipelines import ModelSettings, build_story_chain, make_chat_model
+from lc_async_pipelines.embedded import EmbeddedModelServer
+from lc_async_pipelines.runner import Item, run_items
 
 TOPICS = [
     "a magical forest", "a futuristic city", "an underwater civilization", "a lighthouse keeper",

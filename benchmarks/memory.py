@@ -23,8 +23,8 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from benchmarks.rate_limits import mock
-from pipelines import ModelSettings, make_chat_model
-from pipelines.runner import Item, run_items, write_records
+from lc_async_pipelines import ModelSettings, make_chat_model
+from lc_async_pipelines.runner import Item, run_items, write_records
 
 
 def items(n: int) -> Iterator[Item]:

@@ -35,8 +35,8 @@ import openai
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from pipelines import ModelSettings, make_chat_model
-from pipelines.runner import Item, RateBudget, RetryPolicy, run_items, with_budget
+from lc_async_pipelines import ModelSettings, make_chat_model
+from lc_async_pipelines.runner import Item, RateBudget, RetryPolicy, run_items, with_budget
 
 PROMPT = ChatPromptTemplate.from_messages([("human", "{text}")])
 

@@ -48,7 +48,7 @@ def service(model_base: str, rpm: float, max_in_flight: int, margin: float) -> I
         "PIPELINES_MAX_IN_FLIGHT": str(max_in_flight),
         "PIPELINES_RATE_MARGIN": str(margin),
     }
-    cmd = [sys.executable, "-m", "pipelines", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "lc_async_pipelines", "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

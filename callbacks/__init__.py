@@ -4,9 +4,9 @@ Each subclasses ``langchain_core.callbacks.AsyncCallbackHandler`` and travels in
 ``config["callbacks"]``.
 """
 
-from callbacks.metrics import CallMetrics, MetricsCallbackHandler
-from callbacks.queue import QueueCallbackHandler, StreamEvent
-from callbacks.streaming import TerminalStreamHandler
+from lc_async_pipelines.callbacks.metrics import CallMetrics, MetricsCallbackHandler
+from lc_async_pipelines.callbacks.queue import QueueCallbackHandler, StreamEvent
+from lc_async_pipelines.callbacks.streaming import TerminalStreamHandler
 
 __all__ = [
     "CallMetrics",

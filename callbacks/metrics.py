@@ -9,7 +9,7 @@ from uuid import UUID
 
 from langchain_core.outputs import LLMResult
 
-from callbacks._base import ItemAwareHandler, Token, usage_of
+from lc_async_pipelines.callbacks._base import ItemAwareHandler, Token, usage_of
 
 __all__ = ["CallMetrics", "MetricsCallbackHandler"]
 

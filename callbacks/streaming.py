@@ -8,7 +8,7 @@ from uuid import UUID
 
 from langchain_core.outputs import LLMResult
 
-from callbacks._base import ItemAwareHandler, Token, token_text
+from lc_async_pipelines.callbacks._base import ItemAwareHandler, Token, token_text
 
 __all__ = ["TerminalStreamHandler"]
 

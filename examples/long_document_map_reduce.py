@@ -9,8 +9,8 @@ import sys
 
 from _paths import DATA
 
-from callbacks import MetricsCallbackHandler
-from pipelines import build_map_reduce_summary_chain, chat_model_session, split_into_chunks
+from lc_async_pipelines import build_map_reduce_summary_chain, chat_model_session, split_into_chunks
+from lc_async_pipelines.callbacks import MetricsCallbackHandler
 
 
 async def main(index: int) -> None:

@@ -8,8 +8,8 @@ import asyncio
 
 import openai
 
-from callbacks import MetricsCallbackHandler, TerminalStreamHandler
-from pipelines import build_story_chain, chat_model_session
+from lc_async_pipelines import build_story_chain, chat_model_session
+from lc_async_pipelines.callbacks import MetricsCallbackHandler, TerminalStreamHandler
 
 TOPICS = ["a magical forest", "a futuristic city", "an underwater civilization"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from _paths import DATA
 
-from callbacks import MetricsCallbackHandler
-from pipelines import build_summary_chain, chat_model_session
+from lc_async_pipelines import build_summary_chain, chat_model_session
+from lc_async_pipelines.callbacks import MetricsCallbackHandler
 
 
 def load_articles(n: int) -> list[str]:

@@ -8,9 +8,9 @@ returns a typed ``Runnable``::
         summaries = await chain.abatch(docs, {"max_concurrency": 4})
 """
 
-from pipelines.models import ModelSettings, chat_model_session, make_chat_model
-from pipelines.story import build_story_chain
-from pipelines.summary import (
+from lc_async_pipelines.models import ModelSettings, chat_model_session, make_chat_model
+from lc_async_pipelines.story import build_story_chain
+from lc_async_pipelines.summary import (
     build_auto_summary_chain,
     build_map_reduce_summary_chain,
     build_summary_chain,

@@ -1,5 +1,5 @@
-"""``python -m pipelines``: the command line."""
+"""``python -m lc_async_pipelines``: the command line."""
 
-from pipelines.cli import main
+from lc_async_pipelines.cli import main
 
 raise SystemExit(main())

@@ -18,6 +18,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from lc_async_pipelines.errors import EmbeddedModelError
+
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -34,10 +36,6 @@ CMAKE_FLAGS = (
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_OPENSSL=OFF",
 )
-
-
-class EmbeddedModelError(RuntimeError):
-    """The embedded model or its server cannot be found, built or started."""
 
 
 def cache_root() -> Path:

@@ -23,11 +23,15 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from callbacks.streaming import TerminalStreamHandler
-from pipelines._llama_build import EmbeddedModelError, build_llama_server, find_llama_server
-from pipelines.embedded import EmbeddedModelServer
-from pipelines.models import ModelSettings, chat_model_session
-from pipelines.runner import (
+from lc_async_pipelines._llama_build import (
+    build_llama_server,
+    find_llama_server,
+)
+from lc_async_pipelines.callbacks.streaming import TerminalStreamHandler
+from lc_async_pipelines.embedded import EmbeddedModelServer
+from lc_async_pipelines.errors import EmbeddedModelError
+from lc_async_pipelines.models import ModelSettings, chat_model_session
+from lc_async_pipelines.runner import (
     InputError,
     RateBudget,
     Record,
@@ -39,10 +43,10 @@ from pipelines.runner import (
     with_budget,
     write_records,
 )
-from pipelines.runner._attach import update_chat_models
-from pipelines.runner.core import summary_path
-from pipelines.story import build_story_chain
-from pipelines.summary import build_auto_summary_chain
+from lc_async_pipelines.runner._attach import update_chat_models
+from lc_async_pipelines.runner.core import summary_path
+from lc_async_pipelines.story import build_story_chain
+from lc_async_pipelines.summary import build_auto_summary_chain
 
 __all__ = ["build_parser", "main"]
 
@@ -220,10 +224,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from pipelines.service import create_app
+    from lc_async_pipelines.service import create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("pipelines").setLevel(logging.INFO)
+    logging.getLogger("lc_async_pipelines").setLevel(logging.INFO)
     print(f"page and API at http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
     uvicorn.run(create_app(), host=args.host, port=args.port)
     return 0

@@ -25,12 +25,12 @@ from typing import Any
 
 import httpx
 
-from pipelines._llama_build import (
-    EmbeddedModelError,
+from lc_async_pipelines._llama_build import (
     build_llama_server,
     find_llama_server,
     find_model_path,
 )
+from lc_async_pipelines.errors import EmbeddedModelError
 
 __all__ = [
     "EMBEDDED_MODEL_NAME",

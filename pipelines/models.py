@@ -35,7 +35,7 @@ from dotenv import dotenv_values
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING, EmbeddedModelServer
+from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING, EmbeddedModelServer
 
 __all__ = ["ModelSettings", "chat_model_session", "make_chat_model"]
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from langchain_core.runnables import Runnable
 
-from pipelines._types import ChatModel
-from pipelines.story import build_story_chain
-from pipelines.summary import build_auto_summary_chain
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.story import build_story_chain
+from lc_async_pipelines.summary import build_auto_summary_chain
 
 __all__ = ["PIPELINES", "PipelineSpec"]
 

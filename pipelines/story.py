@@ -7,9 +7,9 @@ from typing import Any
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from pipelines._text import finish_text, max_tokens_for_words
-from pipelines._types import ChatModel
-from prompts.story import OUTLINE_PROMPT, STORY_FROM_OUTLINE_PROMPT, STORY_PROMPT
+from lc_async_pipelines._text import finish_text, max_tokens_for_words
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.prompts.story import OUTLINE_PROMPT, STORY_FROM_OUTLINE_PROMPT, STORY_PROMPT
 
 __all__ = ["build_story_chain"]
 

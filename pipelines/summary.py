@@ -14,9 +14,9 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from pipelines._text import estimate_tokens, finish_text, max_tokens_for_words
-from pipelines._types import ChatModel
-from prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
+from lc_async_pipelines._text import estimate_tokens, finish_text, max_tokens_for_words
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",

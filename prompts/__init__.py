@@ -1,7 +1,7 @@
 """Prompt templates for the pipelines, kept apart from the code that runs them (no I/O here)."""
 
-from prompts.story import OUTLINE_PROMPT, STORY_FROM_OUTLINE_PROMPT, STORY_PROMPT
-from prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
+from lc_async_pipelines.prompts.story import OUTLINE_PROMPT, STORY_FROM_OUTLINE_PROMPT, STORY_PROMPT
+from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
 
 __all__ = [
     "COMBINE_PROMPT",

@@ -1,11 +1,11 @@
 """The batch runner: items in, one record per item out, concurrently and with per-item retries."""
 
-from pipelines.runner._errors import is_transient, retry_after
-from pipelines.runner.budget import BudgetRateLimiter, RateBudget, with_budget
-from pipelines.runner.cache import SQLiteCache
-from pipelines.runner.core import Record, RetryPolicy, RunSummary, run_items, write_records
-from pipelines.runner.inputs import InputError, Item, item_id_for, read_items
-from pipelines.runner.records import prepare_resume
+from lc_async_pipelines.runner._errors import is_transient, retry_after
+from lc_async_pipelines.runner.budget import BudgetRateLimiter, RateBudget, with_budget
+from lc_async_pipelines.runner.cache import SQLiteCache
+from lc_async_pipelines.runner.core import Record, RetryPolicy, RunSummary, run_items, write_records
+from lc_async_pipelines.runner.inputs import InputError, Item, item_id_for, read_items
+from lc_async_pipelines.runner.records import prepare_resume
 
 __all__ = [
     "BudgetRateLimiter",

@@ -25,10 +25,10 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from pipelines._text import estimate_tokens
-from pipelines._types import ChatModel
-from pipelines.runner._attach import bound_max_tokens, update_chat_models
-from pipelines.runner._errors import is_rate_limit, retry_after
+from lc_async_pipelines._text import estimate_tokens
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.runner._attach import bound_max_tokens, update_chat_models
+from lc_async_pipelines.runner._errors import is_rate_limit, retry_after
 
 __all__ = ["BudgetRateLimiter", "RateBudget", "with_budget"]
 

@@ -29,10 +29,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from callbacks.metrics import MetricsCallbackHandler
-from pipelines._text import estimate_tokens
-from pipelines.runner._errors import is_rate_limit, is_transient, retry_after
-from pipelines.runner.inputs import Item
+from lc_async_pipelines._text import estimate_tokens
+from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
+from lc_async_pipelines.runner._errors import is_rate_limit, is_transient, retry_after
+from lc_async_pipelines.runner.inputs import Item
 
 __all__ = ["Record", "RetryPolicy", "RunSummary", "run_items", "write_records"]
 

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lc_async_pipelines.errors import InputError
+
 __all__ = ["DEFAULT_FIELDS", "FORMATS", "InputError", "Item", "item_id_for", "read_items"]
 
 FORMATS = (".jsonl", ".json", ".csv", ".txt")
 # Tried in order when no --field is given.
 DEFAULT_FIELDS = ("input", "text", "topic", "prompt", "document", "article")
-
-
-class InputError(ValueError):
-    """The input file as a whole cannot be read (missing, unknown format, not an array)."""
 
 
 @dataclass(frozen=True)

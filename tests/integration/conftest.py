@@ -1,7 +1,7 @@
 import pytest
 
-from pipelines.embedded import EmbeddedModelServer
-from pipelines.models import ModelSettings, make_chat_model
+from lc_async_pipelines.embedded import EmbeddedModelServer
+from lc_async_pipelines.models import ModelSettings, make_chat_model
 
 
 @pytest.fixture(scope="session")

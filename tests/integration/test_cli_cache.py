@@ -9,7 +9,7 @@ import sys
 def run(src, out, cache):
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     env.pop("PIPELINES_EMBEDDED_URL", None)  # each run starts its own llama-server
-    cmd = [sys.executable, "-m", "pipelines", "run", "story", "--input", str(src),
+    cmd = [sys.executable, "-m", "lc_async_pipelines", "run", "story", "--input", str(src),
            "--output", str(out), "--max-words", "50", "--concurrency", "3",
            "--cache", str(cache), "--restart"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)

@@ -25,7 +25,7 @@ def test_sigterm_mid_run_then_resume_loses_nothing(tmp_path):
         env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-test",
                "PIPELINES_MODEL": "mock", "PIPELINES_TIMEOUT": "1"}  # fmt: skip
         env.pop("PIPELINES_EMBEDDED_URL", None)
-        cmd = [sys.executable, "-m", "pipelines", "run", "story", "--input", str(src),
+        cmd = [sys.executable, "-m", "lc_async_pipelines", "run", "story", "--input", str(src),
                "--output", str(out), "--concurrency", "32", "--max-retries", "10",
                "--max-words", "20"]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)

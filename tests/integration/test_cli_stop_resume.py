@@ -19,7 +19,7 @@ def start(server, src, out):
     env = {**os.environ, "PIPELINES_EMBEDDED_URL": server.base_url}
     env.pop("OPENAI_API_KEY", None)
     env.pop("OPENAI_BASE_URL", None)
-    cmd = [sys.executable, "-m", "pipelines", "run", "story", "--input", str(src),
+    cmd = [sys.executable, "-m", "lc_async_pipelines", "run", "story", "--input", str(src),
            "--output", str(out), "--concurrency", "2", "--max-words", "60", "--grace", "60"]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

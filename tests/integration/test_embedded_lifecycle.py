@@ -10,7 +10,7 @@ import pytest
 
 CHILD = """
 import asyncio
-from pipelines.embedded import EmbeddedModelServer
+from lc_async_pipelines.embedded import EmbeddedModelServer
 
 async def main():
     async with EmbeddedModelServer(parallel=1) as server:

@@ -8,10 +8,14 @@ import sys
 
 import httpx
 
-from callbacks import MetricsCallbackHandler, QueueCallbackHandler
-from pipelines import build_map_reduce_summary_chain, build_story_chain, build_summary_chain
-from pipelines._text import distinct_ngram_ratio
-from pipelines.runner import read_items, run_items
+from lc_async_pipelines import (
+    build_map_reduce_summary_chain,
+    build_story_chain,
+    build_summary_chain,
+)
+from lc_async_pipelines._text import distinct_ngram_ratio
+from lc_async_pipelines.callbacks import MetricsCallbackHandler, QueueCallbackHandler
+from lc_async_pipelines.runner import read_items, run_items
 
 TOPICS = ["a magical forest", "a futuristic city", "an underwater civilization"]
 MIN_DISTINCT_3GRAMS = 0.6  # a looping output repeats one sentence and falls far below
@@ -98,7 +102,7 @@ def test_cli_run_summary_on_shared_server(embedded_server, data_dir, tmp_path):
     env.pop("OPENAI_BASE_URL", None)
     proc = subprocess.run(
         [
-            sys.executable, "-m", "pipelines", "run", "summary",
+            sys.executable, "-m", "lc_async_pipelines", "run", "summary",
             "--input", str(data_dir / "news_summaries" / "writer_summaries.json"),
             "--field", "article", "--id-field", "article_id",
             "--limit", "4", "--concurrency", "4", "--stream", "--output", str(out),

@@ -4,8 +4,8 @@ import collections
 
 import httpx
 
-from pipelines import ModelSettings, build_story_chain, make_chat_model
-from pipelines.runner import Item, RetryPolicy, run_items
+from lc_async_pipelines import ModelSettings, build_story_chain, make_chat_model
+from lc_async_pipelines.runner import Item, RetryPolicy, run_items
 from tests.integration.mock import MockConfig, mock_server
 
 N = 1000

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines._text import distinct_ngram_ratio
-from pipelines.models import ModelSettings, make_chat_model
-from pipelines.service import ServiceSettings, create_app
+from lc_async_pipelines._text import distinct_ngram_ratio
+from lc_async_pipelines.models import ModelSettings, make_chat_model
+from lc_async_pipelines.service import ServiceSettings, create_app
 from tests.integration._live import serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

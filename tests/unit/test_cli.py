@@ -3,7 +3,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from pipelines import cli
+from lc_async_pipelines import cli
 from tests.unit.fakes import FnChatModel, cycling_llm
 
 

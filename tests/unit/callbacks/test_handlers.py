@@ -4,9 +4,13 @@ import io
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from callbacks import MetricsCallbackHandler, QueueCallbackHandler, TerminalStreamHandler
-from callbacks._base import token_text, usage_of
-from pipelines import build_story_chain
+from lc_async_pipelines import build_story_chain
+from lc_async_pipelines.callbacks import (
+    MetricsCallbackHandler,
+    QueueCallbackHandler,
+    TerminalStreamHandler,
+)
+from lc_async_pipelines.callbacks._base import token_text, usage_of
 from tests.unit.fakes import fake_llm
 
 

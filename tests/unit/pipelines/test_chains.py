@@ -1,14 +1,14 @@
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
-from callbacks import QueueCallbackHandler
-from pipelines import (
+from lc_async_pipelines import (
     build_auto_summary_chain,
     build_map_reduce_summary_chain,
     build_story_chain,
     build_summary_chain,
     split_into_chunks,
 )
+from lc_async_pipelines.callbacks import QueueCallbackHandler
 from tests.unit.fakes import cycling_llm, fake_llm
 
 

@@ -2,8 +2,8 @@ import logging
 
 import pytest
 
-from pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING
-from pipelines.models import ModelSettings, make_chat_model
+from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING
+from lc_async_pipelines.models import ModelSettings, make_chat_model
 
 
 def test_empty_env_means_embedded(tmp_path):

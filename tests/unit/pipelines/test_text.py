@@ -1,4 +1,9 @@
-from pipelines._text import distinct_ngram_ratio, estimate_tokens, finish_text, max_tokens_for_words
+from lc_async_pipelines._text import (
+    distinct_ngram_ratio,
+    estimate_tokens,
+    finish_text,
+    max_tokens_for_words,
+)
 
 
 def test_finish_text_cuts_unfinished_sentence():

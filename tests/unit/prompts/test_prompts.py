@@ -1,6 +1,6 @@
 import pytest
 
-from prompts import (
+from lc_async_pipelines.prompts import (
     COMBINE_PROMPT,
     MAP_PROMPT,
     OUTLINE_PROMPT,

@@ -2,10 +2,10 @@ import asyncio
 
 from langchain_core.messages import AIMessage
 
-from callbacks import QueueCallbackHandler
-from pipelines import build_map_reduce_summary_chain, build_story_chain
-from pipelines.runner import Item, RateBudget, run_items, with_budget
-from pipelines.runner.budget import _Bucket
+from lc_async_pipelines import build_map_reduce_summary_chain, build_story_chain
+from lc_async_pipelines.callbacks import QueueCallbackHandler
+from lc_async_pipelines.runner import Item, RateBudget, run_items, with_budget
+from lc_async_pipelines.runner.budget import _Bucket
 from tests.unit.fakes import ConcurrencyProbe, FnChatModel, fake_llm
 
 
@@ -55,7 +55,7 @@ async def test_429_pauses_the_run_and_is_counted():
     import httpx
     import openai
 
-    from pipelines.runner import RetryPolicy
+    from lc_async_pipelines.runner import RetryPolicy
 
     request = httpx.Request("POST", "http://127.0.0.1/")
     failed = set()

@@ -3,9 +3,9 @@ import asyncio
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration
 
-from pipelines import build_story_chain
-from pipelines.runner import Item, RateBudget, SQLiteCache, run_items, with_budget
-from pipelines.runner._attach import update_chat_models
+from lc_async_pipelines import build_story_chain
+from lc_async_pipelines.runner import Item, RateBudget, SQLiteCache, run_items, with_budget
+from lc_async_pipelines.runner._attach import update_chat_models
 from tests.unit.fakes import FnChatModel, cycling_llm
 
 LLM_STRING = '{"kwargs": {"openai_api_base": "http://127.0.0.1:%d/v1"}}---[]'

@@ -2,7 +2,7 @@ import httpx
 import openai
 import pytest
 
-from pipelines.runner import is_transient, retry_after
+from lc_async_pipelines.runner import is_transient, retry_after
 
 
 def status_error(code: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:

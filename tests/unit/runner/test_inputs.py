@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipelines.runner import InputError, item_id_for, read_items
+from lc_async_pipelines.runner import InputError, item_id_for, read_items
 
 
 def test_jsonl_with_bad_rows(tmp_path):

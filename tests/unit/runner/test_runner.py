@@ -6,7 +6,7 @@ import httpx
 import openai
 from langchain_core.runnables import RunnableLambda
 
-from pipelines.runner import Item, RetryPolicy, read_items, run_items, write_records
+from lc_async_pipelines.runner import Item, RetryPolicy, read_items, run_items, write_records
 
 FAST = RetryPolicy(max_retries=4, initial=0.001, max_wait=0.002, jitter=0.001)
 
@@ -154,7 +154,7 @@ async def test_grace_period_cancels_stragglers_without_records():
 
 
 def test_summary_percentiles():
-    from pipelines.runner import Record, RunSummary
+    from lc_async_pipelines.runner import Record, RunSummary
 
     summary = RunSummary(wall_s=10.0)
     for i in range(1, 101):

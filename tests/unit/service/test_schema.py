@@ -4,7 +4,7 @@ import schemathesis
 from hypothesis import settings
 from schemathesis.checks import not_a_server_error
 
-from pipelines.service import ServiceSettings, create_app
+from lc_async_pipelines.service import ServiceSettings, create_app
 from tests.unit.fakes import cycling_llm
 
 app = create_app(cycling_llm("A fine story. The end."), settings=ServiceSettings())

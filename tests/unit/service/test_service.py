@@ -6,7 +6,7 @@ import httpx
 import pytest
 from langchain_core.messages import AIMessage
 
-from pipelines.service import ServiceSettings, create_app
+from lc_async_pipelines.service import ServiceSettings, create_app
 from tests.unit.fakes import ConcurrencyProbe, FnChatModel, cycling_llm
 
 STORY = "Once upon a time a fox. It ran home. The end."
@@ -226,7 +226,7 @@ async def test_requests_share_one_in_flight_budget(app_for):
 
 
 async def test_requests_are_logged_after_the_response_without_secrets(app_for, caplog):
-    caplog.set_level(logging.INFO, logger="pipelines.service")
+    caplog.set_level(logging.INFO, logger="lc_async_pipelines.service")
     async with app_for(cycling_llm(STORY), api_token="tok-secret-456") as client:
         headers = {"Authorization": "Bearer tok-secret-456"}
         await client.post("/v1/pipelines/story/invoke", json={"input": "a fox"}, headers=headers)
@@ -248,7 +248,7 @@ async def test_the_page_is_served(app_for):
 async def test_stream_retries_a_transient_error_before_the_first_token(app_for):
     import openai
 
-    from pipelines.runner import RetryPolicy
+    from lc_async_pipelines.runner import RetryPolicy
 
     attempts = []
 

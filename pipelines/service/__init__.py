@@ -44,13 +44,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from callbacks.metrics import MetricsCallbackHandler
-from callbacks.queue import QueueCallbackHandler, StreamEvent
-from pipelines._types import ChatModel
-from pipelines.models import ModelSettings, chat_model_session
-from pipelines.registry import PIPELINES, PipelineSpec
-from pipelines.runner import Item, RateBudget, Record, RetryPolicy, run_items, with_budget
-from pipelines.runner._errors import is_transient
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
+from lc_async_pipelines.callbacks.queue import QueueCallbackHandler, StreamEvent
+from lc_async_pipelines.models import ModelSettings, chat_model_session
+from lc_async_pipelines.registry import PIPELINES, PipelineSpec
+from lc_async_pipelines.runner import Item, RateBudget, Record, RetryPolicy, run_items, with_budget
+from lc_async_pipelines.runner._errors import is_transient
 
 __all__ = [
     "BatchRequest",
@@ -60,7 +60,7 @@ __all__ = [
     "create_app",
 ]
 
-log = logging.getLogger("pipelines.service")
+log = logging.getLogger("lc_async_pipelines.service")
 
 _T = TypeVar("_T")
 
@@ -433,7 +433,9 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return resources.files("pipelines").joinpath("static/index.html").read_text("utf-8")
+        return (
+            resources.files("lc_async_pipelines").joinpath("static/index.html").read_text("utf-8")
+        )
 
     return app
 

@@ -1,0 +1,71 @@
+"""The errors this library raises, all under one base class.
+
+Catch :class:`PipelinesError` to catch every one of them. Each subclass also
+derives from the standard exception it refines, so code written against the
+standard types keeps working::
+
+    PipelinesError
+    ├── ConfigurationError      a setting, flag, target or schema is wrong   (ValueError)
+    ├── InputError              the input file as a whole cannot be read     (ValueError)
+    │   └── RowError            one row cannot be used; becomes its record   (ValueError)
+    ├── DeadlineExceeded        an item or request ran past its deadline     (TimeoutError)
+    ├── EmbeddedModelError      the embedded model cannot be built or started (RuntimeError)
+    └── OutputValidationError   a structured output does not fit its schema  (OutputParserException)
+
+Errors from a model provider (``openai.APIStatusError`` and the like) are not
+wrapped: they reach records and handlers with their own class, which is what
+the retry decisions (:func:`lc_async_pipelines.runner.is_transient`) read.
+The command line exits 2 on :class:`ConfigurationError`, :class:`InputError`
+and :class:`EmbeddedModelError`; the runner turns :class:`RowError`,
+:class:`DeadlineExceeded` and :class:`OutputValidationError` into that item's
+error record. Match errors by class, never by their text.
+"""
+
+from __future__ import annotations
+
+from langchain_core.exceptions import OutputParserException
+
+__all__ = [
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "EmbeddedModelError",
+    "InputError",
+    "OutputValidationError",
+    "PipelinesError",
+    "RowError",
+]
+
+
+class PipelinesError(Exception):
+    """Base class of every error raised by lc_async_pipelines."""
+
+
+class ConfigurationError(PipelinesError, ValueError):
+    """A setting, command-line flag, ``module:attr`` target, prompt file or schema is wrong."""
+
+
+class InputError(PipelinesError, ValueError):
+    """The input file as a whole cannot be read (missing, unknown format, not an array)."""
+
+
+class RowError(InputError):
+    """One input row cannot be used (missing field or prompt variable, bad bytes, empty text).
+
+    The runner writes it as that row's error record and goes on with the others.
+    """
+
+
+class DeadlineExceeded(PipelinesError, TimeoutError):
+    """An item (all its attempts and backoff) or a service request ran past its deadline."""
+
+
+class EmbeddedModelError(PipelinesError, RuntimeError):
+    """The embedded model's ``llama-server`` or GGUF file cannot be found, built or started."""
+
+
+class OutputValidationError(PipelinesError, OutputParserException):
+    """A structured output does not parse as JSON or does not fit its schema.
+
+    A subclass of LangChain's ``OutputParserException``; the runner retries it
+    (the model samples again), then records it as the item's error.
+    """
