@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from langchain_core.outputs import LLMResult
 
-from lc_async_pipelines.callbacks._base import ItemAwareHandler, Token, usage_of
+from lc_async_pipelines.callbacks.base import TaggedCallbackHandler, usage_of
 
 __all__ = ["CallMetrics", "MetricsCallbackHandler"]
 
@@ -23,8 +22,13 @@ class CallMetrics:
         item_id: the runner's item id, when the call ran under the runner.
         latency_s: start to end, seconds.
         ttft_s: start to first streamed token, seconds (None when not streamed).
-        input_tokens, output_tokens, total_tokens: usage reported by the server.
+        input_tokens: prompt tokens reported by the server.
+        output_tokens: generated tokens reported by the server.
+        total_tokens: their sum, as reported by the server.
         error: ``"ErrorType: message"`` when the call failed, else None.
+        tag: which item or invocation the call belongs to: ``item_id`` when set,
+            else ``"call-N"``, shared by every model call of one top-level
+            invocation (see :class:`~lc_async_pipelines.callbacks.base.TaggedCallbackHandler`).
     """
 
     run_id: UUID
@@ -35,51 +39,53 @@ class CallMetrics:
     output_tokens: int = 0
     total_tokens: int = 0
     error: str | None = None
+    tag: str = ""
 
 
-class MetricsCallbackHandler(ItemAwareHandler):
-    """Collect a :class:`CallMetrics` for every chat-model call it sees.
+class MetricsCallbackHandler(TaggedCallbackHandler):
+    """Collect a :class:`CallMetrics` in :attr:`calls` for every model call it sees, as it ends.
 
-    Clock: ``time.perf_counter`` (monotonic seconds). Handlers run on the event
-    loop, so no lock is needed.
+    A call cancelled in flight is recorded, as failed, when its top-level run
+    ends. Clock: ``time.perf_counter`` (monotonic seconds). Handlers run on the
+    event loop, so no lock is needed.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[CallMetrics] = []
-        self._open: dict[UUID, tuple[str | None, float, float | None]] = {}
+        self._open: dict[UUID, tuple[float, float | None]] = {}
 
-    async def on_call_start(self, run_id: UUID, item: str | None) -> None:
+    async def on_call_start(self, run_id: UUID, tag: str) -> None:
         """Start the clock for this call."""
-        self._open[run_id] = (item, time.perf_counter(), None)
+        self._open[run_id] = (time.perf_counter(), None)
 
-    async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_token(self, run_id: UUID, tag: str, text: str) -> None:
         """Stamp the first token."""
         entry = self._open.get(run_id)
-        if entry and entry[2] is None:
-            self._open[run_id] = (entry[0], entry[1], time.perf_counter())
+        if entry and entry[1] is None:
+            self._open[run_id] = (entry[0], time.perf_counter())
 
-    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_end(self, run_id: UUID, tag: str, response: LLMResult) -> None:
         """Close the call with its usage."""
-        self._close(run_id, usage_of(response), None)
+        self._close(run_id, tag, usage_of(response), None)
 
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_error(self, run_id: UUID, tag: str, error: BaseException) -> None:
         """Close the call as failed."""
-        self._close(run_id, {}, f"{type(error).__name__}: {error}")
+        self._close(run_id, tag, {}, f"{type(error).__name__}: {error}")
 
-    def _close(self, run_id: UUID, usage: dict[str, int], error: str | None) -> None:
-        self.forget(run_id)
+    def _close(self, run_id: UUID, tag: str, usage: dict[str, int], error: str | None) -> None:
         entry = self._open.pop(run_id, None)
         if entry is None:
             return
-        item, start, first = entry
+        start, first = entry
         self.calls.append(
             CallMetrics(
                 run_id=run_id,
-                item_id=item,
+                item_id=self.item(run_id),
                 latency_s=time.perf_counter() - start,
                 ttft_s=None if first is None else first - start,
                 error=error,
+                tag=tag,
                 **usage,
             )
         )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 from langchain_core.outputs import LLMResult
 
-from lc_async_pipelines.callbacks._base import ItemAwareHandler, Token, token_text, usage_of
+from lc_async_pipelines.callbacks.base import TaggedCallbackHandler, usage_of
 
 __all__ = ["QueueCallbackHandler", "StreamEvent"]
 
@@ -18,9 +18,15 @@ __all__ = ["QueueCallbackHandler", "StreamEvent"]
 class StreamEvent:
     """One event of a model call.
 
-    ``kind`` is ``"start"``, ``"token"`` (``text`` holds the token), ``"end"``
-    (``usage`` holds input/output/total tokens) or ``"error"`` (``text`` holds
-    ``"ErrorType: message"``).
+    Attributes:
+        kind: ``"start"``, ``"token"``, ``"end"`` or ``"error"``.
+        run_id: LangChain run id of the model call.
+        item_id: the runner's item id (``config["metadata"]["item_id"]``), else None.
+        text: the token (``"token"``), or ``"ErrorType: message"`` (``"error"``).
+        usage: input/output/total tokens (``"end"``).
+        tag: which item or invocation the call belongs to: ``item_id`` when set,
+            else ``"call-N"``, shared by every model call of one top-level
+            invocation (see :class:`~lc_async_pipelines.callbacks.base.TaggedCallbackHandler`).
     """
 
     kind: Literal["start", "token", "end", "error"]
@@ -28,9 +34,10 @@ class StreamEvent:
     item_id: str | None = None
     text: str = ""
     usage: dict[str, int] = field(default_factory=dict)
+    tag: str = ""
 
 
-class QueueCallbackHandler(ItemAwareHandler):
+class QueueCallbackHandler(TaggedCallbackHandler):
     """Put a :class:`StreamEvent` on ``queue`` for each start, token, end and error.
 
     Args:
@@ -45,21 +52,20 @@ class QueueCallbackHandler(ItemAwareHandler):
         super().__init__()
         self.queue = queue
 
-    async def on_call_start(self, run_id: UUID, item: str | None) -> None:
+    async def on_call_start(self, run_id: UUID, tag: str) -> None:
         """Emit ``start``."""
-        await self.queue.put(StreamEvent("start", run_id, item))
+        await self.queue.put(StreamEvent("start", run_id, self.item(run_id), tag=tag))
 
-    async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_token(self, run_id: UUID, tag: str, text: str) -> None:
         """Emit ``token``."""
-        await self.queue.put(StreamEvent("token", run_id, self.item(run_id), token_text(token)))
+        await self.queue.put(StreamEvent("token", run_id, self.item(run_id), text, tag=tag))
 
-    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_end(self, run_id: UUID, tag: str, response: LLMResult) -> None:
         """Emit ``end`` with the call's token usage."""
-        item = self.forget(run_id)
-        await self.queue.put(StreamEvent("end", run_id, item, usage=usage_of(response)))
+        usage = usage_of(response)
+        await self.queue.put(StreamEvent("end", run_id, self.item(run_id), usage=usage, tag=tag))
 
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_error(self, run_id: UUID, tag: str, error: BaseException) -> None:
         """Emit ``error``."""
-        item = self.forget(run_id)
         text = f"{type(error).__name__}: {error}"
-        await self.queue.put(StreamEvent("error", run_id, item, text))
+        await self.queue.put(StreamEvent("error", run_id, self.item(run_id), text, tag=tag))

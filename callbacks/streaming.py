@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 from uuid import UUID
 
 from langchain_core.outputs import LLMResult
 
-from lc_async_pipelines.callbacks._base import ItemAwareHandler, Token, token_text
+from lc_async_pipelines.callbacks.base import TaggedCallbackHandler
 
 __all__ = ["TerminalStreamHandler"]
 
 
-class TerminalStreamHandler(ItemAwareHandler):
+class TerminalStreamHandler(TaggedCallbackHandler):
     """Write streamed tokens to ``stream``.
 
     With ``tagged=False`` tokens are written raw as they come (one call at a
     time). With ``tagged=True`` (many calls at once) each call's tokens are
     buffered until a newline and written as whole lines prefixed with
-    ``[item]``, so concurrent outputs do not interleave mid-line.
+    ``[tag]``, so concurrent outputs do not interleave mid-line. The tag is the
+    item id from ``config["metadata"]["item_id"]`` (the runner sets it), else
+    ``call-N``: one N per top-level invocation (an ``ainvoke``, or each input of
+    an ``abatch``), shared by all the model calls made under it (see
+    :class:`~lc_async_pipelines.callbacks.base.TaggedCallbackHandler`).
 
     Tokens arrive only from a streaming model (``ChatOpenAI(streaming=True)``,
     as :func:`pipelines.make_chat_model` builds it, or ``astream``).
 
     Args:
         stream: where to write (default ``sys.stdout``).
-        tagged: prefix lines with the item id from ``config["metadata"]["item_id"]``
-            (or the run id's first 8 hex digits when absent).
+        tagged: write whole lines prefixed with ``[tag]`` rather than raw tokens.
     """
 
     def __init__(self, stream: TextIO | None = None, *, tagged: bool = True) -> None:
@@ -36,13 +39,12 @@ class TerminalStreamHandler(ItemAwareHandler):
         self.tagged = tagged
         self._buffers: dict[UUID, str] = {}
 
-    async def on_call_start(self, run_id: UUID, item: str | None) -> None:
+    async def on_call_start(self, run_id: UUID, tag: str) -> None:
         """Start this call's line buffer."""
         self._buffers[run_id] = ""
 
-    async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_token(self, run_id: UUID, tag: str, text: str) -> None:
         """Write the token (raw), or whole lines of it (tagged)."""
-        text = token_text(token)
         if not self.tagged:
             self.stream.write(text)
             self.stream.flush()
@@ -51,27 +53,26 @@ class TerminalStreamHandler(ItemAwareHandler):
         *lines, rest = buffer.split("\n")
         for line in lines:
             if line.strip():
-                self._write_line(run_id, line)
+                self._write_line(tag, line)
         self._buffers[run_id] = rest
 
-    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_end(self, run_id: UUID, tag: str, response: LLMResult) -> None:
         """Flush what is left of this call's output."""
-        self._finish(run_id)
+        self._finish(run_id, tag)
 
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+    async def on_call_error(self, run_id: UUID, tag: str, error: BaseException) -> None:
         """Flush, then note the error on the call's line."""
-        self._finish(run_id, suffix=f" [error: {type(error).__name__}]")
+        self._finish(run_id, tag, suffix=f" [error: {type(error).__name__}]")
 
-    def _finish(self, run_id: UUID, suffix: str = "") -> None:
+    def _finish(self, run_id: UUID, tag: str, suffix: str = "") -> None:
         rest = self._buffers.pop(run_id, "")
         if self.tagged:
             if rest or suffix:
-                self._write_line(run_id, rest + suffix)
+                self._write_line(tag, rest + suffix)
         else:
             self.stream.write(suffix + "\n")
             self.stream.flush()
-        self.forget(run_id)
 
-    def _write_line(self, run_id: UUID, line: str) -> None:
-        self.stream.write(f"[{self.item(run_id) or run_id.hex[:8]}] {line}\n")
+    def _write_line(self, tag: str, line: str) -> None:
+        self.stream.write(f"[{tag}] {line}\n")
         self.stream.flush()
