@@ -12,7 +12,10 @@ TOKENS_PER_WORD = 1.6
 
 # Closing quotes and brackets that may follow a sentence's final mark.
 _CLOSERS = "\"'\u201d\u2019)]"
-_SENTENCE_END = re.compile(r"[.!?\u2026][" + re.escape(_CLOSERS) + r"]*(?=\s|$)")
+# A sentence's end: its final mark and any closers, then whitespace or the end of
+# the text. A match at the end of a text still being streamed is tentative: the
+# next character may turn out not to be whitespace ("3." of "3.5").
+SENTENCE_END = re.compile(r"[.!?\u2026][" + re.escape(_CLOSERS) + r"]*(?=\s|$)")
 
 
 def estimate_tokens(text: str) -> int:
@@ -28,10 +31,12 @@ def max_tokens_for_words(max_words: int) -> int:
 def finish_text(text: str) -> str:
     """Strip ``text`` and cut a trailing unfinished sentence, if a finished one precedes it.
 
-    A reply cut by ``max_tokens`` otherwise ends mid-word.
+    A reply cut by ``max_tokens`` otherwise ends mid-word. The chains use the
+    streaming form, which trims only a reply the model reports as cut:
+    :func:`lc_async_pipelines._finish.finish_reply`.
     """
     text = text.strip()
-    ends = list(_SENTENCE_END.finditer(text))
+    ends = list(SENTENCE_END.finditer(text))
     if ends and ends[-1].end() < len(text):
         return text[: ends[-1].end()]
     return text

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.output_parsers import StrOutputParser
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough, RunnableSequence
 
-from lc_async_pipelines._text import finish_text, max_tokens_for_words
+from lc_async_pipelines._finish import finish_reply
+from lc_async_pipelines._text import max_tokens_for_words
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.prompts.story import OUTLINE_PROMPT, STORY_FROM_OUTLINE_PROMPT, STORY_PROMPT
 
@@ -31,30 +31,28 @@ def build_story_chain(
         outline: two model calls, topic → outline → story, instead of one.
 
     Returns:
-        ``Runnable[str, str]``: topic in, story text out (stripped, ending on a
-        whole sentence when the model ran out of tokens).
+        ``Runnable[str, str]`` (input and output schemas: strings): topic in,
+        story text out, streamed by ``astream`` as the model writes it; stripped,
+        and ending on a whole sentence when the model ran out of tokens (the
+        rule: :mod:`lc_async_pipelines._finish`).
     """
-    story_llm = llm.bind(max_tokens=max_tokens_for_words(max_words))
-    finish = RunnableLambda(finish_text, name="finish_text")
+    max_tokens = max_tokens_for_words(max_words)
     to_vars: Runnable[str, dict[str, Any]] = RunnableLambda(
         lambda topic: {"topic": topic, "max_words": max_words}, name="story_inputs"
     )
-    chain: Runnable[str, str]
     if not outline:
-        chain = to_vars | STORY_PROMPT | story_llm | StrOutputParser() | finish
+        steps: list[Runnable[Any, Any]] = [to_vars, STORY_PROMPT]
     else:
+        outline_tokens = max_tokens_for_words(_OUTLINE_WORDS)
         outline_chain: Runnable[dict[str, Any], str] = (
-            OUTLINE_PROMPT
-            | llm.bind(max_tokens=max_tokens_for_words(_OUTLINE_WORDS))
-            | StrOutputParser()
-            | finish
+            OUTLINE_PROMPT | llm.bind(max_tokens=outline_tokens) | finish_reply(outline_tokens)
         )
-        chain = (
-            to_vars
-            | RunnablePassthrough.assign(outline=outline_chain)
-            | STORY_FROM_OUTLINE_PROMPT
-            | story_llm
-            | StrOutputParser()
-            | finish
-        )
-    return chain.with_config(run_name="story")
+        steps = [
+            to_vars,
+            RunnablePassthrough.assign(outline=outline_chain),
+            STORY_FROM_OUTLINE_PROMPT,
+        ]
+    chain: RunnableSequence[str, str] = RunnableSequence(
+        *steps, llm.bind(max_tokens=max_tokens), finish_reply(max_tokens), name="story"
+    )
+    return chain.with_types(input_type=str, output_type=str)

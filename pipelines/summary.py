@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableSequence
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from lc_async_pipelines._text import estimate_tokens, finish_text, max_tokens_for_words
+from lc_async_pipelines._finish import finish_reply
+from lc_async_pipelines._text import estimate_tokens, max_tokens_for_words
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
 
@@ -51,14 +51,10 @@ def split_into_chunks(text: str, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> li
 
 def _text_chain(
     llm: ChatModel, prompt: Runnable[dict[str, Any], PromptValue], max_words: int
-) -> Runnable[dict[str, Any], str]:
-    chain: Runnable[dict[str, Any], str] = (
-        prompt
-        | llm.bind(max_tokens=max_tokens_for_words(max_words))
-        | StrOutputParser()
-        | RunnableLambda(finish_text, name="finish_text")
-    )
-    return chain
+) -> list[Runnable[Any, Any]]:
+    """Return the steps prompt → model (``max_tokens`` sized from ``max_words``) → text."""
+    max_tokens = max_tokens_for_words(max_words)
+    return [prompt, llm.bind(max_tokens=max_tokens), finish_reply(max_tokens)]
 
 
 def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str, str]:
@@ -69,13 +65,17 @@ def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str,
         max_words: summary length cap in words; ``max_tokens`` is sized from it.
 
     Returns:
-        ``Runnable[str, str]``: document text in, summary out.
+        ``Runnable[str, str]`` (input and output schemas: strings): document
+        text in, summary out, streamed by ``astream`` as the model writes it
+        (the clean-up rule: :mod:`lc_async_pipelines._finish`).
     """
     to_vars: Runnable[str, dict[str, Any]] = RunnableLambda(
-        lambda text: {"text": text, "max_words": max_words}
+        lambda text: {"text": text, "max_words": max_words}, name="summary_inputs"
     )
-    chain: Runnable[str, str] = to_vars | _text_chain(llm, SUMMARY_PROMPT, max_words)
-    return chain.with_config(run_name="summary")
+    chain: RunnableSequence[str, str] = RunnableSequence(
+        to_vars, *_text_chain(llm, SUMMARY_PROMPT, max_words), name="summary"
+    )
+    return chain.with_types(input_type=str, output_type=str)
 
 
 def build_map_reduce_summary_chain(
@@ -91,7 +91,8 @@ def build_map_reduce_summary_chain(
     each chunk is summarized concurrently (``abatch`` under the caller's
     ``max_concurrency``); the chunk summaries are combined into one. While the
     joined summaries are longer than a chunk they are collapsed again (at most
-    4 rounds).
+    4 rounds). Only the combine call streams through ``astream``; the chunk
+    summaries are internal (their tokens still reach the callbacks).
 
     Args:
         llm: the chat model.
@@ -100,12 +101,14 @@ def build_map_reduce_summary_chain(
         map_words: cap in words for each chunk summary.
 
     Returns:
-        ``Runnable[str, str]``: document text in, summary out.
+        ``Runnable[str, str]`` (input and output schemas: strings): document
+        text in, summary out.
     """
-    map_chain = _text_chain(llm, MAP_PROMPT, map_words)
-    combine_chain = _text_chain(llm, COMBINE_PROMPT, max_words)
+    map_chain: Runnable[dict[str, Any], str] = RunnableSequence(
+        *_text_chain(llm, MAP_PROMPT, map_words), name="map_summary"
+    )
 
-    async def map_reduce(text: str, config: RunnableConfig) -> str:
+    async def summarize_chunks(text: str, config: RunnableConfig) -> dict[str, Any]:
         chunks = split_into_chunks(text, chunk_tokens)
         for _ in range(_MAX_COLLAPSE_ROUNDS):
             summaries = await map_chain.abatch(
@@ -115,12 +118,14 @@ def build_map_reduce_summary_chain(
             if estimate_tokens(joined) <= chunk_tokens:
                 break
             chunks = split_into_chunks(joined, chunk_tokens)
-        result: str = await combine_chain.ainvoke(
-            {"summaries": joined, "max_words": max_words}, config
-        )
-        return result
+        return {"summaries": joined, "max_words": max_words}
 
-    return RunnableLambda(map_reduce, name="map_reduce_summary")
+    chain: RunnableSequence[str, str] = RunnableSequence(
+        RunnableLambda(summarize_chunks, name="summarize_chunks"),
+        *_text_chain(llm, COMBINE_PROMPT, max_words),
+        name="map_reduce_summary",
+    )
+    return chain.with_types(input_type=str, output_type=str)
 
 
 def build_auto_summary_chain(
@@ -141,7 +146,8 @@ def build_auto_summary_chain(
         stuff_max_tokens: longest document (estimated tokens) stuffed into one prompt.
 
     Returns:
-        ``Runnable[str, str]``: document text in, summary out.
+        ``Runnable[str, str]`` (input and output schemas: strings): document
+        text in, summary out, streamed by ``astream`` through the chosen chain.
     """
     stuff = build_summary_chain(llm, max_words=max_words)
     map_reduce = build_map_reduce_summary_chain(
@@ -149,6 +155,9 @@ def build_auto_summary_chain(
     )
 
     def route(text: str) -> Runnable[str, str]:
+        # A RunnableLambda returning a Runnable runs it: invoked by ainvoke,
+        # streamed by astream.
         return stuff if estimate_tokens(text) <= stuff_max_tokens else map_reduce
 
-    return RunnableLambda(route, name="summary_router")
+    router: Runnable[str, str] = RunnableLambda(route, name="auto_summary")
+    return router.with_types(input_type=str, output_type=str)

@@ -1,0 +1,241 @@
+"""The last step of every built-in chain: the model's reply as text, streamed, cleaned up.
+
+The embedded small model is often cut by ``max_tokens`` mid-sentence, so a cut
+reply is trimmed back to its last whole sentence. :func:`finish_reply` does
+that without stopping the stream: it is a ``RunnableGenerator`` over the
+model's message chunks that passes text on as it arrives and holds back only
+what a cut could still remove.
+
+The rule (the same for ``astream`` and ``ainvoke``, so the streamed pieces
+always join to what ``ainvoke`` returns):
+
+- **Clean-up.** Leading and trailing whitespace is dropped (whitespace is
+  passed on only once text follows it).
+- **Cut or not.** A reply is cut when the model says it stopped on the token
+  limit: ``finish_reason`` (or ``stop_reason`` / ``done_reason`` /
+  ``stopReason``) is ``"length"`` or ``"max_tokens"`` in the
+  ``response_metadata`` of any chunk. Any other reason means it ended on its
+  own: nothing is trimmed, final period or not. With no reason reported (fake
+  models), a reply is cut when its ``usage_metadata`` output tokens reach
+  ``max_tokens``, or, with no usage either, when its estimated tokens
+  (:func:`~lc_async_pipelines._text.estimate_tokens`) do.
+- **Trim, in the last stretch only.** A cut reply ends at its last sentence
+  end (``.``, ``!``, ``?`` or ``…``, closing quotes or brackets included,
+  then whitespace) when that end lies in the last stretch: at or beyond
+  :func:`hold_from_chars` characters of the stripped reply, that is
+  ``(max_tokens - stretch) * CHARS_PER_TOKEN`` with a stretch of a quarter of
+  ``max_tokens``, at least 64 tokens. A cut reply with no sentence end there
+  is kept whole: its text before the stretch has already been streamed.
+- **Streaming.** Text is passed on at once, except, once a sentence end has
+  been seen in the last stretch, the text after the latest such end: it is
+  held until the next sentence end, or until the reply ends uncut.
+
+How the chunks arrive (langchain-core 1.7, langchain-openai 1.x):
+``ChatOpenAI(streaming=True, stream_usage=True)`` streams a role chunk, the
+content chunks (about a token each), a chunk with empty content whose
+``response_metadata`` holds ``finish_reason`` (``"stop"`` or ``"length"``,
+as llama.cpp's server and OpenAI send it), a chunk with the
+``usage_metadata``, and, from ``BaseChatModel.astream``, a last empty chunk
+with ``chunk_position="last"``: the finish reason is not in the very last
+chunk, so every chunk's metadata is read. ``ainvoke`` hands on one
+``AIMessage`` with the same ``finish_reason`` and the summed usage.
+``GenericFakeChatModel`` streams words and spaces with neither.
+
+The stretch is measured in characters of the reply, not in chunks: ``ainvoke``
+gives this step the whole message at once, where a chunk count could not be
+reproduced, and streamed and invoked outputs would disagree; characters also
+need no assumption about how many tokens a provider puts in a chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator
+
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable, RunnableGenerator
+
+from lc_async_pipelines._text import CHARS_PER_TOKEN, SENTENCE_END, estimate_tokens
+
+__all__ = [
+    "ModelOutput",
+    "ReplyFinisher",
+    "finish_reply",
+    "finish_reply_text",
+    "hold_from_chars",
+    "reply_was_cut",
+]
+
+# What the step takes: the chat model's message chunks (or whole message), or text.
+ModelOutput = BaseMessage | str
+
+# Keys a provider may report its stop reason under (OpenAI and llama.cpp,
+# Anthropic, Ollama, Bedrock), and the values that mean "stopped on the limit".
+_FINISH_KEYS = ("finish_reason", "stop_reason", "done_reason", "stopReason")
+_CUT_REASONS = frozenset({"length", "max_tokens"})
+# The last stretch: a quarter of the token budget, and at least this many tokens
+# (224 characters, about 40 words: longer than nearly any sentence, so a cut
+# reply's unfinished sentence rarely starts before the stretch).
+_MIN_STRETCH_TOKENS = 64
+
+
+def hold_from_chars(max_tokens: int) -> int:
+    """Return where the last stretch of a ``max_tokens`` reply starts, in characters.
+
+    A cut reply is trimmed to a sentence end only at or beyond this position:
+    the last quarter of the budget (at least 64 tokens), at ``CHARS_PER_TOKEN``
+    characters a token.
+    """
+    stretch = max(_MIN_STRETCH_TOKENS, max_tokens // 4)
+    return math.floor(max(0, max_tokens - stretch) * CHARS_PER_TOKEN)
+
+
+def reply_was_cut(
+    finish_reason: str | None, output_tokens: int | None, text: str, max_tokens: int
+) -> bool:
+    """Tell whether a reply stopped on the ``max_tokens`` limit.
+
+    Args:
+        finish_reason: the reason the provider reported, if any.
+        output_tokens: the reply's output tokens from ``usage_metadata``, if any.
+        text: the reply's text (used only when neither of the above is known).
+        max_tokens: the limit the reply was generated under.
+
+    Returns:
+        True for a reason of ``"length"`` or ``"max_tokens"``; False for any
+        other reason; else whether the reported (or, lacking that, estimated)
+        output tokens reach ``max_tokens``.
+    """
+    if finish_reason:
+        return finish_reason.lower() in _CUT_REASONS
+    if output_tokens is not None:
+        return output_tokens >= max_tokens
+    return estimate_tokens(text) >= max_tokens
+
+
+def finish_reply_text(text: str, *, cut: bool, hold_from: int) -> str:
+    """Return the finished reply: stripped, and trimmed when cut (see the module's rule).
+
+    Args:
+        text: the whole reply.
+        cut: whether it stopped on the token limit (:func:`reply_was_cut`).
+        hold_from: where the last stretch starts, in characters of the stripped
+            reply (:func:`hold_from_chars`).
+    """
+    text = text.strip()
+    if cut:
+        ends = [m.end() for m in SENTENCE_END.finditer(text)]
+        if ends and hold_from <= ends[-1] < len(text):
+            return text[: ends[-1]]
+    return text
+
+
+class ReplyFinisher:
+    """The streaming form of :func:`finish_reply_text`, one reply at a time.
+
+    :meth:`feed` each chunk as it arrives and pass on what it returns; then
+    pass on what :meth:`close` returns. The pieces join to
+    ``finish_reply_text(whole_reply, cut=..., hold_from=...)``.
+    """
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self.hold_from = hold_from_chars(max_tokens)
+        self._text = ""  # the reply so far, leading whitespace dropped
+        self._sent = 0  # characters of _text passed on
+        self._scan = 0  # where the search for sentence ends resumes
+        self._last_end: int | None = None  # the latest sentence end followed by whitespace
+        self._finish_reason: str | None = None
+        self._output_tokens: int | None = None
+
+    def feed(self, chunk: ModelOutput) -> str:
+        """Take the next chunk; return the text that can be passed on now (may be empty)."""
+        piece = self._observe(chunk)
+        if not self._text:
+            piece = piece.lstrip()
+        if not piece:
+            return ""
+        self._text += piece
+        self._find_sentence_ends()
+        limit = len(self._text.rstrip())
+        if self._last_end is not None and self._last_end >= self.hold_from:
+            limit = min(limit, self._last_end)
+        return self._pass_on(limit)
+
+    def close(self) -> str:
+        """End the reply; return the rest of the finished text (may be empty)."""
+        cut = reply_was_cut(self._finish_reason, self._output_tokens, self._text, self.max_tokens)
+        final = finish_reply_text(self._text, cut=cut, hold_from=self.hold_from)
+        rest = final[self._sent :]
+        self._sent = len(final)
+        return rest
+
+    def _observe(self, chunk: ModelOutput) -> str:
+        if isinstance(chunk, str):
+            return chunk
+        for key in _FINISH_KEYS:
+            reason = chunk.response_metadata.get(key)
+            if isinstance(reason, str) and reason:
+                self._finish_reason = reason
+        usage = chunk.usage_metadata if isinstance(chunk, AIMessage) else None
+        # A reply read back from a cache may carry usage without output tokens.
+        tokens = usage.get("output_tokens") if usage is not None else None
+        if isinstance(tokens, int):
+            self._output_tokens = (self._output_tokens or 0) + tokens
+        return str(chunk.text)
+
+    def _find_sentence_ends(self) -> None:
+        # An end followed by whitespace is final; one at the end of the text so
+        # far is tentative, and the search resumes at its start. No other match
+        # can start before the end of the text as it is now.
+        resume = len(self._text)
+        for match in SENTENCE_END.finditer(self._text, self._scan):
+            if match.end() < len(self._text):
+                self._last_end = match.end()
+            else:
+                resume = match.start()
+        self._scan = resume
+
+    def _pass_on(self, limit: int) -> str:
+        if limit <= self._sent:
+            return ""
+        text = self._text[self._sent : limit]
+        self._sent = limit
+        return text
+
+
+def finish_reply(max_tokens: int, *, name: str = "finish_reply") -> Runnable[ModelOutput, str]:
+    """Return the streaming last step of a chain: model chunks in, finished text out.
+
+    Args:
+        max_tokens: the ``max_tokens`` the model step is bound to (the factory's).
+        name: the step's run name.
+
+    Returns:
+        A ``RunnableGenerator`` applying the module's rule; ``ainvoke`` returns
+        the join of what ``astream`` yields.
+    """
+
+    def finish(chunks: Iterator[ModelOutput]) -> Iterator[str]:
+        finisher = ReplyFinisher(max_tokens)
+        yielded = False
+        for chunk in chunks:
+            if text := finisher.feed(chunk):
+                yielded = True
+                yield text
+        rest = finisher.close()
+        if rest or not yielded:  # an empty reply is "", not None
+            yield rest
+
+    async def afinish(chunks: AsyncIterator[ModelOutput]) -> AsyncIterator[str]:
+        finisher = ReplyFinisher(max_tokens)
+        yielded = False
+        async for chunk in chunks:
+            if text := finisher.feed(chunk):
+                yielded = True
+                yield text
+        rest = finisher.close()
+        if rest or not yielded:
+            yield rest
+
+    return RunnableGenerator(finish, afinish, name=name)
