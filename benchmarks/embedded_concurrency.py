@@ -15,7 +15,7 @@ import statistics
 
 from lc_async_pipelines import ModelSettings, build_story_chain, make_chat_model
 from lc_async_pipelines.embedded import EmbeddedModelServer
-from lc_async_pipelines.runner import Item, run_items
+from lc_async_pipelines.runner import Item, RunOptions, run_items
 
 TOPICS = [
     "a magical forest", "a futuristic city", "an underwater civilization", "a lighthouse keeper",
@@ -34,7 +34,7 @@ async def measure(base_url: str, items: int, concurrency: int, max_words: int) -
     work = [Item(f"{i}", i, TOPICS[i % len(TOPICS)] + f" (#{i})") for i in range(items)]
     loop = asyncio.get_running_loop()
     start = loop.time()
-    records = [r async for r in run_items(chain, work, config={"max_concurrency": concurrency})]
+    records = [r async for r in run_items(chain, work, RunOptions(concurrency=concurrency))]
     wall = loop.time() - start
     tokens = sum(r.usage.get("output_tokens", 0) for r in records)
     ttft = [r.ttft_s for r in records if r.ttft_s is not None]

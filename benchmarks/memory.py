@@ -24,7 +24,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from benchmarks.rate_limits import mock
 from lc_async_pipelines import ModelSettings, make_chat_model
-from lc_async_pipelines.runner import Item, run_items, write_records
+from lc_async_pipelines.runner import Item, RunOptions, run_items, write_records
 
 
 def items(n: int) -> Iterator[Item]:
@@ -38,7 +38,7 @@ async def child(base: str, n: int) -> None:
     chain = {"text": lambda t: t} | prompt | make_chat_model(settings) | StrOutputParser()
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "out.jsonl").open("w") as out:
         summary = await write_records(
-            run_items(chain, items(n), config={"max_concurrency": 64}), out
+            run_items(chain, items(n), RunOptions(concurrency=64)), out
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"items": n, "done": summary.done, "peak_rss_mb": round(peak_mb, 1)}))

@@ -1,9 +1,23 @@
 """Model settings from the environment or ``.env``, and the chat model built from them.
 
-Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, a LiteLLM proxy, FastChat)
-works through ``langchain_openai.ChatOpenAI``. With neither ``OPENAI_API_KEY``
-nor ``OPENAI_BASE_URL`` set, :func:`chat_model_session` starts the embedded
-model (:mod:`pipelines.embedded`) and points the client at it.
+Which model a run uses, in order:
+
+1. ``--embedded`` (``ModelSettings(embedded=True)``): the embedded model, whatever else is set.
+2. ``-m/--model`` or ``PIPELINES_MODEL`` of the form ``provider:model`` with a
+   provider LangChain's ``init_chat_model`` knows (``anthropic:claude-...``,
+   ``ollama:llama3.1``, ...): that provider's chat model, with its own
+   package and credentials (https://python.langchain.com/api_reference/langchain/chat_models/langchain.chat_models.base.init_chat_model.html).
+3. ``OPENAI_BASE_URL`` and/or ``OPENAI_API_KEY``: any OpenAI-compatible endpoint
+   (OpenAI, vLLM, Ollama's ``/v1``, a LiteLLM proxy, FastChat) through
+   ``langchain_openai.ChatOpenAI``. With a base URL and no model name, the
+   endpoint's ``GET /models`` is asked: one model is used, several are an
+   error that lists them (nothing is guessed). With only a key, OpenAI's
+   ``gpt-4o-mini``.
+4. Nothing set: the embedded model (:mod:`lc_async_pipelines.embedded`).
+
+:func:`describe` says in one line which model and endpoint that is, and where
+the key came from, so a key exported in the shell never silently means a paid
+endpoint: the command line and the service print it once at start.
 
 Environment variables (a ``.env`` file in the working directory is read too;
 the process environment wins):
@@ -13,8 +27,9 @@ name                      meaning                                         defaul
 ========================  ==============================================  =========
 OPENAI_API_KEY            key, held as ``SecretStr``                       none
 OPENAI_BASE_URL           endpoint root, e.g. ``http://host:8000/v1``      none
+PIPELINES_EMBEDDED        ``1``: use the embedded model                    0
 PIPELINES_EMBEDDED_URL    a running ``pipelines serve-model`` to share     none
-PIPELINES_MODEL           model name                                       see below
+PIPELINES_MODEL           model name, or ``provider:model``                see above
 PIPELINES_TEMPERATURE     sampling temperature                             0.2
 PIPELINES_MAX_TOKENS      cap on generated tokens per call                 512
 PIPELINES_TIMEOUT         per-request timeout, seconds                     120
@@ -24,6 +39,7 @@ PIPELINES_EXTRA_BODY      JSON object merged into each request body        none
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -31,72 +47,206 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dotenv import dotenv_values
-from langchain_openai import ChatOpenAI
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from langchain_core.language_models import BaseChatModel
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING, EmbeddedModelServer
+from lc_async_pipelines.errors import ConfigurationError
 
-__all__ = ["ModelSettings", "chat_model_session", "make_chat_model"]
+__all__ = [
+    "DEFAULT_OPENAI_MODEL",
+    "PROVIDERS",
+    "ModelSettings",
+    "chat_model_session",
+    "describe",
+    "make_chat_model",
+    "resolve_model",
+]
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+OPENAI_URL = "https://api.openai.com/v1"
+
+# The providers of langchain's init_chat_model (langchain 1.4). A prefix not in
+# this set is part of a model name ("llama3.1:8b" on Ollama's OpenAI API).
+PROVIDERS = frozenset(
+    {
+        "anthropic", "anthropic_bedrock", "azure_ai", "azure_openai", "baseten", "bedrock",
+        "bedrock_converse", "cohere", "deepseek", "fireworks", "google_anthropic_vertex",
+        "google_genai", "google_vertexai", "groq", "huggingface", "ibm", "litellm", "mistralai",
+        "nvidia", "ollama", "openai", "openrouter", "perplexity", "together", "upstage", "xai",
+    }
+)  # fmt: skip
 
 
 class ModelSettings(BaseModel):
-    """Where and how to call the chat model.
+    """Where and how to call the chat model (see the module docstring for the order).
 
     ``api_key`` is a ``SecretStr``: its value never appears in ``repr``, logs or records.
+
+    Attributes:
+        api_key: OpenAI-compatible endpoint key.
+        base_url: OpenAI-compatible endpoint root (``.../v1``).
+        embedded: use the embedded model whatever else is set.
+        embedded_url: a running ``pipelines serve-model`` to share.
+        model: model name, or ``provider:model`` for ``init_chat_model``.
+        temperature: sampling temperature.
+        max_tokens: cap on generated tokens per call (None: the server's).
+        timeout: per-request timeout, seconds.
+        extra_body: JSON merged into each OpenAI-compatible request body.
+        key_source: where ``api_key`` came from (``"environment"`` or ``".env"``),
+            for :func:`describe`.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     api_key: SecretStr | None = None
     base_url: str | None = None
+    embedded: bool = False
     embedded_url: str | None = None
     model: str | None = None
-    temperature: float = 0.2
-    max_tokens: int | None = 512
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_tokens: int | None = Field(default=512, gt=0)
     timeout: float = Field(default=120.0, gt=0, description="seconds per request")
     extra_body: dict[str, Any] | None = None
+    key_source: str | None = None
+
+    @property
+    def provider(self) -> str | None:
+        """The ``init_chat_model`` provider of ``model`` (``"anthropic"``), or None."""
+        if self.model is None or ":" not in self.model:
+            return None
+        prefix = self.model.split(":", 1)[0]
+        return prefix if prefix in PROVIDERS else None
+
+    @property
+    def model_name(self) -> str | None:
+        """``model`` without its provider prefix."""
+        if self.provider is None or self.model is None:
+            return self.model
+        return self.model.split(":", 1)[1]
 
     @property
     def uses_embedded(self) -> bool:
-        """True when no endpoint is configured, so the embedded model serves the calls."""
-        return self.api_key is None and self.base_url is None
+        """True when the embedded model serves the calls: forced, or nothing else configured."""
+        if self.embedded:
+            return True
+        openai_like = self.provider in (None, "openai")
+        return openai_like and self.api_key is None and self.base_url is None
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, env_file: str | Path | None = ".env"
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        env_file: str | Path | None = ".env",
+        **overrides: Any,
     ) -> ModelSettings:
         """Read settings from ``environ`` (default ``os.environ``) over ``env_file``.
 
+        Args:
+            environ: the environment (default ``os.environ``).
+            env_file: a dotenv file read under the environment (None: none).
+            **overrides: fields set by the caller (e.g. ``model`` from ``-m``),
+                over both; None values are ignored.
+
         Raises:
-            ValueError: a number or ``PIPELINES_EXTRA_BODY`` does not parse.
+            ConfigurationError: a value does not parse (the message names the variable).
         """
-        values: dict[str, str] = {}
+        from_file: dict[str, str] = {}
         if env_file and Path(env_file).is_file():
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        values.update(os.environ if environ is None else environ)
+            from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+        environment = dict(os.environ if environ is None else environ)
+        values = {**from_file, **environment}
 
         def get(name: str) -> str | None:
             return values.get(name) or None
 
-        fields: dict[str, Any] = {
-            "api_key": get("OPENAI_API_KEY"),
-            "base_url": get("OPENAI_BASE_URL"),
-            "embedded_url": get("PIPELINES_EMBEDDED_URL"),
-            "model": get("PIPELINES_MODEL"),
-            "temperature": get("PIPELINES_TEMPERATURE"),
-            "max_tokens": get("PIPELINES_MAX_TOKENS"),
-            "timeout": get("PIPELINES_TIMEOUT"),
+        names = {
+            "api_key": "OPENAI_API_KEY",
+            "base_url": "OPENAI_BASE_URL",
+            "embedded": "PIPELINES_EMBEDDED",
+            "embedded_url": "PIPELINES_EMBEDDED_URL",
+            "model": "PIPELINES_MODEL",
+            "temperature": "PIPELINES_TEMPERATURE",
+            "max_tokens": "PIPELINES_MAX_TOKENS",
+            "timeout": "PIPELINES_TIMEOUT",
+            "extra_body": "PIPELINES_EXTRA_BODY",
         }
-        extra = get("PIPELINES_EXTRA_BODY")
-        if extra:
+        fields: dict[str, Any] = {k: get(v) for k, v in names.items()}
+        if fields["extra_body"]:
             try:
-                fields["extra_body"] = json.loads(extra)
+                fields["extra_body"] = json.loads(fields["extra_body"])
             except json.JSONDecodeError as exc:
-                raise ValueError(f"PIPELINES_EXTRA_BODY is not JSON: {exc}") from exc
-        return cls(**{k: v for k, v in fields.items() if v is not None})
+                msg = f"PIPELINES_EXTRA_BODY is not JSON: {exc}"
+                raise ConfigurationError(msg) from exc
+        if fields["api_key"]:
+            fields["key_source"] = "environment" if environment.get("OPENAI_API_KEY") else ".env"
+        fields.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**{k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            msg = f"{names.get(field, field)}: {error['msg']}"
+            raise ConfigurationError(msg) from None
+
+
+def resolve_model(settings: ModelSettings, *, timeout: float = 10.0) -> ModelSettings:
+    """Return ``settings`` with a model name, asking the endpoint when none is set.
+
+    With a base URL and no model, ``GET {base_url}/models`` (the OpenAI models
+    API, which vLLM, Ollama, LiteLLM and llama.cpp also serve) must list
+    exactly one model. With only a key, :data:`DEFAULT_OPENAI_MODEL`.
+
+    Raises:
+        ConfigurationError: the endpoint cannot be asked, lists no model, or
+            lists several (the message names them).
+    """
+    if settings.model or settings.uses_embedded or settings.provider:
+        return settings
+    if settings.base_url is None:
+        return settings.model_copy(update={"model": DEFAULT_OPENAI_MODEL})
+    url = settings.base_url.rstrip("/") + "/models"
+    headers = {}
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+        response.raise_for_status()
+        listed = [str(m["id"]) for m in response.json().get("data", []) if "id" in m]
+    except (httpx.HTTPError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        msg = (
+            f"no model set and {url} did not list its models ({type(exc).__name__}); "
+            "set PIPELINES_MODEL or -m"
+        )
+        raise ConfigurationError(msg) from None
+    if len(listed) != 1:
+        shown = ", ".join(listed[:10]) + (" ..." if len(listed) > 10 else "")
+        msg = (
+            f"no model set and {url} serves {len(listed)} models ({shown or 'none'}); "
+            "choose one with PIPELINES_MODEL or -m"
+        )
+        raise ConfigurationError(msg)
+    return settings.model_copy(update={"model": listed[0]})
+
+
+def describe(settings: ModelSettings, base_url: str | None = None) -> str:
+    """Return one line naming the model, the endpoint and where the key came from.
+
+    Never contains the key itself.
+    """
+    if settings.uses_embedded:
+        where = base_url or settings.embedded_url or "a local llama-server"
+        return f"model {EMBEDDED_MODEL_NAME} (embedded) at {where}"
+    if settings.provider not in (None, "openai"):
+        return (
+            f"model {settings.model_name} from provider {settings.provider} (its own credentials)"
+        )
+    endpoint = base_url or settings.base_url or OPENAI_URL
+    key = f"key from {settings.key_source}" if settings.api_key else "no key"
+    return f"model {settings.model_name or DEFAULT_OPENAI_MODEL} at {endpoint} ({key})"
 
 
 def make_chat_model(
@@ -105,39 +255,60 @@ def make_chat_model(
     base_url: str | None = None,
     max_retries: int = 0,
     **overrides: Any,
-) -> ChatOpenAI:
-    """Build the ``ChatOpenAI`` client for ``settings``.
+) -> BaseChatModel:
+    """Build the chat model for ``settings``.
 
     Args:
-        settings: where and how to call.
+        settings: where and how to call; the model name should be resolved
+            (:func:`resolve_model`); with a base URL and none, this asks the endpoint.
         base_url: overrides ``settings.base_url`` (used for the embedded server).
-        max_retries: the OpenAI SDK's own retries. 0 by default so that retries
+        max_retries: the provider SDK's own retries. 0 by default so that retries
             happen once, in ``.with_retry`` or the runner; the SDK's would stack
             on top and hide attempts.
-        **overrides: any other ``ChatOpenAI`` field.
+        **overrides: any other field of the chat model class.
 
     Returns:
-        A streaming client (``on_llm_new_token`` fires only when the model
-        streams) that reports token usage in the stream.
+        For OpenAI-compatible endpoints and the embedded model, a streaming
+        ``ChatOpenAI`` (``on_llm_new_token`` fires only when the model streams)
+        that reports token usage in the stream; for another provider, its
+        chat model from ``init_chat_model``.
+
+    Raises:
+        ConfigurationError: the provider's package is not installed, or no model name.
     """
-    embedded = base_url is not None and settings.uses_embedded
-    extra_body = dict(EMBEDDED_SAMPLING) if embedded else {}
-    extra_body.update(settings.extra_body or {})
-    kwargs: dict[str, Any] = {
-        "model": settings.model or (EMBEDDED_MODEL_NAME if embedded else DEFAULT_OPENAI_MODEL),
-        "api_key": settings.api_key or SecretStr("not-needed"),
-        "base_url": base_url or settings.base_url,
+    from langchain.chat_models import init_chat_model  # about 1 s: only when a model is built
+
+    common: dict[str, Any] = {
         "temperature": settings.temperature,
         "max_tokens": settings.max_tokens,
         "timeout": settings.timeout,
         "max_retries": max_retries,
         "streaming": True,
+    }
+    if settings.provider not in (None, "openai") and not settings.embedded:
+        try:
+            spec = str(settings.model)
+            provided: BaseChatModel = init_chat_model(spec, **{**common, **overrides})
+            return provided
+        except ImportError as exc:
+            raise ConfigurationError(f"model {settings.model!r}: {exc}") from None
+    embedded = settings.uses_embedded
+    if not embedded and base_url is None:
+        settings = resolve_model(settings)
+    extra_body = dict(EMBEDDED_SAMPLING) if embedded else {}
+    extra_body.update(settings.extra_body or {})
+    name = EMBEDDED_MODEL_NAME if embedded else settings.model_name or DEFAULT_OPENAI_MODEL
+    kwargs: dict[str, Any] = {
+        **common,
+        "api_key": (None if embedded else settings.api_key) or SecretStr("not-needed"),
+        "base_url": base_url or (None if embedded else settings.base_url),
         "stream_usage": True,
     }
     if extra_body:
         kwargs["extra_body"] = extra_body
     kwargs.update(overrides)
-    return ChatOpenAI(**kwargs)
+    model: BaseChatModel = init_chat_model(name, model_provider="openai", **kwargs)
+    return model
 
 
 @asynccontextmanager
@@ -146,19 +317,22 @@ async def chat_model_session(
     *,
     parallel: int = 4,
     **overrides: Any,
-) -> AsyncIterator[ChatOpenAI]:
+) -> AsyncIterator[BaseChatModel]:
     """Yield a chat model for ``settings``, starting the embedded server if needed.
 
-    With an endpoint configured, this only builds the client. With
-    ``PIPELINES_EMBEDDED_URL`` it shares a running ``pipelines serve-model``.
-    Otherwise it starts ``llama-server`` on a free loopback port with
-    ``parallel`` slots and stops it on exit.
+    With an endpoint configured, this only builds the client (asking the
+    endpoint for its model when none is named). With ``PIPELINES_EMBEDDED_URL``
+    it shares a running ``pipelines serve-model``. Otherwise it starts
+    ``llama-server`` on a free loopback port with ``parallel`` slots and stops
+    it on exit.
 
     Raises:
+        ConfigurationError: the model cannot be resolved.
         EmbeddedModelError: the embedded server cannot start.
     """
     settings = settings or ModelSettings.from_env()
     if not settings.uses_embedded:
+        settings = await asyncio.to_thread(resolve_model, settings)
         yield make_chat_model(settings, **overrides)
         return
     if settings.embedded_url:

@@ -1,66 +1,214 @@
-"""The pipelines an app can serve by name, with their input limits and chain factories."""
+"""The pipelines offered by name: built-in, registered by installed packages, or ``module:attr``.
+
+A pipeline is a factory that takes the chat model and returns a ``Runnable``
+(the contract of :func:`~lc_async_pipelines.build_story_chain`). A
+:class:`PipelineSpec` names one and says what its input is; its keyword
+defaults (``max_words`` and the like) are read from the factory's own
+signature, so they live in one place.
+
+Packages offer pipelines through the entry-point group
+``lc_async_pipelines.pipelines`` (the built-in ``story`` and ``summary`` of
+:mod:`lc_async_pipelines.builtin` are registered the same way, in this
+project's ``pyproject.toml``)::
+
+    [project.entry-points."lc_async_pipelines.pipelines"]
+    headline = "my_app.chains:build_headline_chain"   # a factory, a PipelineSpec or a Runnable
+
+``pipelines run NAME``, ``pipelines serve`` and ``GET /v1/pipelines`` list
+every registered pipeline; ``pipelines run package.module:attr`` runs one that
+is not registered.
+"""
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.runnables import Runnable
+from lc_async_pipelines.errors import ConfigurationError
 
-from lc_async_pipelines._types import ChatModel
-from lc_async_pipelines.story import build_story_chain
-from lc_async_pipelines.summary import build_auto_summary_chain
+if TYPE_CHECKING:  # LangChain is imported only when a pipeline is built or loaded
+    from langchain_core.runnables import Runnable
 
-__all__ = ["PIPELINES", "PipelineSpec"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PipelineSpec",
+    "load_pipeline",
+    "registered_pipelines",
+]
+
+ENTRY_POINT_GROUP = "lc_async_pipelines.pipelines"
+
+Factory = Callable[..., "Runnable[Any, Any]"]
 
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """A pipeline as a service offers it.
+    """A pipeline: its factory, and what a command line or service needs to offer it.
 
     Attributes:
-        name: URL name (``/v1/pipelines/{name}/...``).
-        description: one line for the page and the API listing.
-        input_label: what the input is (``"topic"``, ``"document"``).
-        max_input_chars: longest accepted input, characters.
-        default_max_words: output length when the request gives none, words.
-        build: ``build(llm, max_words) -> Runnable[str, str]``.
+        name: the name it is run and served by (``/v1/pipelines/{name}/...``).
+        factory: ``factory(llm, **options) -> Runnable``; ``llm`` is the chat
+            model, injected (never built inside).
+        description: one line for ``--help``, the page and ``GET /v1/pipelines``.
+        input_label: what one input is (``"topic"``, ``"document"``, ``"row"``).
+        max_input_chars: longest text input the service accepts, characters.
+        owns_model: True when the pipeline is a ready ``Runnable`` holding its
+            own model: the run's model, budget and cache cannot be injected.
     """
 
     name: str
-    description: str
-    input_label: str
-    max_input_chars: int
-    default_max_words: int
-    build: Callable[[ChatModel, int], Runnable[str, str]]
+    factory: Factory
+    description: str = ""
+    input_label: str = "input"
+    max_input_chars: int = 200_000
+    owns_model: bool = False
+
+    def defaults(self) -> dict[str, Any]:
+        """Return the factory's keyword options and their defaults (e.g. ``{"max_words": 250}``)."""
+        try:
+            parameters = list(inspect.signature(self.factory).parameters.values())
+        except (TypeError, ValueError):  # a builtin or C callable: no options known
+            return {}
+        return {
+            p.name: p.default
+            for p in parameters[1:]
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty
+        }
+
+    def build(self, llm: Runnable[Any, Any], **options: Any) -> Runnable[Any, Any]:
+        """Return the pipeline's chain on ``llm``, with ``options`` over the defaults.
+
+        Raises:
+            ConfigurationError: an option the factory does not take.
+        """
+        unknown = sorted(set(options) - set(self.defaults()))
+        if unknown:
+            takes = ", ".join(self.defaults()) or "no options"
+            msg = f"pipeline {self.name!r} takes no option {unknown[0]!r} (it takes: {takes})"
+            raise ConfigurationError(msg)
+        return self.factory(llm, **options)
 
 
-def _story(llm: ChatModel, max_words: int) -> Runnable[str, str]:
-    return build_story_chain(llm, max_words=max_words)
+def _as_spec(name: str, value: Any, where: str) -> PipelineSpec:
+    """Turn a loaded object into a spec: a spec, a ready ``Runnable``, or a factory."""
+    from langchain_core.runnables import Runnable
+
+    if isinstance(value, PipelineSpec):
+        return value
+    if isinstance(value, Runnable):
+        runnable = value
+
+        def ready(llm: Runnable[Any, Any]) -> Runnable[Any, Any]:
+            return runnable
+
+        return PipelineSpec(name, ready, description=f"{where} (a ready Runnable)", owns_model=True)
+    if callable(value):
+        try:
+            parameters = list(inspect.signature(value).parameters.values())
+        except (TypeError, ValueError):
+            parameters = []
+        positional = [
+            p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if not positional:
+            msg = f"{where} is a callable that takes no chat model argument"
+            raise ConfigurationError(msg)
+        doc = (inspect.getdoc(value) or "").split("\n", 1)[0]
+        return PipelineSpec(name, value, description=doc or where)
+    msg = f"{where} is a {type(value).__name__}, not a Runnable or a factory taking the chat model"
+    raise ConfigurationError(msg)
 
 
-def _summary(llm: ChatModel, max_words: int) -> Runnable[str, str]:
-    return build_auto_summary_chain(llm, max_words=max_words)
+@cache
+def registered_pipelines() -> dict[str, PipelineSpec]:
+    """Return every pipeline registered in the ``lc_async_pipelines.pipelines`` entry-point group.
+
+    Loaded once per process. A registration that fails to load is left out
+    with a warning on stderr rather than breaking every other pipeline.
+    """
+    specs: dict[str, PipelineSpec] = {}
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            spec = _as_spec(ep.name, ep.load(), f"entry point {ep.name} = {ep.value}")
+        except Exception as exc:  # a broken plug-in must not break the others
+            print(
+                f"pipelines: warning: entry point {ep.name!r} ({ep.value}) not loaded: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            continue
+        specs[ep.name] = spec if spec.name == ep.name else _renamed(spec, ep.name)
+    if not specs:  # running from a source tree without installed metadata
+        from lc_async_pipelines.builtin import STORY, SUMMARY
+
+        specs = {STORY.name: STORY, SUMMARY.name: SUMMARY}
+    return specs
 
 
-PIPELINES: dict[str, PipelineSpec] = {
-    spec.name: spec
-    for spec in (
-        PipelineSpec(
-            name="story",
-            description="A short story about a topic.",
-            input_label="topic",
-            max_input_chars=2_000,
-            default_max_words=250,
-            build=_story,
-        ),
-        PipelineSpec(
-            name="summary",
-            description="A summary of a document; long ones are summarized by map-reduce.",
-            input_label="document",
-            max_input_chars=200_000,
-            default_max_words=60,
-            build=_summary,
-        ),
+def _renamed(spec: PipelineSpec, name: str) -> PipelineSpec:
+    return PipelineSpec(
+        name,
+        spec.factory,
+        spec.description,
+        spec.input_label,
+        spec.max_input_chars,
+        spec.owns_model,
     )
-}
+
+
+def load_pipeline(target: str) -> PipelineSpec:
+    """Return the pipeline named ``target``, or load ``package.module:attr``.
+
+    ``attr`` is a :class:`PipelineSpec`, a factory taking the chat model, or a
+    ready ``Runnable`` (which keeps its own model). The working directory is
+    importable, as for ``python -m``.
+
+    Raises:
+        ConfigurationError: no such registered name, the module does not
+            import, the attribute is missing or of the wrong kind.
+    """
+    if ":" not in target:
+        # Names first: loading an entry point imports its module (and LangChain).
+        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        if not found:
+            found_specs = registered_pipelines()
+            if target in found_specs:
+                return found_specs[target]
+        if target not in found:
+            names = sorted(found) or sorted(registered_pipelines())
+            listed = ", ".join(names)
+            msg = f"no pipeline {target!r}; registered: {listed} (or give package.module:attr)"
+            raise ConfigurationError(msg)
+        ep = found[target]
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # a broken plug-in: say which, and why
+            msg = f"pipeline {target!r} ({ep.value}) does not load: {type(exc).__name__}: {exc}"
+            raise ConfigurationError(msg) from None
+        spec = _as_spec(target, loaded, f"entry point {target} = {ep.value}")
+        return spec if spec.name == target else _renamed(spec, target)
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        msg = f"{target!r} is not of the form package.module:attr"
+        raise ConfigurationError(msg)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: any failure is a bad target
+        msg = f"cannot import {module_name!r} for {target!r}: {type(exc).__name__}: {exc}"
+        raise ConfigurationError(msg) from exc
+    value: Any = module
+    for part in attr.split("."):
+        if not hasattr(value, part):
+            msg = f"{module_name!r} has no attribute {attr!r}"
+            raise ConfigurationError(msg)
+        value = getattr(value, part)
+    return _as_spec(attr.rsplit(".", 1)[-1], value, target)

@@ -14,6 +14,7 @@ from langchain_core.exceptions import (
     ModelConnectionError,
     ModelRateLimitError,
     ModelTimeoutError,
+    OutputParserException,
 )
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -29,14 +30,19 @@ _EMPTY_STREAM = "No generations found in stream"
 def is_transient(exc: BaseException) -> bool:
     """True for failures a retry can fix.
 
-    Transient: 408/409/429/5xx, timeouts, dropped connections, and a response
-    body cut short (malformed JSON, a stream with no chunk). Permanent: 400,
+    Transient: 408/409/429/5xx, timeouts, dropped connections, a response
+    body cut short (malformed JSON, a stream with no chunk), and an output
+    that does not parse or fit its schema (``OutputParserException``, which
+    :class:`~lc_async_pipelines.errors.OutputValidationError` is: the model
+    samples again). Permanent: 400,
     401, 403, 404, 422, a missing template variable (``KeyError``), other bad
     input (``ValueError``, ``TypeError``), and anything else unknown.
     """
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in _TRANSIENT_STATUS
     if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
+        return True
+    if isinstance(exc, OutputParserException):
         return True
     if isinstance(exc, ValueError) and str(exc).startswith(_EMPTY_STREAM):
         return True

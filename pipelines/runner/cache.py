@@ -21,8 +21,11 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.load import Serializable, dumps, loads
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.runnables import Runnable
 
-__all__ = ["SQLiteCache"]
+from lc_async_pipelines.runner._attach import update_chat_models
+
+__all__ = ["SQLiteCache", "with_cache"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache (
@@ -131,3 +134,17 @@ class SQLiteCache(BaseCache):
             msg = f"cached value is a {type(value).__name__}, not a Generation"
             raise TypeError(msg)
         return value
+
+
+def with_cache(llm: Runnable[Any, Any], cache: BaseCache) -> Runnable[Any, Any]:
+    """Return a copy of ``llm`` whose chat models answer from ``cache`` first.
+
+    ``llm`` is a chat model, optionally bound or with fallbacks; the original
+    is left as it was. langchain-core looks the cache up before the model's
+    ``rate_limiter`` (``BaseChatModel._agenerate_with_cache``), so hits spend
+    no budget.
+
+    Raises:
+        TypeError: ``llm`` holds no chat model.
+    """
+    return update_chat_models(llm, cache=cache)

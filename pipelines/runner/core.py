@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,10 +31,11 @@ from tenacity import (
 
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
+from lc_async_pipelines.errors import ConfigurationError, DeadlineExceeded, RowError
 from lc_async_pipelines.runner._errors import is_rate_limit, is_transient, retry_after
 from lc_async_pipelines.runner.inputs import Item
 
-__all__ = ["Record", "RetryPolicy", "RunSummary", "run_items", "write_records"]
+__all__ = ["Record", "RetryPolicy", "RunOptions", "RunSummary", "run_items", "write_records"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class RetryPolicy:
     initial: float = 1.0
     max_wait: float = 30.0
     jitter: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check("max_retries", self.max_retries, minimum=0)
+        for name in ("initial", "max_wait", "jitter"):
+            _check(name, getattr(self, name), minimum=0)
 
     def wait(self) -> Callable[[RetryCallState], float]:
         """Return the tenacity wait strategy of this policy."""
@@ -92,8 +98,9 @@ class Record:
     Attributes:
         id: the item's stable id.
         line: where the item came from in the input file.
-        input: the text given to the chain.
-        output: the chain's output (None on failure).
+        input: what was given to the chain: the text, or the row (an object).
+        output: the chain's output (None on failure): text, or a JSON object
+            for structured output.
         error: ``{"type", "message"}`` on failure, else None.
         attempts: attempts made (0 when the input itself was bad).
         latency_s: wall time of the item, all attempts and backoff included, seconds.
@@ -101,11 +108,13 @@ class Record:
         usage: input, output and total tokens over all of the item's model calls.
         calls: model calls made (map-reduce makes several).
         throttled: attempts that ended in a rate-limit error (429).
+        exception: the exception behind ``error``, for callers to match by
+            class (never written to the records file).
     """
 
     id: str
     line: int
-    input: str
+    input: str | dict[str, Any]
     output: Any = None
     error: dict[str, str] | None = None
     attempts: int = 0
@@ -114,11 +123,82 @@ class Record:
     usage: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     throttled: int = 0
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         """True when the item produced an output."""
         return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as written to the records file (no ``exception``)."""
+        return {
+            "id": self.id,
+            "line": self.line,
+            "input": self.input,
+            "output": _jsonable(self.output),
+            "error": self.error,
+            "attempts": self.attempts,
+            "latency_s": self.latency_s,
+            "ttft_s": self.ttft_s,
+            "usage": self.usage,
+            "calls": self.calls,
+            "throttled": self.throttled,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    """A Pydantic model (structured output) as its JSON object; other values as they are."""
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else value
+
+
+def _check(name: str, value: float | None, *, minimum: float, strict: bool = False) -> None:
+    if value is None:
+        return
+    if value < minimum or (strict and value == minimum):
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        msg = f"{name} must be {bound}, got {value!r}"
+        raise ConfigurationError(msg)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`run_items` runs: window, retries, limits, stop.
+
+    Attributes:
+        concurrency: items in flight at once (None: ``config["max_concurrency"]``, else 4).
+        retry: per-item retry policy.
+        limit: run at most this many distinct items (skipped ones included).
+        skip: ids already done (from :func:`prepare_resume`); not run again.
+        stop: when set, no new item starts; items in flight get ``grace_s``
+            seconds to finish, then are cancelled and leave no record (a
+            resumed run does them).
+        grace_s: seconds items in flight get to finish once ``stop`` is set.
+        item_timeout_s: deadline of an item, all attempts and backoff included,
+            seconds; past it the item is a ``DeadlineExceeded`` error record.
+        max_input_tokens: an item whose input is estimated larger (3.5
+            characters a token) is a ``RowError`` record and is not sent.
+
+    Raises:
+        ConfigurationError: a value out of range (the message names it).
+    """
+
+    concurrency: int | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limit: int | None = None
+    skip: frozenset[str] = frozenset()
+    stop: asyncio.Event | None = None
+    grace_s: float = 30.0
+    item_timeout_s: float | None = None
+    max_input_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        _check("concurrency", self.concurrency, minimum=1)
+        _check("limit", self.limit, minimum=0)
+        _check("grace_s", self.grace_s, minimum=0)
+        _check("item_timeout_s", self.item_timeout_s, minimum=0, strict=True)
+        _check("max_input_tokens", self.max_input_tokens, minimum=1)
 
 
 @dataclass
@@ -181,34 +261,34 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3)
 
 
-def _error(exc: BaseException) -> dict[str, str]:
-    return {"type": type(exc).__name__, "message": str(exc)[:2000]}
+def _fail(record: Record, exc: BaseException) -> None:
+    record.output = None
+    record.exception = exc
+    record.error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
 
 
-@dataclass(frozen=True)
-class _Limits:
-    item_timeout_s: float | None
-    max_input_tokens: int | None
+def _size(value: str | dict[str, Any]) -> int:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return estimate_tokens(text)
 
 
 async def _run_one(
     chain: Runnable[Any, Any],
     item: Item,
     config: RunnableConfig,
-    policy: RetryPolicy,
-    limits: _Limits,
+    options: RunOptions,
 ) -> Record:
     record = Record(id=item.id, line=item.line, input=item.input)
     if item.error is not None:
-        record.error = {"type": "InputError", "message": item.error}
+        _fail(record, RowError(item.error))
         return record
-    size = estimate_tokens(item.input)
-    if limits.max_input_tokens is not None and size > limits.max_input_tokens:
+    size = _size(item.input)
+    if options.max_input_tokens is not None and size > options.max_input_tokens:
         message = (
             f"line {item.line}: input of about {size} tokens exceeds the limit of "
-            f"{limits.max_input_tokens}"
+            f"{options.max_input_tokens}"
         )
-        record.error = {"type": "InputError", "message": message}
+        _fail(record, RowError(message))
         return record
     metrics = MetricsCallbackHandler()
     callbacks = [metrics, *_handlers(config)]
@@ -218,22 +298,22 @@ async def _run_one(
         "metadata": {**config.get("metadata", {}), "item_id": item.id},
     }
     start = time.perf_counter()
-    deadline = asyncio.timeout(limits.item_timeout_s)
+    deadline = asyncio.timeout(options.item_timeout_s)
     try:
         async with deadline:
-            await _attempts(chain, item, item_config, policy, record)
+            await _attempts(chain, item, item_config, options.retry, record)
     except asyncio.CancelledError:
         raise
     except TimeoutError as exc:
-        record.output = None
         if deadline.expired():
-            message = f"item not done within {limits.item_timeout_s} s ({record.attempts} attempts)"
-            record.error = {"type": "DeadlineExceeded", "message": message}
+            message = (
+                f"item not done within {options.item_timeout_s} s ({record.attempts} attempts)"
+            )
+            _fail(record, DeadlineExceeded(message))
         else:  # a timeout inside the chain, retries spent
-            record.error = _error(exc)
+            _fail(record, exc)
     except Exception as exc:  # every failure becomes this item's error record
-        record.output = None
-        record.error = _error(exc)
+        _fail(record, exc)
     record.latency_s = round(time.perf_counter() - start, 4)
     record.ttft_s = metrics.first_ttft()
     record.usage = metrics.usage()
@@ -270,51 +350,37 @@ def _handlers(config: RunnableConfig) -> list[BaseCallbackHandler]:
 async def run_items(
     chain: Runnable[Any, Any],
     items: Iterable[Item],
+    options: RunOptions | None = None,
     *,
     config: RunnableConfig | None = None,
-    retry: RetryPolicy | None = None,
-    limit: int | None = None,
-    skip: set[str] | None = None,
-    stop: asyncio.Event | None = None,
-    grace_s: float = 30.0,
-    item_timeout_s: float | None = None,
-    max_input_tokens: int | None = None,
 ) -> AsyncGenerator[Record, None]:
     """Run ``chain`` over ``items``, yielding one :class:`Record` per item as it completes.
 
-    Items are pulled from ``items`` lazily: at most ``config["max_concurrency"]``
-    (default 4) are in flight, so memory does not grow with the input. Items
-    whose id was already seen in this run are skipped (identical inputs share an
-    id). Records come in completion order; each carries its item's id and input.
+    Items are pulled from ``items`` lazily: at most ``options.concurrency``
+    (else ``config["max_concurrency"]``, else 4) are in flight, so memory does
+    not grow with the input. Items whose id was already seen in this run are
+    skipped (identical inputs share an id). Records come in completion order;
+    each carries its item's id and input.
 
     Args:
-        chain: any ``Runnable`` taking the item's text.
-        items: from :func:`pipelines.runner.read_items` or built by the caller.
-        config: ``RunnableConfig`` for every item: ``max_concurrency`` sets the
-            window, ``callbacks`` are added to each item's calls, ``metadata``
-            gets ``item_id``.
-        retry: per-item retry policy (default: 3 retries with backoff).
-        limit: run at most this many distinct items (skipped ones included).
-        skip: ids already done (from :func:`prepare_resume`); not run again.
-        stop: when set, no new item starts; items in flight get ``grace_s``
-            seconds to finish, then are cancelled and leave no record (a resumed
-            run does them).
-        grace_s: seconds items in flight get to finish once ``stop`` is set.
-        item_timeout_s: deadline of an item, all attempts and backoff included,
-            seconds; past it the item is a ``DeadlineExceeded`` error record.
-        max_input_tokens: an item whose input is estimated larger (3.5
-            characters a token) is an ``InputError`` record and is not sent.
+        chain: any ``Runnable`` taking the item's input (text, or the row).
+        items: from :func:`lc_async_pipelines.runner.read_items` or built by the caller.
+        options: window, retries, limits and stop (:class:`RunOptions`).
+        config: ``RunnableConfig`` for every item: ``callbacks`` are added to
+            each item's calls, ``metadata`` gets ``item_id``,
+            ``max_concurrency`` reaches nested ``abatch`` calls (map-reduce).
 
     Yields:
-        Records. Failures are records with ``error`` set; nothing is raised for them.
+        Records. Failures are records with ``error`` set (and ``exception``);
+        nothing is raised for them.
     """
     config = config or RunnableConfig()
-    policy = retry or RetryPolicy()
-    window = max(1, int(config.get("max_concurrency") or 4))
+    options = options or RunOptions()
+    window = options.concurrency or max(1, int(config.get("max_concurrency") or 4))
+    limit, skip, stop, grace_s = options.limit, options.skip, options.stop, options.grace_s
     source = iter(items)
     seen: set[str] = set()
     pending: set[asyncio.Task[Record]] = set()
-    limits = _Limits(item_timeout_s, max_input_tokens)
 
     def refill() -> None:
         while (
@@ -330,7 +396,7 @@ async def run_items(
             seen.add(item.id)
             if skip and item.id in skip:
                 continue
-            pending.add(asyncio.create_task(_run_one(chain, item, config, policy, limits)))
+            pending.add(asyncio.create_task(_run_one(chain, item, config, options)))
 
     try:
         refill()
@@ -378,7 +444,7 @@ async def write_records(
     summary = RunSummary()
     start = time.perf_counter()
     async for record in records:
-        out.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+        out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
         out.flush()
         summary.add(record)
         if on_record is not None:

@@ -45,7 +45,7 @@ def test_sigterm_mid_run_then_resume_loses_nothing(tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     by_id = {r["id"]: r for r in records}
     assert len(records) == len(by_id) == N + 1  # none lost, none twice
-    assert by_id["line-1001"]["error"]["type"] == "InputError"
+    assert by_id["line-1001"]["error"]["type"] == "RowError"
     for i in range(N):
         record = by_id[f"t{i}"]
         assert record["error"] is None, record

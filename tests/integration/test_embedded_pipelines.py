@@ -15,7 +15,7 @@ from lc_async_pipelines import (
 )
 from lc_async_pipelines._text import distinct_ngram_ratio
 from lc_async_pipelines.callbacks import MetricsCallbackHandler, QueueCallbackHandler
-from lc_async_pipelines.runner import read_items, run_items
+from lc_async_pipelines.runner import RunOptions, read_items, run_items
 
 TOPICS = ["a magical forest", "a futuristic city", "an underwater civilization"]
 MIN_DISTINCT_3GRAMS = 0.6  # a looping output repeats one sentence and falls far below
@@ -75,7 +75,7 @@ async def test_news_summaries_through_runner_stay_matched(llm, data_dir):
         str(row["article_id"]): row["article"]
         for row in json.loads((data_dir / "news_summaries" / "writer_summaries.json").read_text())
     }
-    records = [r async for r in run_items(chain, items, config={"max_concurrency": 4}, limit=6)]
+    records = [r async for r in run_items(chain, items, RunOptions(concurrency=4, limit=6))]
     assert len(records) == 6 and len({r.id for r in records}) == 6
     for record in records:
         assert record.ok, record.error

@@ -5,7 +5,7 @@ import collections
 import httpx
 
 from lc_async_pipelines import ModelSettings, build_story_chain, make_chat_model
-from lc_async_pipelines.runner import Item, RetryPolicy, run_items
+from lc_async_pipelines.runner import Item, RetryPolicy, RunOptions, run_items
 from tests.integration.mock import MockConfig, mock_server
 
 N = 1000
@@ -19,7 +19,7 @@ async def test_faults_lose_nothing_and_keep_outputs_matched():
         items = [Item(f"id{i}", i + 1, f"topic number {i}") for i in range(N)]
         retry = RetryPolicy(max_retries=12, initial=0.01, max_wait=0.1, jitter=0.01)
         records = [
-            r async for r in run_items(chain, items, config={"max_concurrency": 32}, retry=retry)
+            r async for r in run_items(chain, items, RunOptions(concurrency=32, retry=retry))
         ]
         async with httpx.AsyncClient() as client:
             stats = (await client.get(base_url.removesuffix("/v1") + "/stats")).json()

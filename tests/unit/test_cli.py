@@ -4,6 +4,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from lc_async_pipelines import cli
+from lc_async_pipelines import session as session_module
 from tests.unit.fakes import FnChatModel, cycling_llm
 
 
@@ -13,7 +14,7 @@ def fake_session(monkeypatch):
     async def session(settings=None, **_):
         yield cycling_llm("A fine result.")
 
-    monkeypatch.setattr(cli, "chat_model_session", session)
+    monkeypatch.setattr(session_module, "chat_model_session", session)
 
 
 def test_run_writes_records_and_summary(tmp_path, fake_session, capsys):
@@ -69,7 +70,7 @@ def test_resume_skips_done_drops_partial_line_and_reruns_failed(tmp_path, monkey
 
         yield FnChatModel(fn=model)
 
-    monkeypatch.setattr(cli, "chat_model_session", session)
+    monkeypatch.setattr(session_module, "chat_model_session", session)
     src = tmp_path / "topics.txt"
     src.write_text("t1\nt2\nt3\nt4\n")
     out = tmp_path / "o.jsonl"
@@ -129,7 +130,7 @@ def test_fallback_model_answers_when_main_fails(tmp_path, monkeypatch):
     async def session(settings=None, **_):
         yield NamedModel()
 
-    monkeypatch.setattr(cli, "chat_model_session", session)
+    monkeypatch.setattr(session_module, "chat_model_session", session)
     src = tmp_path / "t.txt"
     src.write_text("topic\n")
     out = tmp_path / "o.jsonl"
@@ -153,7 +154,7 @@ def test_cache_answers_a_restarted_run_without_calls(tmp_path, monkeypatch, caps
     async def session(settings=None, **_):
         yield FnChatModel(fn=model)
 
-    monkeypatch.setattr(cli, "chat_model_session", session)
+    monkeypatch.setattr(session_module, "chat_model_session", session)
     src = tmp_path / "topics.txt"
     src.write_text("t1\nt2\nt3\n")
     out, cache = tmp_path / "o.jsonl", tmp_path / "cache.sqlite"
@@ -161,9 +162,210 @@ def test_cache_answers_a_restarted_run_without_calls(tmp_path, monkeypatch, caps
     assert cli.main(argv) == 0
     first = {json.loads(line)["input"]: json.loads(line)["output"] for line in out.open()}
     capsys.readouterr()
-    assert cli.main([*argv, "--restart"]) == 0
+    code = cli.main([*argv, "--restart"])
+    assert code == 0, out.read_text()
     second = {json.loads(line)["input"]: json.loads(line)["output"] for line in out.open()}
     summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["summary"]
     assert len(calls) == 3
     assert second == first
     assert (summary["cache_hits"], summary["requests_sent"], summary["done"]) == (3, 0, 3)
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_prompt_file_with_two_variables_runs_over_csv(tmp_path, monkeypatch):
+    from langchain_core.messages import AIMessage
+
+    seen = []
+
+    async def model(messages, **__):
+        seen.append(messages[-1].content)
+        return AIMessage(content="Done.")
+
+    @asynccontextmanager
+    async def session(settings=None, **_):
+        yield FnChatModel(fn=model)
+
+    monkeypatch.setattr(session_module, "chat_model_session", session)
+    prompt = tmp_path / "greet.txt"
+    prompt.write_text("Write to {name} who lives in {city}.")
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes("\ufeffname,city,age\nAda,London,36\nGrace,Arlington,85\n".encode())
+    out = tmp_path / "o.jsonl"
+    code = cli.main(["run", "--prompt", str(prompt), "--input", str(rows), "--output", str(out)])
+    assert code == 0
+    assert sorted(seen) == [
+        "Write to Ada who lives in London.",
+        "Write to Grace who lives in Arlington.",
+    ]
+    assert {r["input"]["name"] for r in _records(out)} == {"Ada", "Grace"}
+
+
+def test_prompt_variable_missing_from_the_first_row_exits_2_naming_fields(
+    tmp_path, fake_session, capsys
+):
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("About {topic} for {audience}.")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"topic": "tides", "reader": "kids"}\n')
+    code = cli.main(
+        [
+            "run",
+            "--prompt",
+            str(prompt),
+            "--input",
+            str(rows),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "'audience'" in err and "topic, reader" in err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_later_row_missing_a_variable_is_its_own_error_record(tmp_path, fake_session):
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("About {topic} for {audience}.")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"topic": "tides", "audience": "kids"}\n{"topic": "moons"}\n')
+    out = tmp_path / "o.jsonl"
+    assert (
+        cli.main(["run", "--prompt", str(prompt), "--input", str(rows), "--output", str(out)]) == 1
+    )
+    bad = next(r for r in _records(out) if r["error"])
+    assert bad["error"]["type"] == "RowError"
+    assert "'audience'" in bad["error"]["message"] and "topic" in bad["error"]["message"]
+
+
+def test_wrong_field_exits_2_before_any_model_and_lists_the_fields(tmp_path, monkeypatch, capsys):
+    @asynccontextmanager
+    async def session(settings=None, **_):
+        raise AssertionError("no model may start for a bad --field")
+        yield
+
+    monkeypatch.setattr(session_module, "chat_model_session", session)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"headline": "x", "body": "y"}\n')
+    argv = ["run", "summary", "--input", str(rows), "--output", str(tmp_path / "o.jsonl")]
+    assert cli.main([*argv, "--field", "article"]) == 2
+    err = capsys.readouterr().err
+    assert "'article'" in err and "headline, body" in err
+
+
+def test_user_factory_target_runs(tmp_path, fake_session, monkeypatch):
+    pkg = tmp_path / "app"
+    pkg.mkdir()
+    (pkg / "my_chains.py").write_text(
+        "from langchain_core.output_parsers import StrOutputParser\n"
+        "from langchain_core.prompts import ChatPromptTemplate\n\n"
+        "def build(llm, *, style: str = 'plain'):\n"
+        "    '''Shout a topic.'''\n"
+        "    return ChatPromptTemplate.from_template('Say {topic}') | llm | StrOutputParser()\n"
+    )
+    monkeypatch.chdir(pkg)
+    monkeypatch.syspath_prepend(str(pkg))
+    rows = pkg / "rows.jsonl"
+    rows.write_text('{"topic": "a"}\n{"topic": "b"}\n')
+    out = pkg / "o.jsonl"
+    assert cli.main(["run", "my_chains:build", "--input", str(rows), "--output", str(out)]) == 0
+    assert [r["output"] for r in _records(out)] == ["A fine result.", "A fine result."]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "nope", "--input", "x.txt", "--output", "o.jsonl"], "no pipeline 'nope'"),
+        (["run", "no_such_module:f", "--input", "x.txt", "--output", "o.jsonl"], "cannot import"),
+        (["run", "json:dumps", "--input", "x.txt", "--output", "o.jsonl"], "the factory failed"),
+        (
+            ["run", "story", "--prompt", "p.txt", "--input", "x.txt", "--output", "o.jsonl"],
+            "not both",
+        ),
+        (
+            ["run", "story", "--schema", "s.json", "--input", "x.txt", "--output", "o.jsonl"],
+            "--schema goes with --prompt",
+        ),
+        (
+            ["run", "summary", "--outline", "--input", "x.txt", "--output", "o.jsonl"],
+            "takes no outline",
+        ),
+    ],
+)
+def test_bad_targets_and_combinations_exit_2(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.txt").write_text("topic\n")
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--concurrency", "0"],
+        ["--rpm", "-5"],
+        ["--tpm", "nan"],
+        ["--limit", "-1"],
+        ["--item-timeout", "0"],
+    ],
+)
+def test_numeric_flags_out_of_range_exit_2_naming_the_flag(tmp_path, capsys, flags):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["run", "story", "--input", "x.txt", "--output", "o.jsonl", *flags])
+    assert exit_.value.code == 2
+    assert flags[0] in capsys.readouterr().err
+
+
+def test_version_and_list(capsys):
+    from lc_async_pipelines import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
+    assert cli.main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "story" in listing and "max_words=250" in listing and "summary" in listing
+
+
+def test_schema_gives_json_objects(tmp_path, monkeypatch):
+    from langchain_core.messages import AIMessage
+
+    replies = iter(
+        ['{"topic": "tides", "tone": "cheerful"}', '{"topic": "tides", "tone": "neutral"}']
+    )
+
+    async def model(messages, **__):
+        return AIMessage(content=next(replies))
+
+    @asynccontextmanager
+    async def session(settings=None, **_):
+        yield FnChatModel(fn=model)
+
+    monkeypatch.setattr(session_module, "chat_model_session", session)
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("Analyse: {text}")
+    schema = tmp_path / "analysis.json"
+    schema.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {
+                    "topic": {"type": "string"},
+                    "tone": {"enum": ["negative", "neutral", "positive"]},
+                },
+                "required": ["topic", "tone"],
+            }
+        )
+    )
+    rows = tmp_path / "rows.txt"
+    rows.write_text("The tide came in.\n")
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "--prompt", str(prompt), "--schema", str(schema), "--input", str(rows)]
+    assert cli.main([*argv, "--output", str(out)]) == 0
+    [record] = _records(out)
+    # the first reply broke the schema (tone), so the item was retried
+    assert record["output"] == {"topic": "tides", "tone": "neutral"} and record["attempts"] == 2

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from lc_async_pipelines.runner import InputError, item_id_for, read_items
+from lc_async_pipelines.errors import InputError
+from lc_async_pipelines.runner import item_id_for, read_items
 
 
 def test_jsonl_with_bad_rows(tmp_path):

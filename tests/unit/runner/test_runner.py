@@ -4,9 +4,18 @@ import random
 
 import httpx
 import openai
+import pytest
 from langchain_core.runnables import RunnableLambda
 
-from lc_async_pipelines.runner import Item, RetryPolicy, read_items, run_items, write_records
+from lc_async_pipelines.errors import ConfigurationError, DeadlineExceeded
+from lc_async_pipelines.runner import (
+    Item,
+    RetryPolicy,
+    RunOptions,
+    read_items,
+    run_items,
+    write_records,
+)
 
 FAST = RetryPolicy(max_retries=4, initial=0.001, max_wait=0.002, jitter=0.001)
 
@@ -42,7 +51,8 @@ def flaky_chain(seed: int, fault_rate: float, permanent: set[str]):
 
 
 async def collect(chain, its, **kw):
-    return [r async for r in run_items(chain, its, retry=FAST, **kw)]
+    config = kw.pop("config", None)
+    return [r async for r in run_items(chain, its, RunOptions(retry=FAST, **kw), config=config)]
 
 
 async def test_outputs_stay_matched_under_faults():
@@ -74,7 +84,7 @@ async def test_bad_input_rows_become_error_records(tmp_path):
     records = await collect(flaky_chain(0, 0.0, set()), read_items(path))
     by_line = {r.line: r for r in records}
     assert by_line[1].output == "out:good"
-    assert by_line[2].error["type"] == "InputError" and by_line[2].attempts == 0
+    assert by_line[2].error["type"] == "RowError" and by_line[2].attempts == 0
     assert "line 3" in by_line[3].error["message"]
 
 
@@ -103,7 +113,7 @@ async def test_window_bounds_items_in_flight():
 
 async def test_write_records_writes_one_line_per_record():
     out = io.StringIO()
-    records = run_items(flaky_chain(0, 0.0, {"input-2"}), items(4), retry=FAST)
+    records = run_items(flaky_chain(0, 0.0, {"input-2"}), items(4), RunOptions(retry=FAST))
     summary = await write_records(records, out)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(lines) == 4
@@ -124,7 +134,7 @@ async def test_stop_lets_in_flight_finish_and_starts_nothing_new():
 
     records = []
     async for record in run_items(
-        RunnableLambda(call), items(40), config={"max_concurrency": 4}, stop=stop, grace_s=5
+        RunnableLambda(call), items(40), RunOptions(concurrency=4, stop=stop, grace_s=5)
     ):
         records.append(record)
         if len(records) == 6:
@@ -146,7 +156,7 @@ async def test_grace_period_cancels_stragglers_without_records():
 
     records = []
     async for record in run_items(
-        RunnableLambda(call), items(3), config={"max_concurrency": 3}, stop=stop, grace_s=0.05
+        RunnableLambda(call), items(3), RunOptions(concurrency=3, stop=stop, grace_s=0.05)
     ):
         records.append(record)
         stop.set()
@@ -187,12 +197,13 @@ async def test_item_deadline_and_oversized_input_become_error_records():
     records = {
         r.id: r
         async for r in run_items(
-            RunnableLambda(call), work, item_timeout_s=0.05, max_input_tokens=1000
+            RunnableLambda(call), work, RunOptions(item_timeout_s=0.05, max_input_tokens=1000)
         )
     }
     assert records["a"].error["type"] == "DeadlineExceeded"
+    assert isinstance(records["a"].exception, DeadlineExceeded)
     assert records["b"].output == "fine"
-    assert records["c"].error["type"] == "InputError" and "line 3" in records["c"].error["message"]
+    assert records["c"].error["type"] == "RowError" and "line 3" in records["c"].error["message"]
     assert records["c"].attempts == 0
 
 
@@ -201,6 +212,39 @@ async def test_timeout_inside_the_chain_is_not_called_a_deadline():
         raise TimeoutError("request timed out")
 
     [record] = [
-        r async for r in run_items(RunnableLambda(call), items(1), retry=RetryPolicy(max_retries=0))
+        r
+        async for r in run_items(
+            RunnableLambda(call), items(1), RunOptions(retry=RetryPolicy(max_retries=0))
+        )
     ]
     assert record.error["type"] == "TimeoutError"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"concurrency": 0},
+        {"limit": -1},
+        {"grace_s": -1},
+        {"item_timeout_s": 0},
+        {"max_input_tokens": 0},
+    ],
+)
+def test_run_options_refuse_values_out_of_range(kwargs):
+    with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
+        RunOptions(**kwargs)
+
+
+async def test_whole_row_items_reach_the_chain_as_objects(tmp_path):
+    src = tmp_path / "rows.csv"
+    src.write_text("name,city\nAda,London\nAda,London\nGrace,Arlington\n")
+    seen = []
+
+    async def call(row: dict) -> str:
+        seen.append(row)
+        return f"{row['name']} of {row['city']}"
+
+    records = await collect(RunnableLambda(call), read_items(src, whole_rows=True))
+    assert sorted(r.output for r in records) == ["Ada of London", "Grace of Arlington"]
+    assert all(isinstance(r.input, dict) for r in records)
+    assert len(seen) == 2  # the identical row ran once

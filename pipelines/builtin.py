@@ -1,0 +1,29 @@
+"""The built-in pipelines, registered by name in ``pyproject.toml``'s entry points.
+
+Their options and defaults are their factories' keyword arguments
+(:meth:`~lc_async_pipelines.registry.PipelineSpec.defaults`).
+"""
+
+from __future__ import annotations
+
+from lc_async_pipelines.registry import PipelineSpec
+from lc_async_pipelines.story import build_story_chain
+from lc_async_pipelines.summary import build_auto_summary_chain
+
+__all__ = ["STORY", "SUMMARY"]
+
+STORY = PipelineSpec(
+    name="story",
+    factory=build_story_chain,
+    description="A short story about a topic.",
+    input_label="topic",
+    max_input_chars=2_000,
+)
+
+SUMMARY = PipelineSpec(
+    name="summary",
+    factory=build_auto_summary_chain,
+    description="A summary of a document; long ones are summarized by map-reduce.",
+    input_label="document",
+    max_input_chars=200_000,
+)

@@ -1,0 +1,254 @@
+"""Chains from a user's prompt file and output schema (``pipelines run --prompt FILE --schema S``).
+
+:func:`build_prompt_chain` follows the pipeline contract: it takes the chat
+model and returns a ``Runnable`` whose input is a row (an object whose fields
+fill the prompt's variables) and whose output is the reply's text, or, with a
+schema, the JSON object the model was constrained to produce.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.load import loads
+from langchain_core.messages import BaseMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import (
+    BasePromptTemplate,
+    ChatPromptTemplate,
+    HumanMessagePromptTemplate,
+    PromptTemplate,
+    SystemMessagePromptTemplate,
+)
+from langchain_core.runnables import Runnable, RunnableLambda
+from pydantic import BaseModel
+
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.errors import ConfigurationError, OutputValidationError, RowError
+
+__all__ = [
+    "Schema",
+    "build_prompt_chain",
+    "load_prompt_file",
+    "load_schema",
+    "structured_output",
+]
+
+Schema = dict[str, Any] | type[BaseModel]
+"""A JSON Schema (an object) or a Pydantic model class."""
+
+# What a serialized prompt file may construct: prompt templates only, never
+# arbitrary classes (langchain_core.load is given this allow-list).
+_PROMPT_CLASSES: list[type[Any]] = [
+    ChatPromptTemplate,
+    PromptTemplate,
+    HumanMessagePromptTemplate,
+    SystemMessagePromptTemplate,
+]
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+
+def load_prompt_file(path: str | Path) -> BasePromptTemplate[Any]:
+    """Read a prompt template from ``path``.
+
+    Formats: LangChain's serialization (a JSON file written by
+    ``langchain_core.load.dumps``); the older LangChain prompt files (JSON or
+    YAML with ``_type``, read by ``langchain_core.prompts.load_prompt``, which
+    LangChain deprecated in 1.2.21); anything else is plain text, one human
+    message with ``{variable}`` placeholders (``{{`` and ``}}`` for literal braces).
+
+    Returns:
+        The template; ``input_variables`` names what each row must hold.
+
+    Raises:
+        ConfigurationError: the file is missing, unreadable, not a prompt, or has no variable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"--prompt {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"--prompt {path}: cannot read ({type(exc).__name__})") from None
+    prompt: Any
+    try:
+        if path.suffix.lower() in (".yaml", ".yml") or (
+            path.suffix.lower() == ".json" and '"_type"' in text
+        ):
+            from langchain_core.prompts import load_prompt
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecated in 1.2.21, still LangChain's format
+                prompt = load_prompt(path)
+        elif path.suffix.lower() == ".json":
+            prompt = loads(text, allowed_objects=_PROMPT_CLASSES)
+        else:
+            prompt = ChatPromptTemplate.from_template(text)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # a malformed file: any parse error is the user's to fix
+        msg = f"--prompt {path}: not a prompt template ({type(exc).__name__}: {exc})"
+        raise ConfigurationError(msg) from None
+    if not isinstance(prompt, BasePromptTemplate):
+        msg = f"--prompt {path}: holds a {type(prompt).__name__}, not a prompt template"
+        raise ConfigurationError(msg)
+    if not prompt.input_variables:
+        msg = f"--prompt {path}: the template has no {{variable}} for the rows to fill"
+        raise ConfigurationError(msg)
+    return prompt
+
+
+def load_schema(spec: str | Path) -> Schema:
+    """Read an output schema: a JSON Schema file, or ``package.module:Model`` (Pydantic).
+
+    Raises:
+        ConfigurationError: the file is missing or not a valid JSON Schema
+            object; the module or class cannot be imported or is not a Pydantic model.
+    """
+    text = str(spec)
+    if ":" in text and not Path(text).exists():
+        module_name, _, attr = text.partition(":")
+        try:
+            value: Any = getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:  # the user's module: any failure is a bad --schema
+            msg = f"--schema {text}: cannot load ({type(exc).__name__}: {exc})"
+            raise ConfigurationError(msg) from None
+        if not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise ConfigurationError(f"--schema {text}: not a Pydantic model class")
+        return value
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigurationError(f"--schema {path}: no such file")
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"--schema {path}: not JSON ({type(exc).__name__})"
+        raise ConfigurationError(msg) from None
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise ConfigurationError(f'--schema {path}: must be a JSON Schema with "type": "object"')
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigurationError(f"--schema {path}: invalid JSON Schema ({exc.message})") from None
+    schema.setdefault("title", path.stem.replace("-", "_") or "Output")
+    return schema
+
+
+def _validated(schema: Schema, value: Any) -> Any:
+    """Check a parsed output against ``schema``; raise :class:`OutputValidationError`."""
+    if isinstance(schema, dict):
+        errors = sorted(
+            jsonschema.validators.validator_for(schema)(schema).iter_errors(value),
+            key=lambda e: list(e.path),
+        )
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "(root)"
+            msg = f"output does not fit the schema at {where}: {errors[0].message}"
+            raise OutputValidationError(msg[:500])
+        return value
+    if isinstance(value, schema):
+        return value
+    try:
+        return schema.model_validate(value)
+    except ValueError as exc:
+        raise OutputValidationError(f"output does not fit {schema.__name__}: {exc}"[:500]) from None
+
+
+def _parse_text(schema: Schema, message: BaseMessage) -> Any:
+    text = _FENCE.sub("", message.text.strip())
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OutputValidationError(f"output is not JSON: {exc.msg} at {exc.pos}") from None
+    return _validated(schema, value)
+
+
+def structured_output(llm: ChatModel, schema: Schema) -> Runnable[LanguageModelInput, Any]:
+    """Constrain ``llm``'s replies to ``schema``; return the parsed, validated object.
+
+    Uses the model's ``with_structured_output(schema, method="json_schema")``:
+    OpenAI's structured outputs, and on the embedded llama-server its JSON
+    Schema constrained decoding (``response_format``), so output parses. Every
+    output is validated against the schema (``jsonschema`` for a JSON Schema,
+    Pydantic for a model). A model without that method (a test fake) is asked
+    plainly and its text parsed as JSON.
+
+    Returns:
+        ``Runnable[LanguageModelInput, dict | BaseModel]``.
+
+    Raises:
+        OutputValidationError: on invocation, the output is not JSON or does
+            not fit; the runner retries it, then records it as the item's error.
+    """
+    method = getattr(llm, "with_structured_output", None)
+    structured: Runnable[LanguageModelInput, Any] | None = None
+    if callable(method):
+        try:
+            structured = method(schema, method="json_schema", include_raw=True)
+        except NotImplementedError:
+            structured = None
+    if structured is None:
+        return llm | RunnableLambda(lambda m: _parse_text(schema, m), name="parse_json")
+
+    def check(result: Mapping[str, Any]) -> Any:
+        if result.get("parsing_error") is not None or result.get("parsed") is None:
+            raw = result.get("raw")
+            if isinstance(raw, BaseMessage):
+                return _parse_text(schema, raw)
+            raise OutputValidationError(f"output did not parse: {result.get('parsing_error')}")
+        return _validated(schema, result["parsed"])
+
+    return structured | RunnableLambda(check, name="validate_output")
+
+
+def build_prompt_chain(
+    llm: ChatModel,
+    prompt: BasePromptTemplate[Any],
+    *,
+    schema: Schema | None = None,
+) -> Runnable[dict[str, Any], Any]:
+    """Build ``prompt | llm | parser`` for rows whose fields fill the prompt's variables.
+
+    Args:
+        llm: the chat model (injected, never built here).
+        prompt: the template; its ``input_variables`` are read from each row.
+        schema: with it, the output is the JSON object (or Pydantic model) the
+            model was constrained to (:func:`structured_output`); without, the text.
+
+    Returns:
+        ``Runnable[dict, str | dict | BaseModel]``: a row in, the output out.
+
+    Raises:
+        RowError: on invocation, a row lacks a variable; the message names
+            the missing variables and the fields the row has.
+    """
+    wanted = list(prompt.input_variables)
+
+    def check_row(row: Any) -> dict[str, Any]:
+        if isinstance(row, str) and len(wanted) == 1:
+            return {wanted[0]: row}
+        if not isinstance(row, Mapping):
+            raise RowError(f"expected an object with fields {wanted}, got {type(row).__name__}")
+        missing = [v for v in wanted if v not in row]
+        if missing:
+            has = ", ".join(map(str, row)) or "none"
+            msg = f"missing prompt variable {', '.join(map(repr, missing))}; the row has: {has}"
+            raise RowError(msg)
+        return {v: row[v] for v in wanted}
+
+    head: Runnable[Any, Any] = RunnableLambda(check_row, name="prompt_variables") | prompt
+    chain: Runnable[dict[str, Any], Any]
+    if schema is None:
+        chain = head | llm | StrOutputParser()
+    else:
+        chain = head | structured_output(llm, schema)
+    # The prompt's own input schema: an object whose fields are its variables.
+    return chain.with_types(input_type=prompt.input_schema).with_config(run_name="prompt")

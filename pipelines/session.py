@@ -1,0 +1,110 @@
+"""One place that wires a run's model: client, budget, cache and fallback.
+
+The command line, the service and the notebooks all get their model here::
+
+    async with model_session(budget=RateBudget(rpm=500), cache="out/cache.sqlite") as session:
+        chain = build_summary_chain(session.llm)      # hand session.llm to any factory
+        print(session.description, session.budget.requests_sent)
+
+Order of the layers, from the chain's side: the fallback (another model on the
+same endpoint, tried when a call to the main one fails), then the budget (RPM,
+TPM, calls in flight, in the chat model's ``rate_limiter`` slot), then the LLM
+cache, which langchain-core consults before the rate limiter, so a cache hit
+spends no budget (``BaseChatModel._agenerate_with_cache``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langchain_core.caches import BaseCache
+from langchain_core.language_models import BaseChatModel
+
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.models import ModelSettings, chat_model_session, describe
+from lc_async_pipelines.runner.budget import RateBudget, with_budget
+from lc_async_pipelines.runner.cache import SQLiteCache, with_cache
+
+__all__ = ["ModelSession", "model_session"]
+
+
+@dataclass(frozen=True)
+class ModelSession:
+    """A wired model, ready for the pipeline factories.
+
+    Attributes:
+        llm: what to hand to a factory: the chat model behind the budget, the
+            cache and the fallback (``Runnable[LanguageModelInput, BaseMessage]``).
+        chat_model: the bare client (no budget, cache or fallback).
+        budget: the budget every call through ``llm`` draws from.
+        cache: the LLM cache, or None.
+        settings: the settings the model was built from (model name resolved).
+        description: one line naming model, endpoint and key source; no secret.
+    """
+
+    llm: ChatModel
+    chat_model: BaseChatModel
+    budget: RateBudget
+    cache: BaseCache | None
+    settings: ModelSettings
+    description: str
+
+
+@asynccontextmanager
+async def model_session(
+    settings: ModelSettings | None = None,
+    *,
+    budget: RateBudget | None = None,
+    cache: BaseCache | str | Path | None = None,
+    fallback_model: str | None = None,
+    parallel: int = 4,
+) -> AsyncIterator[ModelSession]:
+    """Yield a :class:`ModelSession`: the model for ``settings``, wired.
+
+    Args:
+        settings: where and how to call (default ``ModelSettings.from_env()``).
+        budget: shared limits (default: a :class:`RateBudget` with no limit,
+            which still counts requests).
+        cache: a LangChain ``BaseCache``, or a path for an :class:`SQLiteCache`
+            (opened here and closed on exit).
+        fallback_model: another model name on the same endpoint, tried when a
+            call to the main model fails (LangChain ``with_fallbacks``).
+        parallel: slots of the embedded server, when it is started here.
+
+    Raises:
+        ConfigurationError: the model cannot be resolved or built.
+        EmbeddedModelError: the embedded server cannot start.
+    """
+    settings = settings or ModelSettings.from_env()
+    budget = budget if budget is not None else RateBudget()
+    owned = SQLiteCache(cache) if isinstance(cache, str | Path) else None
+    # Not `owned or cache`: an empty SQLiteCache has len 0 and is falsy.
+    the_cache: BaseCache | None = owned if owned is not None else cache  # type: ignore[assignment]
+    try:
+        async with chat_model_session(settings, parallel=parallel) as chat_model:
+            model: Any = chat_model
+            if the_cache is not None:
+                model = with_cache(model, the_cache)
+            if fallback_model:
+                name_field = "model_name" if hasattr(model, "model_name") else "model"
+                fallback = model.model_copy(update={name_field: fallback_model})
+                model = model.with_fallbacks([fallback])
+            base_url = getattr(chat_model, "openai_api_base", None)
+            resolved = settings.model_copy(
+                update={"model": getattr(chat_model, "model_name", settings.model)}
+            )
+            yield ModelSession(
+                llm=with_budget(model, budget),
+                chat_model=chat_model,
+                budget=budget,
+                cache=the_cache,
+                settings=resolved,
+                description=describe(resolved, base_url),
+            )
+    finally:
+        if owned is not None:
+            owned.close()

@@ -1,0 +1,96 @@
+"""The public names of each package are pinned, and no package reaches into another's private modules."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FOLDERS = {
+    "pipelines": "lc_async_pipelines",
+    "prompts": "lc_async_pipelines.prompts",
+    "callbacks": "lc_async_pipelines.callbacks",
+}
+
+PUBLIC = {
+    "lc_async_pipelines": [
+        "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError", "InputError", "Item",
+        "ModelSession", "ModelSettings", "OutputValidationError", "PipelineSpec", "PipelinesError",
+        "RateBudget", "Record", "RetryPolicy", "RowError", "RunOptions", "RunSummary",
+        "SQLiteCache", "__version__", "build_auto_summary_chain", "build_map_reduce_summary_chain",
+        "build_prompt_chain", "build_story_chain", "build_summary_chain", "chat_model_session",
+        "load_pipeline", "load_prompt_file", "load_schema", "make_chat_model", "model_session",
+        "prepare_resume", "read_items", "registered_pipelines", "run_items", "split_into_chunks",
+        "structured_output", "with_budget", "write_records",
+    ],
+    "lc_async_pipelines.callbacks": [
+        "CallMetrics", "ITEM_KEY", "MetricsCallbackHandler", "QueueCallbackHandler", "StreamEvent",
+        "TaggedCallbackHandler", "TerminalStreamHandler", "Token", "item_of", "token_text",
+        "usage_of",
+    ],
+    "lc_async_pipelines.prompts": [
+        "COMBINE_PROMPT", "MAP_PROMPT", "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT",
+        "STORY_PROMPT", "SUMMARY_PROMPT",
+    ],
+    "lc_async_pipelines.runner": [
+        "BudgetRateLimiter", "Item", "RateBudget", "Record", "RetryPolicy", "RunOptions",
+        "RunSummary", "SQLiteCache", "count_items", "is_transient", "item_id_for",
+        "prepare_resume", "read_items", "retry_after", "run_items", "with_budget", "with_cache",
+        "write_records",
+    ],
+    "lc_async_pipelines.errors": [
+        "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError", "InputError",
+        "OutputValidationError", "PipelinesError", "RowError",
+    ],
+    "lc_async_pipelines.service": [
+        "BatchRequest", "InvokeRequest", "InvokeResponse", "ServiceSettings", "create_app",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_all_is_pinned_and_importable(package):
+    module = importlib.import_module(package)
+    assert sorted(module.__all__) == sorted(PUBLIC[package])
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
+def test_every_hierarchy_error_derives_from_the_base():
+    from lc_async_pipelines import errors
+
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.PipelinesError)
+
+
+def _modules():
+    for folder, package in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            rel = path.relative_to(ROOT / folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            name = ".".join([package, *parts])
+            is_package = path.name == "__init__.py"
+            yield path, name if is_package else name.rsplit(".", 1)[0]
+
+
+def test_no_private_module_is_imported_from_outside_its_package():
+    offences = []
+    for path, home in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != "lc_async_pipelines":
+                    continue
+                for i, part in enumerate(parts):
+                    if part.startswith("_") and not part.startswith("__"):
+                        owner = ".".join(parts[:i])
+                        if home != owner and not home.startswith(owner + "."):
+                            offences.append(f"{path.relative_to(ROOT)} imports {name}")
+                        break
+    assert offences == []
