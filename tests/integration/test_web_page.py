@@ -9,6 +9,8 @@ import pytest
 
 from lc_async_pipelines._text import distinct_ngram_ratio
 from lc_async_pipelines.models import ModelSettings, make_chat_model
+from lc_async_pipelines.prompt_chain import build_prompt_chain
+from lc_async_pipelines.registry import PipelineSpec, registered_pipelines
 from lc_async_pipelines.service import ServiceSettings, create_app
 from tests.integration._live import serve
 
@@ -94,6 +96,48 @@ async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, em
         path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else None
         if path is not None:
             await page.screenshot(path=str(path), full_page=True)
+
+
+def build_letter_chain(llm):
+    """A letter to someone about a topic: a prompt with two variables (an object input)."""
+    from langchain_core.prompts import ChatPromptTemplate
+
+    prompt = ChatPromptTemplate.from_template(
+        "Write a short, friendly letter to {name} about {topic}. Use at most 60 words."
+    )
+    return build_prompt_chain(llm.bind(max_tokens=120), prompt)
+
+
+async def test_page_runs_an_object_input_pipeline(browser, embedded_server):
+    llm = make_chat_model(ModelSettings(), base_url=embedded_server.base_url)
+    letter = PipelineSpec("letter", build_letter_chain, "A letter.", input_label="row")
+    app = create_app(
+        llm, settings=ServiceSettings(), pipelines={**registered_pipelines(), "letter": letter}
+    )
+    with serve(app) as base:
+        page = await browser.new_page()
+        await page.goto(base + "/")
+        await page.wait_for_selector("#pipeline option[value='letter']", state="attached")
+        assert await page.locator("#pipeline option").count() == 3
+        await page.select_option("#pipeline", "letter")
+        # An object input: the box is a JSON skeleton of the prompt's variables, max words is off.
+        assert await page.is_checked("#as-json")
+        assert await page.is_disabled("#max-words")
+        assert "name" in await page.input_value("#input")
+        await page.fill("#input", "[1, 2]")
+        await page.click("#run")
+        assert "must be a JSON object" in await page.locator("#form-error").inner_text()
+        await page.fill("#input", '{"name": "Ada", "topic": "the new garden"}')
+        await page.click("#run")
+        await page.wait_for_selector(".run[data-state='done']", timeout=120_000)
+        text = await page.locator(".run .output").inner_text()
+        title = await page.locator(".run .title").inner_text()
+        # Back to a text pipeline: a plain text box again.
+        await page.select_option("#pipeline", "story")
+        assert not await page.is_checked("#as-json")
+        assert await page.input_value("#input") == '{"name": "Ada", "topic": "the new garden"}'
+    assert title.startswith('letter: {"name":"Ada"')
+    assert len(text.split()) >= 5
 
 
 async def test_page_shows_the_model_error(browser, tmp_path):

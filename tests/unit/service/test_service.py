@@ -6,36 +6,10 @@ import httpx
 import pytest
 from langchain_core.messages import AIMessage
 
-from lc_async_pipelines.service import ServiceSettings, create_app
 from tests.unit.fakes import ConcurrencyProbe, FnChatModel, cycling_llm
+from tests.unit.service.conftest import sse
 
 STORY = "Once upon a time a fox. It ran home. The end."
-
-
-@pytest.fixture
-def app_for():
-    """Return an async context manager: the app around a model, its lifespan run, and a client."""
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def make(llm, **settings):
-        app = create_app(llm, settings=ServiceSettings(**settings))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-                client.app = app
-                yield client
-
-    return make
-
-
-def sse(text: str) -> list[tuple[str, dict]]:
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        if "data" in fields and fields.get("event"):
-            events.append((fields["event"], json.loads(fields["data"])))
-    return events
 
 
 async def test_health_and_listing(app_for):
@@ -231,7 +205,8 @@ async def test_requests_are_logged_after_the_response_without_secrets(app_for, c
         headers = {"Authorization": "Bearer tok-secret-456"}
         await client.post("/v1/pipelines/story/invoke", json={"input": "a fox"}, headers=headers)
         await client.post("/v1/pipelines/story/stream", json={"input": "a fox"}, headers=headers)
-    entries = [json.loads(r.getMessage().split(" ", 1)[1]) for r in caplog.records]
+    messages = [r.getMessage() for r in caplog.records if r.name == "lc_async_pipelines.service"]
+    entries = [json.loads(m.split(" ", 1)[1]) for m in messages if m.startswith("request ")]
     assert [(e["endpoint"], e["ok"]) for e in entries] == [("invoke", True), ("stream", True)]
     assert all(e["pipeline"] == "story" and "usage" in e for e in entries)
     assert "tok-secret-456" not in caplog.text
