@@ -7,8 +7,9 @@ nested, draws from the same limits.
 
 The budget is plugged into the model's ``rate_limiter`` slot, which
 langchain-core checks only after a cache miss (``BaseChatModel._agenerate_with_cache``),
-so calls answered by the LLM cache cost nothing. Rates use aiolimiter's leaky
-bucket (https://aiolimiter.readthedocs.io/).
+so calls answered by the LLM cache cost nothing. Rates use the leaky bucket of
+:mod:`lc_async_pipelines.runner._bucket`, which can refund a charge and serves
+its waiters in arrival order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiolimiter import AsyncLimiter
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
@@ -28,39 +28,19 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.runner._attach import bound_max_tokens, update_chat_models
+from lc_async_pipelines.runner._bucket import LeakyBucket
 from lc_async_pipelines.runner._errors import is_rate_limit, retry_after
 
 __all__ = ["BudgetRateLimiter", "RateBudget", "with_budget"]
 
 _PERIOD_S = 60.0
-# The TPM bucket holds one second of tokens, not a minute's (aiolimiter's usual
-# AsyncLimiter(tpm, 60)): providers may enforce per-minute limits per second
+# The TPM bucket holds one second of tokens, not a minute's (the usual limiter
+# of tpm tokens a minute): providers may enforce per-minute limits per second
 # ("quantized", https://platform.openai.com/docs/guides/rate-limits), and a
 # minute's bucket lets a run start with a minute's tokens at once (measured
 # against the mock: 1.255x the bound and 2.7% 429s; with one second's: 1.032x
 # and 0.4%). Refunds go back into this bucket, so it must hold a typical one.
 _TPM_DEPTH_S = 1.0
-
-
-class _Bucket(AsyncLimiter):
-    """aiolimiter's leaky bucket plus a refund, for TPM charged on an estimate.
-
-    Relies on ``AsyncLimiter``'s ``_level``, ``_leak`` and ``_wake_next``
-    (aiolimiter 1.2-1.3); ``tests/unit/test_budget.py`` pins the behaviour.
-    """
-
-    async def charge(self, amount: float) -> None:
-        """Acquire ``amount``, in pieces no larger than the bucket, so any amount gets through."""
-        while amount > 0:
-            piece = min(amount, self.max_rate)
-            await self.acquire(piece)
-            amount -= piece
-
-    def refund(self, amount: float) -> None:
-        """Give back ``amount`` of capacity charged earlier, waking waiters it frees."""
-        self._leak()
-        self._level = max(0.0, self._level - amount)
-        self._wake_next()
 
 
 @dataclass
@@ -123,8 +103,8 @@ class RateBudget:
     requests_sent: int = field(init=False, default=0)
     throttled: int = field(init=False, default=0)
     _resume_at: float = field(init=False, default=0.0)
-    _requests: _Bucket | None = field(init=False, default=None)
-    _tokens: _Bucket | None = field(init=False, default=None)
+    _requests: LeakyBucket | None = field(init=False, default=None)
+    _tokens: LeakyBucket | None = field(init=False, default=None)
     _slots: asyncio.Semaphore | None = field(init=False, default=None)
     _primed: bool = field(init=False, default=False)
 
@@ -139,11 +119,10 @@ class RateBudget:
             # push every later request back, as with room for 1. Not more room:
             # a catch-up burst lands in a provider's next window and draws 429s
             # (measured: 0.4% of calls with room for 5 at 50 requests/s).
-            per_s = self.rpm * share / _PERIOD_S
-            self._requests = _Bucket(2, 2 / per_s)
+            self._requests = LeakyBucket(2, self.rpm * share / _PERIOD_S)
         if self.tpm:
             per_s = self.tpm * share / _PERIOD_S
-            self._tokens = _Bucket(per_s * _TPM_DEPTH_S, _TPM_DEPTH_S)
+            self._tokens = LeakyBucket(per_s * _TPM_DEPTH_S, per_s)
         if self.max_in_flight:
             self._slots = asyncio.Semaphore(self.max_in_flight)
 
@@ -169,7 +148,7 @@ class RateBudget:
         if self._tokens is not None:
             # Capped at a minute's tokens: a bigger request could never fit any
             # provider minute, and should fail there rather than wait here for ever.
-            ticket.charged = min(float(ticket.estimate), self._tokens.max_rate * 60 / _TPM_DEPTH_S)
+            ticket.charged = min(float(ticket.estimate), self._tokens.rate * _PERIOD_S)
             await self._tokens.charge(ticket.charged)
         ticket.requests += 1
         self.requests_sent += 1
@@ -186,7 +165,7 @@ class RateBudget:
         if self._requests is not None:
             await self._requests.acquire(1)
         if self._tokens is not None:
-            await self._tokens.acquire(self._tokens.max_rate)
+            await self._tokens.acquire(self._tokens.capacity)
 
     async def _settle(self, ticket: _Ticket, used_tokens: int | None) -> None:
         if ticket.slot and self._slots is not None:
