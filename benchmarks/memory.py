@@ -37,9 +37,7 @@ async def child(base: str, n: int) -> None:
     prompt = ChatPromptTemplate.from_messages([("human", "{text}")])
     chain = {"text": lambda t: t} | prompt | make_chat_model(settings) | StrOutputParser()
     with tempfile.TemporaryDirectory() as tmp, (Path(tmp) / "out.jsonl").open("w") as out:
-        summary = await write_records(
-            run_items(chain, items(n), RunOptions(concurrency=64)), out
-        )
+        summary = await write_records(run_items(chain, items(n), RunOptions(concurrency=64)), out)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"items": n, "done": summary.done, "peak_rss_mb": round(peak_mb, 1)}))
 

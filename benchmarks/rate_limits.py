@@ -36,7 +36,14 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
 from lc_async_pipelines import ModelSettings, make_chat_model
-from lc_async_pipelines.runner import Item, RateBudget, RetryPolicy, run_items, with_budget
+from lc_async_pipelines.runner import (
+    Item,
+    RateBudget,
+    RetryPolicy,
+    RunOptions,
+    run_items,
+    with_budget,
+)
 
 PROMPT = ChatPromptTemplate.from_messages([("human", "{text}")])
 
@@ -114,7 +121,7 @@ def project_runner(base: str, rpm: float, tpm: float | None = None) -> Run:
     async def run(texts: list[str]) -> list[str | None]:
         items = [Item(str(i), i, t) for i, t in enumerate(texts)]
         outs: dict[str, str | None] = {}
-        async for r in run_items(chain, items, config={"max_concurrency": 64}, retry=policy):
+        async for r in run_items(chain, items, RunOptions(concurrency=64, retry=policy)):
             outs[r.id] = r.output
         return [outs.get(str(i)) for i in range(len(texts))]
 

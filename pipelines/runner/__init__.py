@@ -1,7 +1,12 @@
 """The batch runner: items in, one record per item out, concurrently and with per-item retries."""
 
 from lc_async_pipelines.runner._errors import is_transient, retry_after
-from lc_async_pipelines.runner.budget import BudgetRateLimiter, RateBudget, with_budget
+from lc_async_pipelines.runner.budget import (
+    BudgetedChatModel,
+    BudgetRateLimiter,
+    RateBudget,
+    with_budget,
+)
 from lc_async_pipelines.runner.cache import SQLiteCache, with_cache
 from lc_async_pipelines.runner.core import (
     Record,
@@ -16,6 +21,7 @@ from lc_async_pipelines.runner.records import prepare_resume
 
 __all__ = [
     "BudgetRateLimiter",
+    "BudgetedChatModel",
     "Item",
     "RateBudget",
     "Record",

@@ -15,6 +15,8 @@ its waiters in arrival order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +33,7 @@ from lc_async_pipelines.runner._attach import bound_max_tokens, update_chat_mode
 from lc_async_pipelines.runner._bucket import LeakyBucket
 from lc_async_pipelines.runner._errors import is_rate_limit, retry_after
 
-__all__ = ["BudgetRateLimiter", "RateBudget", "with_budget"]
+__all__ = ["BudgetRateLimiter", "BudgetedChatModel", "RateBudget", "with_budget"]
 
 _PERIOD_S = 60.0
 # The TPM bucket holds one second of tokens, not a minute's (the usual limiter
@@ -51,6 +53,7 @@ class _Ticket:
     slot: bool = False
     charged: float = 0.0
     requests: int = 0
+    used: int | None = None
 
 
 _TICKET: ContextVar[_Ticket | None] = ContextVar("pipelines_budget_ticket", default=None)
@@ -208,7 +211,93 @@ class BudgetRateLimiter(BaseRateLimiter):
         return True
 
 
-def with_budget(llm: ChatModel, budget: RateBudget) -> Runnable[LanguageModelInput, BaseMessage]:
+@asynccontextmanager
+async def _charged(
+    budget: RateBudget, value: LanguageModelInput, max_tokens: int
+) -> AsyncIterator[_Ticket]:
+    """Carry one call's token estimate to the rate limiter; settle with its usage after."""
+    ticket = _Ticket(estimate=estimate_tokens(_prompt_text(value)) + max_tokens)
+    reset = _TICKET.set(ticket)
+    try:
+        yield ticket
+    except Exception as exc:
+        if is_rate_limit(exc):
+            budget.cool_down(retry_after(exc))
+        raise
+    finally:
+        _TICKET.reset(reset)
+        await budget._settle(ticket, ticket.used)
+
+
+def _total_tokens(message: Any) -> int | None:
+    usage = getattr(message, "usage_metadata", None) or {}
+    return int(usage["total_tokens"]) if "total_tokens" in usage else None
+
+
+class BudgetedChatModel(RunnableLambda[LanguageModelInput, BaseMessage]):
+    """A chat model behind a :class:`RateBudget`: what :func:`with_budget` returns.
+
+    Invoked, it is the model: prompt in, message out, every request drawn
+    from the budget. :meth:`with_structured_output` constrains replies to a
+    schema the way the wrapped model does (for ``ChatOpenAI``, OpenAI's
+    structured outputs or llama-server's JSON-schema decoding), still within
+    the budget.
+    """
+
+    def __init__(self, llm: ChatModel, budget: RateBudget) -> None:
+        """Wrap ``llm`` (a chat model, maybe bound or with fallbacks) to draw from ``budget``."""
+        limited = update_chat_models(llm, rate_limiter=BudgetRateLimiter(budget))
+        max_tokens = bound_max_tokens(llm) or budget.default_max_tokens
+
+        async def call(
+            value: LanguageModelInput, config: RunnableConfig, **kwargs: Any
+        ) -> BaseMessage:
+            async with _charged(budget, value, int(kwargs.get("max_tokens") or max_tokens)) as t:
+                message: BaseMessage = await limited.ainvoke(value, config, **kwargs)
+                t.used = _total_tokens(message)
+                return message
+
+        super().__init__(call, name="budgeted_chat_model")
+        self._limited = limited
+        self._budget = budget
+        self._max_tokens = max_tokens
+
+    def with_structured_output(
+        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Return the wrapped model's ``with_structured_output(schema, **kwargs)``, budgeted.
+
+        Returns:
+            ``Runnable[LanguageModelInput, dict | BaseModel]`` (or, with
+            ``include_raw``, ``{"raw", "parsed", "parsing_error"}``).
+
+        Raises:
+            NotImplementedError: the wrapped model has no structured output.
+            OutputParserException: on invocation, without ``include_raw``, the
+                reply did not parse.
+        """
+        method = getattr(self._limited, "with_structured_output", None)
+        if not callable(method):
+            msg = f"{type(self._limited).__name__} has no with_structured_output"
+            raise NotImplementedError(msg)
+        structured: Runnable[LanguageModelInput, Any] = method(schema, include_raw=True, **kwargs)
+        budget, max_tokens = self._budget, self._max_tokens
+
+        async def call(value: LanguageModelInput, config: RunnableConfig) -> Any:
+            async with _charged(budget, value, max_tokens) as ticket:
+                result: dict[str, Any] = await structured.ainvoke(value, config)
+                ticket.used = _total_tokens(result.get("raw"))
+            if include_raw:
+                return result
+            error = result.get("parsing_error")
+            if isinstance(error, BaseException):
+                raise error
+            return result.get("parsed")
+
+        return RunnableLambda(call, name="budgeted_structured_output")
+
+
+def with_budget(llm: ChatModel, budget: RateBudget) -> BudgetedChatModel:
     """Wrap ``llm`` so that every request it sends draws from ``budget``.
 
     ``llm`` is a chat model, optionally bound (``.bind(max_tokens=...)``) or
@@ -218,30 +307,10 @@ def with_budget(llm: ChatModel, budget: RateBudget) -> Runnable[LanguageModelInp
     streaming handlers still see every token.
 
     Returns:
-        ``Runnable[LanguageModelInput, BaseMessage]``, usable wherever ``llm`` was.
+        A :class:`BudgetedChatModel` (``Runnable[LanguageModelInput,
+        BaseMessage]``), usable wherever ``llm`` was.
 
     Raises:
         TypeError: ``llm`` holds no chat model.
     """
-    limited = update_chat_models(llm, rate_limiter=BudgetRateLimiter(budget))
-    model_max_tokens = bound_max_tokens(llm) or budget.default_max_tokens
-
-    async def call(value: LanguageModelInput, config: RunnableConfig, **kwargs: Any) -> BaseMessage:
-        max_tokens = int(kwargs.get("max_tokens") or model_max_tokens)
-        ticket = _Ticket(estimate=estimate_tokens(_prompt_text(value)) + max_tokens)
-        reset = _TICKET.set(ticket)
-        used: int | None = None
-        try:
-            message: BaseMessage = await limited.ainvoke(value, config, **kwargs)
-            usage = getattr(message, "usage_metadata", None) or {}
-            used = int(usage["total_tokens"]) if "total_tokens" in usage else None
-            return message
-        except Exception as exc:
-            if is_rate_limit(exc):
-                budget.cool_down(retry_after(exc))
-            raise
-        finally:
-            _TICKET.reset(reset)
-            await budget._settle(ticket, used)
-
-    return RunnableLambda(call, name="budgeted_chat_model")
+    return BudgetedChatModel(llm, budget)
