@@ -193,12 +193,19 @@ class ModelSettings(BaseModel):
             raise ConfigurationError(msg) from None
 
 
-def resolve_model(settings: ModelSettings, *, timeout: float = 10.0) -> ModelSettings:
+def resolve_model(
+    settings: ModelSettings, *, timeout: float = 10.0, client: httpx.Client | None = None
+) -> ModelSettings:
     """Return ``settings`` with a model name, asking the endpoint when none is set.
 
     With a base URL and no model, ``GET {base_url}/models`` (the OpenAI models
     API, which vLLM, Ollama, LiteLLM and llama.cpp also serve) must list
     exactly one model. With only a key, :data:`DEFAULT_OPENAI_MODEL`.
+
+    Args:
+        settings: the settings to complete.
+        timeout: seconds for the models request.
+        client: the HTTP client (tests inject one with ``httpx.MockTransport``).
 
     Raises:
         ConfigurationError: the endpoint cannot be asked, lists no model, or
@@ -213,7 +220,10 @@ def resolve_model(settings: ModelSettings, *, timeout: float = 10.0) -> ModelSet
     if settings.api_key is not None:
         headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
     try:
-        response = httpx.get(url, headers=headers, timeout=timeout)
+        if client is None:
+            response = httpx.get(url, headers=headers, timeout=timeout)
+        else:
+            response = client.get(url, headers=headers, timeout=timeout)
         response.raise_for_status()
         listed = [str(m["id"]) for m in response.json().get("data", []) if "id" in m]
     except (httpx.HTTPError, ValueError, TypeError, KeyError, AttributeError) as exc:

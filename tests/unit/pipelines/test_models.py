@@ -47,3 +47,94 @@ def test_hosted_client_sends_no_llama_options():
     )
     llm = make_chat_model(settings)
     assert llm.extra_body is None and llm.openai_api_base == "http://127.0.0.1:9/v1"
+
+
+def _endpoint(models, seen=None):
+    import httpx
+
+    def handler(request):
+        if seen is not None:
+            seen.append(request)
+        return httpx.Response(200, json={"object": "list", "data": [{"id": m} for m in models]})
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def test_provider_prefix_is_read_only_for_known_providers():
+    assert ModelSettings(model="anthropic:claude-x").provider == "anthropic"
+    assert ModelSettings(model="anthropic:claude-x").model_name == "claude-x"
+    ollama_name = ModelSettings(model="llama3.1:8b", base_url="http://h/v1")
+    assert ollama_name.provider is None and ollama_name.model_name == "llama3.1:8b"
+
+
+def test_embedded_flag_wins_over_a_key_in_the_environment(tmp_path):
+    settings = ModelSettings.from_env(
+        {"OPENAI_API_KEY": "sk-x", "PIPELINES_EMBEDDED": "1"}, env_file=tmp_path / "none"
+    )
+    assert settings.uses_embedded
+    assert ModelSettings.from_env(
+        {"OPENAI_API_KEY": "sk-x"}, env_file=None, embedded=True
+    ).uses_embedded
+
+
+def test_an_endpoint_with_one_model_is_asked_for_it():
+    from lc_async_pipelines.models import resolve_model
+
+    seen = []
+    settings = ModelSettings(base_url="http://vllm:8000/v1", api_key="sk-k")
+    resolved = resolve_model(settings, client=_endpoint(["Qwen/Qwen2.5-7B"], seen))
+    assert resolved.model == "Qwen/Qwen2.5-7B"
+    assert str(seen[0].url) == "http://vllm:8000/v1/models"
+    assert seen[0].headers["authorization"] == "Bearer sk-k"
+
+
+def test_an_endpoint_with_several_models_is_an_error_listing_them():
+    from lc_async_pipelines.errors import ConfigurationError
+    from lc_async_pipelines.models import resolve_model
+
+    with pytest.raises(ConfigurationError, match=r"llama3\.1:8b, qwen2\.5") as caught:
+        resolve_model(
+            ModelSettings(base_url="http://o/v1"), client=_endpoint(["llama3.1:8b", "qwen2.5"])
+        )
+    assert "PIPELINES_MODEL" in str(caught.value)
+
+
+def test_an_unreachable_endpoint_is_a_configuration_error():
+    import httpx
+
+    from lc_async_pipelines.errors import ConfigurationError
+    from lc_async_pipelines.models import resolve_model
+
+    def refuse(request):
+        raise httpx.ConnectError("refused")
+
+    client = httpx.Client(transport=httpx.MockTransport(refuse))
+    with pytest.raises(ConfigurationError, match="did not list its models"):
+        resolve_model(ModelSettings(base_url="http://127.0.0.1:9/v1"), client=client)
+
+
+def test_only_a_key_means_openai_default_and_the_description_names_its_source(tmp_path):
+    from lc_async_pipelines.models import describe, resolve_model
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("OPENAI_API_KEY=sk-from-file\n")
+    from_file = resolve_model(ModelSettings.from_env({}, env_file=env_file))
+    line = describe(from_file)
+    assert from_file.model == "gpt-4o-mini"
+    assert line == "model gpt-4o-mini at https://api.openai.com/v1 (key from .env)"
+    from_env = ModelSettings.from_env({"OPENAI_API_KEY": "sk-secret-env"}, env_file=env_file)
+    assert "key from environment" in describe(from_env) and "sk-" not in describe(from_env)
+
+
+def test_a_provider_whose_package_is_missing_is_a_configuration_error():
+    from lc_async_pipelines.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="langchain-anthropic"):
+        make_chat_model(ModelSettings(model="anthropic:claude-x"))
+
+
+def test_bad_numbers_in_the_environment_name_the_variable():
+    from lc_async_pipelines.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="PIPELINES_TEMPERATURE"):
+        ModelSettings.from_env({"PIPELINES_TEMPERATURE": "hot"}, env_file=None)
