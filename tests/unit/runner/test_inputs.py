@@ -48,3 +48,19 @@ def test_whole_file_errors(tmp_path):
     (tmp_path / "obj.json").write_text("{}")
     with pytest.raises(InputError, match="array"):
         list(read_items(tmp_path / "obj.json"))
+
+
+def test_count_items_is_cheap_and_right_where_it_answers(tmp_path):
+    from lc_async_pipelines.runner import count_items
+
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"text": "a"}\n\n{"text": "b"}\n')
+    csv_file = tmp_path / "b.csv"
+    csv_file.write_text('text,id\n"two\nlines",1\nplain,2\n')
+    array = tmp_path / "c.json"
+    array.write_text('[{"text": "a"}]')
+    assert count_items(jsonl) == 2
+    assert count_items(csv_file) == 2  # a quoted field over two lines is one row
+    assert count_items(array) is None  # would parse the array twice
+    assert count_items(jsonl, max_bytes=4) is None
+    assert count_items(tmp_path / "missing.txt") is None
