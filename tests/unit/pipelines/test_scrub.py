@@ -1,0 +1,40 @@
+import pytest
+from pydantic import SecretStr
+
+from lc_async_pipelines._scrub import REDACTED, error_text, register_secret, scrub
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Error 401: {"headers": {"Authorization": "Bearer sk-proj-abcdefghijklmnop1234"}}',
+        "authorization: Bearer abc.def-ghi_jkl12345",
+        "x-api-key: AKIAIOSFODNN7EXAMPLE",
+        "api_key=abcd1234efgh&next=1",
+        "token: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_X",
+        "key sk-ant-api03-abcdefghijklmnopqrstuvwxyz was rejected",
+    ],
+)
+def test_credential_shaped_strings_are_redacted(text):
+    out = scrub(text)
+    assert REDACTED in out
+    for secret in (
+        "sk-proj-abcdefghijklmnop1234",
+        "abc.def-ghi_jkl12345",
+        "AKIAIOSFODNN7EXAMPLE",
+        "abcd1234efgh",
+        "dozjgNryP4J3jVmNHl0w5N_X",
+        "sk-ant-api03-abcdefghijklmnopqrstuvwxyz",
+    ):
+        assert secret not in out
+
+
+def test_registered_secrets_are_redacted_wherever_they_appear():
+    register_secret(SecretStr("plain-looking-value-42"))
+    assert scrub("echo: plain-looking-value-42!") == f"echo: {REDACTED}!"
+    assert "plain-looking-value-42" not in error_text(ValueError("x plain-looking-value-42 y"))
+
+
+def test_ordinary_text_is_left_alone():
+    text = "The tokenizer split 42 tokens; passwords are discussed in chapter 3."
+    assert scrub(text) == text
