@@ -140,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=_positive_int, default=4, help="items in flight (default 4)"
     )
     limits.add_argument(
-        "--max-retries", type=_count, default=3, help="retries per item (default 3)"
+        "--max-retries",
+        type=_count,
+        default=3,
+        help="retries of each model call, and of an item whose output fails its schema (default 3)",
     )
     limits.add_argument("--rpm", type=_positive_float, help="requests per minute, whole run")
     limits.add_argument("--tpm", type=_positive_float, help="tokens per minute, whole run")
@@ -397,9 +400,10 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     budget = RateBudget(
         rpm=args.rpm, tpm=args.tpm, max_in_flight=args.max_in_flight or args.concurrency
     )
+    retry = RetryPolicy(max_retries=args.max_retries)
     options = RunOptions(
         concurrency=args.concurrency,
-        retry=RetryPolicy(max_retries=args.max_retries),
+        retry=retry,
         limit=args.limit,
         skip=frozenset(plan.done),
         stop=stop,
@@ -413,6 +417,7 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
         cache=args.cache,
         fallback_model=args.fallback_model,
         parallel=args.concurrency,
+        retry=retry,
     ) as session:
         print(f"pipelines: {plan.spec.name} on {session.description}", file=sys.stderr)
         chain = plan.spec.build(session.llm, **plan.options)

@@ -28,6 +28,7 @@ from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings, chat_model_session, describe
 from lc_async_pipelines.runner.budget import RateBudget, with_budget
 from lc_async_pipelines.runner.cache import SQLiteCache, with_cache
+from lc_async_pipelines.runner.core import RetryPolicy
 
 __all__ = ["ModelSession", "model_session"]
 
@@ -62,6 +63,7 @@ async def model_session(
     cache: BaseCache | str | Path | None = None,
     fallback_model: str | None = None,
     parallel: int = 4,
+    retry: RetryPolicy | None = None,
 ) -> AsyncIterator[ModelSession]:
     """Yield a :class:`ModelSession`: the model for ``settings``, wired.
 
@@ -74,6 +76,9 @@ async def model_session(
         fallback_model: another model name on the same endpoint, tried when a
             call to the main model fails (LangChain ``with_fallbacks``).
         parallel: slots of the embedded server, when it is started here.
+        retry: retries of each model call on its own, inside its item (None:
+            a call fails at its first error and the caller retries, as the
+            service does before a stream's first token).
 
     Raises:
         ConfigurationError: the model cannot be resolved or built.
@@ -98,7 +103,7 @@ async def model_session(
                 update={"model": getattr(chat_model, "model_name", settings.model)}
             )
             yield ModelSession(
-                llm=with_budget(model, budget),
+                llm=with_budget(model, budget, retry=retry),
                 chat_model=chat_model,
                 budget=budget,
                 cache=the_cache,

@@ -15,7 +15,8 @@ its waiters in arrival order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -29,9 +30,11 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.runner import _history as history
 from lc_async_pipelines.runner._attach import bound_max_tokens, update_chat_models
 from lc_async_pipelines.runner._bucket import LeakyBucket
-from lc_async_pipelines.runner._errors import is_rate_limit, retry_after
+from lc_async_pipelines.runner._errors import is_rate_limit, is_transient, retry_after
+from lc_async_pipelines.runner.core import RetryPolicy
 
 __all__ = ["BudgetRateLimiter", "BudgetedChatModel", "RateBudget", "with_budget"]
 
@@ -244,23 +247,35 @@ class BudgetedChatModel(RunnableLambda[LanguageModelInput, BaseMessage]):
     the budget.
     """
 
-    def __init__(self, llm: ChatModel, budget: RateBudget) -> None:
-        """Wrap ``llm`` (a chat model, maybe bound or with fallbacks) to draw from ``budget``."""
+    def __init__(
+        self, llm: ChatModel, budget: RateBudget, retry: RetryPolicy | None = None
+    ) -> None:
+        """Wrap ``llm`` (a chat model, maybe bound or with fallbacks) to draw from ``budget``.
+
+        With ``retry``, each call is retried on its own (transient errors, with
+        backoff that honours ``Retry-After``); every failed attempt goes into
+        the current item's attempt history when the runner runs it.
+        """
         limited = update_chat_models(llm, rate_limiter=BudgetRateLimiter(budget))
         max_tokens = bound_max_tokens(llm) or budget.default_max_tokens
 
-        async def call(
-            value: LanguageModelInput, config: RunnableConfig, **kwargs: Any
-        ) -> BaseMessage:
+        async def attempt(value: LanguageModelInput, config: RunnableConfig, kwargs: Any) -> Any:
             async with _charged(budget, value, int(kwargs.get("max_tokens") or max_tokens)) as t:
                 message: BaseMessage = await limited.ainvoke(value, config, **kwargs)
                 t.used = _total_tokens(message)
                 return message
 
+        async def call(
+            value: LanguageModelInput, config: RunnableConfig, **kwargs: Any
+        ) -> BaseMessage:
+            message: BaseMessage = await _with_retries(retry, attempt, value, config, kwargs)
+            return message
+
         super().__init__(call, name="budgeted_chat_model")
         self._limited = limited
         self._budget = budget
         self._max_tokens = max_tokens
+        self._retry = retry
 
     def with_structured_output(
         self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
@@ -281,12 +296,16 @@ class BudgetedChatModel(RunnableLambda[LanguageModelInput, BaseMessage]):
             msg = f"{type(self._limited).__name__} has no with_structured_output"
             raise NotImplementedError(msg)
         structured: Runnable[LanguageModelInput, Any] = method(schema, include_raw=True, **kwargs)
-        budget, max_tokens = self._budget, self._max_tokens
+        budget, max_tokens, retry = self._budget, self._max_tokens, self._retry
+
+        async def attempt(value: LanguageModelInput, config: RunnableConfig, _: Any) -> Any:
+            async with _charged(budget, value, max_tokens) as ticket:
+                raw: dict[str, Any] = await structured.ainvoke(value, config)
+                ticket.used = _total_tokens(raw.get("raw"))
+                return raw
 
         async def call(value: LanguageModelInput, config: RunnableConfig) -> Any:
-            async with _charged(budget, value, max_tokens) as ticket:
-                result: dict[str, Any] = await structured.ainvoke(value, config)
-                ticket.used = _total_tokens(result.get("raw"))
+            result: dict[str, Any] = await _with_retries(retry, attempt, value, config, {})
             if include_raw:
                 return result
             error = result.get("parsing_error")
@@ -297,7 +316,44 @@ class BudgetedChatModel(RunnableLambda[LanguageModelInput, BaseMessage]):
         return RunnableLambda(call, name="budgeted_structured_output")
 
 
-def with_budget(llm: ChatModel, budget: RateBudget) -> BudgetedChatModel:
+async def _with_retries(
+    retry: RetryPolicy | None,
+    attempt: Callable[[LanguageModelInput, RunnableConfig, Any], Awaitable[Any]],
+    value: LanguageModelInput,
+    config: RunnableConfig,
+    kwargs: Any,
+) -> Any:
+    """Run one model call's attempts; log each failure into the item's history."""
+    log = history.current()
+    entries: list[dict[str, Any]] = []
+
+    def on_retry(exc: BaseException, wait: float) -> None:
+        if entries:
+            entries[-1]["wait_s"] = round(wait, 3)
+
+    policy = retry or RetryPolicy(max_retries=0)
+    try:
+        async for attempt_state in policy.retrying(on_retry=on_retry):
+            with attempt_state:
+                began = time.perf_counter()
+                try:
+                    return await attempt(value, config, kwargs)
+                except Exception as exc:
+                    if log is not None:
+                        entries.append(
+                            log.add(exc, stage="call", seconds=time.perf_counter() - began)
+                        )
+                    raise
+    except Exception as exc:
+        if log is not None and retry is not None and is_transient(exc):
+            log.exhausted = True  # the item must not repeat its calls that succeeded
+        raise
+    raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
+
+
+def with_budget(
+    llm: ChatModel, budget: RateBudget, *, retry: RetryPolicy | None = None
+) -> BudgetedChatModel:
     """Wrap ``llm`` so that every request it sends draws from ``budget``.
 
     ``llm`` is a chat model, optionally bound (``.bind(max_tokens=...)``) or
@@ -306,6 +362,10 @@ def with_budget(llm: ChatModel, budget: RateBudget) -> BudgetedChatModel:
     the model unchanged; callbacks and metadata pass through the config, so
     streaming handlers still see every token.
 
+    With ``retry``, each model call is retried on its own (a failed
+    map-reduce chunk does not repeat the chunks that succeeded); without, a
+    call fails at its first error and the caller decides.
+
     Returns:
         A :class:`BudgetedChatModel` (``Runnable[LanguageModelInput,
         BaseMessage]``), usable wherever ``llm`` was.
@@ -313,4 +373,4 @@ def with_budget(llm: ChatModel, budget: RateBudget) -> BudgetedChatModel:
     Raises:
         TypeError: ``llm`` holds no chat model.
     """
-    return BudgetedChatModel(llm, budget)
+    return BudgetedChatModel(llm, budget, retry)

@@ -29,10 +29,12 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
 from lc_async_pipelines.errors import ConfigurationError, DeadlineExceeded, RowError
-from lc_async_pipelines.runner._errors import is_rate_limit, is_transient, retry_after
+from lc_async_pipelines.runner._errors import is_transient, retry_after
+from lc_async_pipelines.runner._history import AttemptLog, logging_into
 from lc_async_pipelines.runner.inputs import Item
 
 __all__ = ["Record", "RetryPolicy", "RunOptions", "RunSummary", "run_items", "write_records"]
@@ -40,7 +42,12 @@ __all__ = ["Record", "RetryPolicy", "RunOptions", "RunSummary", "run_items", "wr
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Per-item retries of transient failures (see ``is_transient``).
+    """Retries of transient failures (see ``is_transient``): of each model call, and of items.
+
+    Each model call made through the run's budgeted model is retried on its
+    own (``with_budget(..., retry=policy)``), so a map-reduce chunk that fails
+    does not repeat its item's calls that succeeded; an item is retried as a
+    whole only for failures no call retried (an output that fails its schema).
 
     Backoff: exponential with full jitter, ``initial * 2**n + U(0, jitter)``
     capped at ``max_wait`` seconds (tenacity's ``wait_exponential_jitter``), or
@@ -77,16 +84,30 @@ class RetryPolicy:
 
         return wait
 
-    def retrying(self, retry_if: Callable[[BaseException], bool] = is_transient) -> AsyncRetrying:
+    def retrying(
+        self,
+        retry_if: Callable[[BaseException], bool] = is_transient,
+        *,
+        on_retry: Callable[[BaseException, float], None] | None = None,
+    ) -> AsyncRetrying:
         """Return tenacity's ``AsyncRetrying`` for this policy (re-raising the last error).
 
         Args:
             retry_if: which errors are worth another attempt (default: transient ones).
+            on_retry: called with the error and the wait (seconds) before each retry.
         """
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            if on_retry is not None and exc is not None:
+                on_retry(exc, float(wait))
+
         return AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             retry=retry_if_exception(retry_if),
             wait=self.wait(),
+            before_sleep=before_sleep,
             reraise=True,
         )
 
@@ -108,6 +129,10 @@ class Record:
         usage: input, output and total tokens over all of the item's model calls.
         calls: model calls made (map-reduce makes several).
         throttled: attempts that ended in a rate-limit error (429).
+        history: the failed attempts, model calls and item, oldest first (at
+            most 20): ``{"stage", "error" (class), "status" (HTTP or None),
+            "seconds", "wait_s" (backoff honoured after it, None for the last)}``.
+        history_dropped: failed attempts past the 20 kept.
         exception: the exception behind ``error``, for callers to match by
             class (never written to the records file).
     """
@@ -123,6 +148,8 @@ class Record:
     usage: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     throttled: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    history_dropped: int = 0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -144,6 +171,8 @@ class Record:
             "usage": self.usage,
             "calls": self.calls,
             "throttled": self.throttled,
+            "history": self.history,
+            "history_dropped": self.history_dropped,
         }
 
 
@@ -203,7 +232,12 @@ class RunOptions:
 
 @dataclass
 class RunSummary:
-    """Totals of a run: items done and failed, retries, wall time (s), tokens, percentiles."""
+    """Totals of a run: items done and failed, retries, wall time (s), tokens, percentiles.
+
+    ``attempt_errors`` counts every failed attempt (model calls and items) by
+    error class and HTTP status (``"RateLimitError 429"``); ``failed_by_class``
+    counts the items that failed, by their final error's class.
+    """
 
     done: int = 0
     failed: int = 0
@@ -213,6 +247,8 @@ class RunSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    attempt_errors: dict[str, int] = field(default_factory=dict)
+    failed_by_class: dict[str, int] = field(default_factory=dict)
     ttft_s: list[float] = field(default_factory=list, repr=False)
     latency_s: list[float] = field(default_factory=list, repr=False)
 
@@ -222,7 +258,13 @@ class RunSummary:
             self.done += 1
         else:
             self.failed += 1
-        self.retries += max(0, record.attempts - 1)
+            kind = (record.error or {}).get("type", "?")
+            self.failed_by_class[kind] = self.failed_by_class.get(kind, 0) + 1
+        failed_attempts = len(record.history) + record.history_dropped
+        self.retries += max(0, failed_attempts - (0 if record.ok else 1))
+        for entry in record.history:
+            key = entry["error"] + (f" {entry['status']}" if entry.get("status") else "")
+            self.attempt_errors[key] = self.attempt_errors.get(key, 0) + 1
         self.throttled += record.throttled
         self.input_tokens += record.usage.get("input_tokens", 0)
         self.output_tokens += record.usage.get("output_tokens", 0)
@@ -250,6 +292,8 @@ class RunSummary:
             "latency_p95_s": _percentile(self.latency_s, 0.95),
             "ttft_p50_s": _percentile(self.ttft_s, 0.50),
             "ttft_p95_s": _percentile(self.ttft_s, 0.95),
+            "attempt_errors": dict(sorted(self.attempt_errors.items())),
+            "failed_by_class": dict(sorted(self.failed_by_class.items())),
         }
 
 
@@ -264,7 +308,8 @@ def _percentile(values: list[float], q: float) -> float | None:
 def _fail(record: Record, exc: BaseException) -> None:
     record.output = None
     record.exception = exc
-    record.error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
+    # Error text from an endpoint may echo the request's headers: scrubbed before it is kept.
+    record.error = {"type": type(exc).__name__, "message": error_text(exc)}
 
 
 def _size(value: str | dict[str, Any]) -> int:
@@ -299,9 +344,11 @@ async def _run_one(
     }
     start = time.perf_counter()
     deadline = asyncio.timeout(options.item_timeout_s)
+    log = AttemptLog()
     try:
         async with deadline:
-            await _attempts(chain, item, item_config, options.retry, record)
+            with logging_into(log):
+                await _attempts(chain, item, item_config, options.retry, record, log)
     except asyncio.CancelledError:
         raise
     except TimeoutError as exc:
@@ -318,6 +365,9 @@ async def _run_one(
     record.ttft_s = metrics.first_ttft()
     record.usage = metrics.usage()
     record.calls = len(metrics.calls)
+    record.history = log.entries
+    record.history_dropped = log.dropped
+    record.throttled = log.throttled
     return record
 
 
@@ -327,14 +377,27 @@ async def _attempts(
     config: RunnableConfig,
     policy: RetryPolicy,
     record: Record,
+    log: AttemptLog,
 ) -> None:
-    async for attempt in policy.retrying():
+    """Run the item, retrying it whole only for failures that no model call retried."""
+    last: list[dict[str, Any]] = []
+
+    def retry_item(exc: BaseException) -> bool:
+        return is_transient(exc) and not log.exhausted
+
+    def on_retry(exc: BaseException, wait: float) -> None:
+        if last:
+            last[-1]["wait_s"] = round(wait, 3)
+
+    async for attempt in policy.retrying(retry_item, on_retry=on_retry):
         with attempt:
             record.attempts = attempt.retry_state.attempt_number
+            began = time.perf_counter()
             try:
                 record.output = await chain.ainvoke(item.input, config)
             except Exception as exc:
-                record.throttled += is_rate_limit(exc)
+                if not log.logged(exc):  # not a model call's error: log it at item level
+                    last.append(log.add(exc, stage="item", seconds=time.perf_counter() - began))
                 raise
 
 
