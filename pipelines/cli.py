@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from lc_async_pipelines.registry import PipelineSpec
     from lc_async_pipelines.runner import Item
+    from lc_async_pipelines.runner.records import RunFile
 
 __all__ = ["build_parser", "main"]
 
@@ -214,6 +215,7 @@ class _Plan:
     options: dict[str, Any]
     items: Iterable[Item]
     total: int | None
+    run: RunFile
     done: set[str] = field(default_factory=set)
 
 
@@ -327,10 +329,87 @@ def _first_row_fields(path: Path) -> list[str]:
     return [str(k) for k in first.input] if first and isinstance(first.input, dict) else []
 
 
-def _plan(args: argparse.Namespace) -> _Plan:
-    spec, options = _pipeline_for(args)  # first: a wrong target answers before LangChain loads
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
-    from lc_async_pipelines.runner import count_items, prepare_resume, read_items
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Standard-library checks of --input, --output and --cache: no import, no change."""
+    if str(args.input) == "-" or str(args.output) == "-":
+        _error("standard input and output are not supported; give files for --input and --output")
+    if args.input.is_dir():
+        _error(f"--input {args.input}: is a folder; give a .jsonl, .json, .csv or .txt file")
+    if not args.input.exists():
+        _error(f"--input {args.input}: no such file")
+    if args.output.is_dir():
+        _error(f"--output {args.output}: is a folder; give a file, e.g. {args.output}/out.jsonl")
+    if args.output.resolve() == args.input.resolve():
+        _error("--output is the input file; give another file for the records")
+    for parent in args.output.resolve().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                _error(f"--output {args.output}: {parent} is a file, not a folder")
+            break
+    if args.cache is not None:
+        cache = args.cache.resolve()
+        if cache in (args.output.resolve(), args.input.resolve()):
+            _error(f"--cache {args.cache}: is the --input or --output file; give its own file")
+        if args.cache.is_dir():
+            _error(f"--cache {args.cache}: is a folder; give a file, e.g. {args.cache}/llm.sqlite")
+        if args.cache.is_file() and args.cache.stat().st_size:
+            with args.cache.open("rb") as fh:
+                if fh.read(16) != _SQLITE_MAGIC:
+                    _error(f"--cache {args.cache}: is not an SQLite file; give a new or cache file")
+
+
+def _model_identity(args: argparse.Namespace, spec: PipelineSpec) -> str:
+    """The model as the manifest records it: stable across sessions (no port, no key source)."""
+    from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME
+    from lc_async_pipelines.models import OPENAI_URL, ModelSettings
+
+    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    if spec.owns_model:
+        return "the Runnable's own model"
+    if settings.uses_embedded:
+        if args.model and settings.provider is None:
+            _error(
+                f"-m {args.model}: no endpoint is configured (OPENAI_BASE_URL or "
+                "OPENAI_API_KEY), so the embedded model would run; set one or drop -m"
+            )
+        return f"{EMBEDDED_MODEL_NAME} (embedded)"
+    if settings.provider not in (None, "openai"):
+        return f"{settings.provider}:{settings.model_name}"
+    return (
+        f"{settings.model_name or '(asked of the endpoint)'} at {settings.base_url or OPENAI_URL}"
+    )
+
+
+def _fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:
+    from lc_async_pipelines.runner.records import chain_fingerprint
+
+    def text(path: Path | str | None) -> str | None:
+        if path is None or not Path(path).is_file():
+            return None if path is None else str(path)
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+
+    return chain_fingerprint(
+        {
+            "target": args.target,
+            "prompt": text(args.prompt),
+            "schema": text(args.schema),
+            "options": options,
+            "field": args.field,
+            "id_field": args.id_field,
+        }
+    )
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    _check_paths(args)  # first: a wrong path answers before LangChain loads
+    spec, options = _pipeline_for(args)
+    model = _model_identity(args, spec)
+
+    from lc_async_pipelines.runner import count_items, read_items
+    from lc_async_pipelines.runner.records import RunManifest, open_run
 
     whole_rows, required = _input_shape(spec, options)
     if args.field and whole_rows:
@@ -345,20 +424,26 @@ def _plan(args: argparse.Namespace) -> _Plan:
     )
     head, rest = _peek(items, 5)
     _check_rows(head, args, required)
-    if args.output.exists() and args.output.is_dir():
-        _error(
-            f"--output {args.output}: is a folder; give a file such as {args.output}/records.jsonl"
-        )
-    if args.output.resolve() == args.input.resolve():
-        _error("--output is the input file; give another file for the records")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    if args.restart:
-        args.output.unlink(missing_ok=True)
-    done = prepare_resume(args.output)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _error(f"--output {args.output}: cannot make its folder ({exc.strerror})")
     total = count_items(args.input)
+    manifest = RunManifest.new(
+        pipeline=str(args.prompt) if args.prompt else args.target,
+        fingerprint=_fingerprint(args, options),
+        model=model,
+        input=args.input,
+        options=options,
+    )
+    try:  # last: it takes the lock, which only the caller's `with` releases
+        run = open_run(args.output, manifest, restart=args.restart)
+    except OSError as exc:
+        _error(f"--output {args.output}: cannot be written ({exc.strerror})")
+    done = set(run.done_ids)
     if total is not None:
         total = max(0, min(total, args.limit if args.limit is not None else total) - len(done))
-    return _Plan(spec, options, _chain_items(head, rest), total, done)
+    return _Plan(spec, options, _chain_items(head, rest), total, run, done)
 
 
 def _chain_items(head: list[Item], rest: Iterator[Item]) -> Iterator[Item]:
@@ -378,21 +463,39 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     from lc_async_pipelines.models import ModelSettings
     from lc_async_pipelines.runner import RateBudget, RetryPolicy, RunOptions, run_items
     from lc_async_pipelines.runner import write_records as write
-    from lc_async_pipelines.runner.core import summary_path
     from lc_async_pipelines.session import model_session
 
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    run = plan.run
+    if run.backup is not None:
+        print(f"restart: the previous records were moved to {run.backup}", file=sys.stderr)
+    if run.adopted:
+        print(f"resuming records written without a manifest in {args.output}", file=sys.stderr)
     if plan.done:
-        print(f"resuming: {len(plan.done)} items already done in {args.output}", file=sys.stderr)
+        dropped = run.prior.dropped_failed + run.prior.dropped_partial
+        again = f"; {dropped} failed or cut records run again" if dropped else ""
+        print(
+            f"resuming: {len(plan.done)} items already done in {args.output}{again}",
+            file=sys.stderr,
+        )
     callbacks = [TerminalStreamHandler(tagged=args.concurrency > 1)] if args.stream else []
     config = RunnableConfig(max_concurrency=args.concurrency, callbacks=callbacks)  # type: ignore[typeddict-item]
     stop = asyncio.Event()
     received: list[int] = []
     loop = asyncio.get_running_loop()
 
+    main_task = asyncio.current_task()
+
     def on_signal(sig: int) -> None:
         received.append(sig)
-        print(f"stopping: no new items; in flight get {args.grace:g} s", file=sys.stderr)
+        if len(received) > 1 and main_task is not None:  # a second signal: stop now
+            print("stopping now; items in flight run again on resume", file=sys.stderr)
+            main_task.cancel()
+            return
+        print(
+            f"stopping: no new items; in flight get {args.grace:g} s (again to stop now)",
+            file=sys.stderr,
+        )
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -419,15 +522,22 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
         parallel=args.concurrency,
         retry=retry,
     ) as session:
-        print(f"pipelines: {plan.spec.name} on {session.description}", file=sys.stderr)
+        where = (
+            "a ready Runnable with its own model" if plan.spec.owns_model else session.description
+        )
+        print(f"pipelines: {plan.spec.name} on {where}", file=sys.stderr)
         chain = plan.spec.build(session.llm, **plan.options)
         records = run_items(chain, plan.items, options, config=config)
-        with args.output.open("a", encoding="utf-8") as out, progress_bar(plan.total) as tick:
-            summary = await write(records, out, on_record=tick)
-        totals = summary.as_dict()
-        totals["requests_sent"] = budget.requests_sent
-        totals["cache_hits"] = getattr(session.cache, "hits", 0)
-    summary_path(args.output).write_text(json.dumps(totals, indent=2) + "\n")
+        try:
+            with progress_bar(plan.total) as tick:
+                summary = await write(records, run.out, on_record=tick)
+        except asyncio.CancelledError:
+            return 128 + received[0] if received else 130
+        extra = {
+            "requests_sent": budget.requests_sent,
+            "cache_hits": getattr(session.cache, "hits", 0),
+        }
+    totals = run.finish(summary, extra)
     print(json.dumps({"summary": totals}), file=sys.stderr)
     if received:
         return 128 + received[0]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
@@ -510,6 +620,13 @@ def main(argv: list[str] | None = None) -> int:
     0: all items done; 1: some failed; 2: bad arguments, input file, target,
     model settings or embedded model; 130/143: stopped by SIGINT/SIGTERM (resumable).
     """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while modules are still importing
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from lc_async_pipelines.errors import ConfigurationError, EmbeddedModelError, InputError
@@ -519,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
             plan = _plan(args)  # every check before any import of the model stack
             import asyncio
 
-            return asyncio.run(_run(args, plan))
+            with plan.run:
+                return asyncio.run(_run(args, plan))
         if args.command == "serve":
             return _serve(args)
         if args.command == "list":
@@ -530,5 +648,3 @@ def main(argv: list[str] | None = None) -> int:
     except (_UsageError, ConfigurationError, InputError, EmbeddedModelError) as exc:
         print(f"pipelines: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130

@@ -35,6 +35,7 @@ def test_run_writes_records_and_summary(tmp_path, fake_session, capsys):
 
 
 def test_bad_input_path_exits_2(tmp_path, fake_session, capsys):
+    (tmp_path / "x.xml").write_text("<a/>")
     code = cli.main(
         [
             "run",
@@ -369,3 +370,88 @@ def test_schema_gives_json_objects(tmp_path, monkeypatch):
     [record] = _records(out)
     # the first reply broke the schema (tone), so the item was retried
     assert record["output"] == {"topic": "tides", "tone": "neutral"} and record["attempts"] == 2
+
+
+def test_a_file_that_is_not_records_is_refused_and_left_as_it_was(tmp_path, fake_session, capsys):
+    src = tmp_path / "t.txt"
+    src.write_text("topic\n")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nline two\n")
+    before = notes.read_bytes()
+    for extra in ([], ["--restart"]):
+        argv = ["run", "story", "--input", str(src), "--output", str(notes), *extra]
+        assert cli.main(argv) == 2
+        assert "not a record" in capsys.readouterr().err
+        assert notes.read_bytes() == before
+
+
+def test_records_of_another_pipeline_are_refused(tmp_path, fake_session, capsys):
+    src = tmp_path / "t.txt"
+    src.write_text("topic\n")
+    out = tmp_path / "o.jsonl"
+    assert cli.main(["run", "story", "--input", str(src), "--output", str(out)]) == 0
+    assert cli.main(["run", "summary", "--input", str(src), "--output", str(out)]) == 2
+    assert "another run" in capsys.readouterr().err
+
+
+def test_restart_keeps_the_old_records_as_a_backup(tmp_path, fake_session, capsys):
+    src = tmp_path / "t.txt"
+    src.write_text("topic\n")
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "story", "--input", str(src), "--output", str(out)]
+    assert cli.main(argv) == 0
+    first = out.read_text()
+    assert cli.main([*argv, "--restart"]) == 0
+    [backup] = tmp_path.glob("o.jsonl.bak-*[0-9]")
+    assert backup.read_text() == first and "moved to" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_output_exits_2_at_once(tmp_path, fake_session, capsys):
+    from lc_async_pipelines.runner.records import RunManifest, open_run
+
+    src = tmp_path / "t.txt"
+    src.write_text("topic\n")
+    out = tmp_path / "o.jsonl"
+    holder = RunManifest.new(pipeline="story", fingerprint="x", model="m", input=src)
+    with open_run(out, holder, restart=False):
+        assert cli.main(["run", "story", "--input", str(src), "--output", str(out)]) == 2
+    assert "in use by another run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("cache", "message"),
+    [
+        ("o.jsonl", "is the --input or --output file"),
+        ("t.txt", "is the --input or --output file"),
+        ("folder", "is a folder"),
+        ("notes.txt", "is not an SQLite file"),
+    ],
+)
+def test_bad_cache_paths_exit_2_before_anything_starts(
+    tmp_path, fake_session, capsys, cache, message
+):
+    (tmp_path / "t.txt").write_text("topic\n")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("not a database")
+    argv = [
+        "run",
+        "story",
+        "--input",
+        str(tmp_path / "t.txt"),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+    ]
+    assert cli.main([*argv, "--cache", str(tmp_path / cache)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_model_name_with_the_embedded_model_exits_2(tmp_path, capsys, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PIPELINES_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text("topic\n")
+    assert (
+        cli.main(["run", "story", "--input", "t.txt", "--output", "o.jsonl", "-m", "gpt-4o"]) == 2
+    )
+    assert "-m gpt-4o: no endpoint is configured" in capsys.readouterr().err
