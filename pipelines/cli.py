@@ -56,7 +56,20 @@ model (SmolLM2-135M on llama.cpp's llama-server) runs on this machine.
 """
 
 
-def _number(kind: type[int] | type[float], minimum: float, *, strict: bool) -> Callable[[str], Any]:
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an argument error is one line and a pointer to --help, not the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(
+    kind: type[int] | type[float],
+    minimum: float,
+    *,
+    strict: bool,
+    maximum: float | None = None,
+) -> Callable[[str], Any]:
     """An argparse type: a number >= minimum (> minimum when strict), else a one-line error."""
 
     def parse(text: str) -> Any:
@@ -69,12 +82,15 @@ def _number(kind: type[int] | type[float], minimum: float, *, strict: bool) -> C
         if value < minimum or (strict and value == minimum):
             relation = ">" if strict else ">="
             raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum:g}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 
+_MAX_WORDS = 5_000  # about 8,000 tokens: more than any model here writes in one reply
 _positive_int = _number(int, 0, strict=True)
 _count = _number(int, 0, strict=False)
 _positive_float = _number(float, 0, strict=True)
@@ -99,7 +115,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``pipelines`` command."""
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pipelines",
         description="LangChain async pipelines: run any chain over a file of items, "
         "or serve pipelines over HTTP.",
@@ -134,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     opts = run.add_argument_group("pipeline options")
-    opts.add_argument("--max-words", type=_positive_int, help="output length cap in words")
+    opts.add_argument(
+        "--max-words",
+        type=_number(int, 0, strict=True, maximum=_MAX_WORDS),
+        help=f"output length cap in words (1 to {_MAX_WORDS:,})",
+    )
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
     limits = run.add_argument_group("concurrency, budget and retries")
     limits.add_argument(
@@ -183,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     web.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    web.add_argument("--port", type=_number(int, 0, strict=False), default=8000, help="port")
+    web.add_argument(
+        "--port", type=_number(int, 0, strict=False, maximum=65_535), default=8000, help="port"
+    )
     web.add_argument(
         "--pipeline",
         action="append",
@@ -196,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the registered pipelines and their options")
 
     serve = sub.add_parser("serve-model", help="serve the embedded model until interrupted")
-    serve.add_argument("--port", type=_positive_int, help="loopback port (default: a free one)")
+    serve.add_argument(
+        "--port",
+        type=_number(int, 0, strict=True, maximum=65_535),
+        help="loopback port (default: a free one)",
+    )
     serve.add_argument("--parallel", type=_positive_int, default=4, help="server slots (default 4)")
 
     sub.add_parser("build-server", help="build and cache llama.cpp's llama-server")
@@ -566,15 +592,31 @@ def _serve(args: argparse.Namespace) -> int:
             f"pipelines serve needs the service extra ({exc.name} is missing): "
             "pip install 'lc-async-pipelines[service]'"
         )
+    import re
+
     from lc_async_pipelines.models import ModelSettings
     from lc_async_pipelines.registry import load_pipeline, registered_pipelines
 
     specs = dict(registered_pipelines())
     for entry in args.pipeline:
         name, sep, target = entry.partition("=")
-        if not sep or not name or ":" not in target:
-            _error(f"--pipeline {entry!r}: expected NAME=package.module:attr")
-        specs[name] = _named(load_pipeline(target), name)
+        if (
+            not sep
+            or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name)
+            or ":" not in target
+        ):
+            _error(
+                f"--pipeline {entry!r}: expected NAME=package.module:attr, "
+                "NAME of letters, digits, '_', '-', '.'"
+            )
+        if name in specs:
+            print(
+                f"pipelines: warning: --pipeline {name} replaces the registered one",
+                file=sys.stderr,
+            )
+        spec = _named(load_pipeline(target), name)
+        _input_shape(spec, {})  # a factory that fails, or returns no Runnable: exit 2 now
+        specs[name] = spec
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("lc_async_pipelines").setLevel(logging.INFO)

@@ -156,7 +156,11 @@ class ModelSettings(BaseModel):
         """
         from_file: dict[str, str] = {}
         if env_file and Path(env_file).is_file():
-            from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+            try:
+                from_file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+            except (OSError, UnicodeDecodeError) as exc:
+                msg = f"{env_file}: cannot be read as a .env file ({type(exc).__name__})"
+                raise ConfigurationError(msg) from None
         environment = dict(os.environ if environ is None else environ)
         values = {**from_file, **environment}
 
@@ -226,6 +230,9 @@ def resolve_model(
             response = client.get(url, headers=headers, timeout=timeout)
         response.raise_for_status()
         listed = [str(m["id"]) for m in response.json().get("data", []) if "id" in m]
+    except (httpx.ConnectError, httpx.TimeoutException) as exc:
+        msg = f"cannot reach {settings.base_url} ({type(exc).__name__}); is the endpoint running?"
+        raise ConfigurationError(msg) from None
     except (httpx.HTTPError, ValueError, TypeError, KeyError, AttributeError) as exc:
         msg = (
             f"no model set and {url} did not list its models ({type(exc).__name__}); "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,6 +74,8 @@ def load_prompt_file(path: str | Path) -> BasePromptTemplate[Any]:
         ConfigurationError: the file is missing, unreadable, not a prompt, or has no variable.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigurationError(f"--prompt {path}: is a folder; give a prompt file")
     if not path.is_file():
         raise ConfigurationError(f"--prompt {path}: no such file")
     try:
@@ -89,7 +93,9 @@ def load_prompt_file(path: str | Path) -> BasePromptTemplate[Any]:
                 warnings.simplefilter("ignore")  # deprecated in 1.2.21, still LangChain's format
                 prompt = load_prompt(path)
         elif path.suffix.lower() == ".json":
-            prompt = loads(text, allowed_objects=_PROMPT_CLASSES)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # loads() is marked beta
+                prompt = loads(text, allowed_objects=_PROMPT_CLASSES)
         else:
             prompt = ChatPromptTemplate.from_template(text)
     except ConfigurationError:
@@ -116,13 +122,15 @@ def load_schema(spec: str | Path) -> Schema:
     text = str(spec)
     if ":" in text and not Path(text).exists():
         module_name, _, attr = text.partition(":")
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as for a module:attr target
         try:
             value: Any = getattr(importlib.import_module(module_name), attr)
         except Exception as exc:  # the user's module: any failure is a bad --schema
             msg = f"--schema {text}: cannot load ({type(exc).__name__}: {exc})"
             raise ConfigurationError(msg) from None
-        if not (isinstance(value, type) and issubclass(value, BaseModel)):
-            raise ConfigurationError(f"--schema {text}: not a Pydantic model class")
+        if not (isinstance(value, type) and issubclass(value, BaseModel)) or not value.model_fields:
+            raise ConfigurationError(f"--schema {text}: not a Pydantic model class with fields")
         return value
     path = Path(text)
     if not path.is_file():
@@ -134,6 +142,8 @@ def load_schema(spec: str | Path) -> Schema:
         raise ConfigurationError(msg) from None
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise ConfigurationError(f'--schema {path}: must be a JSON Schema with "type": "object"')
+    if not isinstance(schema.get("properties"), dict) or not schema["properties"]:
+        raise ConfigurationError(f'--schema {path}: must name its fields under "properties"')
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:

@@ -30,11 +30,12 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner import _history as history
 from lc_async_pipelines.runner._attach import bound_max_tokens, update_chat_models
 from lc_async_pipelines.runner._bucket import LeakyBucket
 from lc_async_pipelines.runner._errors import is_rate_limit, is_transient, retry_after
-from lc_async_pipelines.runner.core import RetryPolicy
+from lc_async_pipelines.runner.core import RetryPolicy, check_number
 
 __all__ = ["BudgetRateLimiter", "BudgetedChatModel", "RateBudget", "with_budget"]
 
@@ -115,9 +116,14 @@ class RateBudget:
     _primed: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        check_number("rpm", self.rpm, minimum=0, strict=True)
+        check_number("tpm", self.tpm, minimum=0, strict=True)
+        check_number("max_in_flight", self.max_in_flight, minimum=1, whole=True)
+        check_number("cooldown_s", self.cooldown_s, minimum=0)
+        check_number("default_max_tokens", self.default_max_tokens, minimum=1, whole=True)
         if not 0 <= self.margin < 1:
             msg = f"margin must be in [0, 1), got {self.margin}"
-            raise ValueError(msg)
+            raise ConfigurationError(msg)
         share = 1.0 - self.margin
         if self.rpm:
             # Room for 2 requests, primed with 1 on first use: no burst at the

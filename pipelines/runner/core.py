@@ -66,9 +66,9 @@ class RetryPolicy:
     jitter: float = 1.0
 
     def __post_init__(self) -> None:
-        _check("max_retries", self.max_retries, minimum=0)
+        check_number("max_retries", self.max_retries, minimum=0, whole=True)
         for name in ("initial", "max_wait", "jitter"):
-            _check(name, getattr(self, name), minimum=0)
+            check_number(name, getattr(self, name), minimum=0)
 
     def wait(self) -> Callable[[RetryCallState], float]:
         """Return the tenacity wait strategy of this policy."""
@@ -182,9 +182,24 @@ def _jsonable(value: Any) -> Any:
     return dump(mode="json") if callable(dump) else value
 
 
-def _check(name: str, value: float | None, *, minimum: float, strict: bool = False) -> None:
+def check_number(
+    name: str, value: float | None, *, minimum: float, strict: bool = False, whole: bool = False
+) -> None:
+    """Raise :class:`ConfigurationError` naming ``name`` unless ``value`` is a number in range.
+
+    None passes (the option is unset). ``whole``: an ``int`` is required.
+    """
     if value is None:
         return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name} must be a number, got {type(value).__name__}"
+        raise ConfigurationError(msg)
+    if whole and not isinstance(value, int):
+        msg = f"{name} must be a whole number, got {value!r}"
+        raise ConfigurationError(msg)
+    if not math.isfinite(value):
+        msg = f"{name} must be a finite number, got {value!r}"
+        raise ConfigurationError(msg)
     if value < minimum or (strict and value == minimum):
         bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
         msg = f"{name} must be {bound}, got {value!r}"
@@ -223,11 +238,11 @@ class RunOptions:
     max_input_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        _check("concurrency", self.concurrency, minimum=1)
-        _check("limit", self.limit, minimum=0)
-        _check("grace_s", self.grace_s, minimum=0)
-        _check("item_timeout_s", self.item_timeout_s, minimum=0, strict=True)
-        _check("max_input_tokens", self.max_input_tokens, minimum=1)
+        check_number("concurrency", self.concurrency, minimum=1, whole=True)
+        check_number("limit", self.limit, minimum=0, whole=True)
+        check_number("grace_s", self.grace_s, minimum=0)
+        check_number("item_timeout_s", self.item_timeout_s, minimum=0, strict=True)
+        check_number("max_input_tokens", self.max_input_tokens, minimum=1, whole=True)
 
 
 @dataclass

@@ -109,7 +109,7 @@ def test_an_unreachable_endpoint_is_a_configuration_error():
         raise httpx.ConnectError("refused")
 
     client = httpx.Client(transport=httpx.MockTransport(refuse))
-    with pytest.raises(ConfigurationError, match="did not list its models"):
+    with pytest.raises(ConfigurationError, match="cannot reach"):
         resolve_model(ModelSettings(base_url="http://127.0.0.1:9/v1"), client=client)
 
 

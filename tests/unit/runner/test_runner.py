@@ -248,3 +248,13 @@ async def test_whole_row_items_reach_the_chain_as_objects(tmp_path):
     assert sorted(r.output for r in records) == ["Ada of London", "Grace of Arlington"]
     assert all(isinstance(r.input, dict) for r in records)
     assert len(seen) == 2  # the identical row ran once
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"rpm": 0}, {"rpm": float("nan")}, {"tpm": -5}, {"max_in_flight": 0}, {"margin": 1}]
+)
+def test_budget_refuses_values_out_of_range(kwargs):
+    from lc_async_pipelines.runner import RateBudget
+
+    with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
+        RateBudget(**kwargs)
