@@ -1,4 +1,8 @@
+import csv
 import json
+import os
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +68,404 @@ def test_count_items_is_cheap_and_right_where_it_answers(tmp_path):
     assert count_items(array) is None  # would parse the array twice
     assert count_items(jsonl, max_bytes=4) is None
     assert count_items(tmp_path / "missing.txt") is None
+
+
+# --- careless and hostile inputs ----------------------------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "kwargs"),
+    [
+        ("a.csv", b"text,id\r\nhello,1\r\n", {}),
+        ("a.jsonl", b'{"text": "hello", "id": "1"}\n', {}),
+        ("a.json", b'[{"text": "hello", "id": "1"}]', {}),
+        ("a.txt", b"hello\n", {"id_field": None}),
+    ],
+)
+def test_a_utf8_byte_order_mark_is_not_text(tmp_path, name, body, kwargs):
+    path = tmp_path / name
+    path.write_bytes(BOM + body)
+    [item] = read_items(path, **kwargs)
+    assert item.error is None and item.input == "hello"
+    assert item.id == ("1" if name != "a.txt" else item_id_for("hello"))
+
+
+def test_a_csv_field_over_csvs_limit_is_read_and_the_global_limit_is_left_alone(tmp_path):
+    limit = csv.field_size_limit()
+    big = "x" * (limit + 10)
+    path = tmp_path / "big.csv"
+    path.write_text(f"id,text\n1,{big}\n2,small\n3,{'y' * 5000}\n", newline="")
+    items = list(read_items(path, max_row_bytes=limit + 100))
+    assert [(i.id, len(i.input)) for i in items] == [("1", limit + 10), ("2", 5), ("3", 5000)]
+    assert all(i.error is None for i in items)
+    assert csv.field_size_limit() == limit  # other code sees the limit it set
+
+    # Over our own bound, the row becomes its error record and the others go on.
+    [first, second, third] = read_items(path, max_row_bytes=4096)
+    assert first.error == "line 1: row is over 4096 bytes (file line 2)"
+    assert first.id == "line-1" and first.input == ""
+    assert (second.input, third.error) == ("small", "line 3: row is over 4096 bytes (file line 4)")
+    assert csv.field_size_limit() == limit
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|", ","])
+def test_csv_dialects_are_sniffed_with_crlf_and_multiline_quoted_fields(tmp_path, delimiter):
+    d = delimiter
+    rows = [
+        f"id{d}text{d}label",
+        f"1{d}plain{d}a",
+        f'2{d}"multi\r\nline {d} with ""quotes"""{d}b',
+        f'3{d}5" screen{d}c',  # a quote inside an unquoted field is a character
+        "",  # a blank line is no row
+        f"4{d}last{d}d",
+    ]
+    path = tmp_path / "d.csv"
+    path.write_bytes("\r\n".join(rows).encode() + b"\r\n")
+    items = list(read_items(path))
+    assert [i.error for i in items] == [None] * 4
+    assert [(i.line, i.id, i.input) for i in items] == [
+        (1, "1", "plain"),
+        (2, "2", f'multi\r\nline {d} with "quotes"'),
+        (3, "3", '5" screen'),
+        (4, "4", "last"),
+    ]
+    whole = list(read_items(path, whole_rows=True))
+    assert whole[0].input == {"id": "1", "text": "plain", "label": "a"}
+
+
+def test_csv_sniffer_guess_must_match_the_header(tmp_path):
+    # Prose with commas under a semicolon header: the header decides.
+    path = tmp_path / "s.csv"
+    path.write_text("text;id\nwell, then, yes;1\nno, no;2\n")
+    assert [i.input for i in read_items(path)] == ["well, then, yes", "no, no"]
+    # One column: no delimiter in the header, so comma; an unquoted comma is a second field.
+    one = tmp_path / "one.csv"
+    one.write_text('text\n"a, quoted"\nb; c\nd, e\n')
+    a, b, c = read_items(one)
+    assert (a.input, b.input) == ("a, quoted", "b; c")
+    assert c.error == "line 3: 2 fields where the header has 1 (file line 4)"
+
+
+def test_csv_rows_with_more_or_fewer_fields_than_the_header_are_their_own_errors(tmp_path):
+    path = tmp_path / "n.csv"
+    path.write_text("id,text,label\n1,ok,a\n2,too,many,fields\n3,few\n4,fine,d\n")
+    items = list(read_items(path))
+    assert [i.error for i in items] == [
+        None,
+        "line 2: 4 fields where the header has 3 (file line 3)",
+        "line 3: 2 fields where the header has 3 (file line 4)",
+        None,
+    ]
+    assert [i.id for i in items] == ["1", "line-2", "line-3", "4"]
+
+
+def test_csv_bytes_that_are_not_utf8_spoil_only_their_own_row(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(
+        b'id,text\n1,caf\xc3\xa9\n2,"two\nlines caf\xe9"\n3,fine\n4,nul\x00byte\n5,end\n'
+    )
+    items = list(read_items(path))
+    assert [i.input for i in items] == ["caf\u00e9", "", "fine", "", "end"]
+    assert items[1].error == "line 2: not valid UTF-8 (file line 4)"  # the line of the bad byte
+    assert items[3].error == "line 4: contains NUL bytes (file line 6)"
+    assert "\ufffd" not in "".join(str(i.input) for i in items)  # nothing replaced silently
+
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"t\xe9xt\nvalue\n")
+    with pytest.raises(
+        InputError, match=r"header\.csv: the header row \(line 1\) is not valid UTF-8"
+    ):
+        list(read_items(header))
+
+
+def test_csv_quirks_that_are_whole_file_errors(tmp_path):
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(b"id,text\r1,a\r2,b\r")
+    with pytest.raises(InputError, match="bare carriage return"):
+        list(read_items(mac))
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes("text\nhello\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"wide\.csv: is UTF-16; save it as UTF-8"):
+        read_items(wide)
+
+
+def test_csv_file_ending_inside_a_quoted_field_keeps_what_it_has(tmp_path):
+    path = tmp_path / "cut.csv"
+    path.write_text('id,text\n1,ok\n2,"cut short\nby a kill')
+    a, b = read_items(path)
+    assert (a.input, b.input, b.error) == ("ok", "cut short\nby a kill", None)
+
+
+def test_json_that_is_not_an_array_is_empty_or_is_huge(tmp_path, monkeypatch):
+    from lc_async_pipelines.runner import inputs
+
+    for body, message in [
+        (b'{"text": "x"}', "expected a JSON array of objects, not dict"),
+        (b'"text"', "expected a JSON array of objects, not str"),
+        (b"[1, 2", "not a JSON document"),
+        (b"[" * 100_000 + b"]" * 100_000, "not a JSON document"),  # nested too deep
+        (b'["caf\xe9"]', "not valid UTF-8"),
+    ]:
+        path = tmp_path / "x.json"
+        path.write_bytes(body)
+        with pytest.raises(InputError, match=message) as caught:
+            list(read_items(path))
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+    for body in (b"", b"  \n", b"[]"):
+        (tmp_path / "e.json").write_bytes(body)
+        assert list(read_items(tmp_path / "e.json")) == []
+
+    monkeypatch.setattr(inputs, "MAX_JSON_BYTES", 100)
+    (tmp_path / "big.json").write_text(json.dumps([{"text": "x" * 50}] * 3))
+    with pytest.raises(InputError, match=r"too large for a \.json array.*\.jsonl"):
+        list(read_items(tmp_path / "big.json"))
+
+
+def test_json_element_over_the_bound_is_its_own_error(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([{"text": "x" * 100}, {"text": "small"}, 7]))
+    big, small, seven = read_items(path, max_row_bytes=50)
+    assert big.error == "line 1: input is over 50 bytes"
+    assert small.input == "small"
+    assert seven.error == "line 3: expected an object or a string"
+
+
+@pytest.mark.parametrize("name", ["e.jsonl", "e.json", "e.csv", "e.txt"])
+def test_an_empty_file_has_no_items(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    reader = read_items(tmp_path / name)
+    assert list(reader) == []
+    assert (reader.duplicates, reader.collisions) == (0, 0)
+    (tmp_path / name).write_bytes(BOM + b"\r\n\n")
+    assert list(read_items(tmp_path / name)) == []
+
+
+def test_a_directory_or_a_device_is_refused_at_the_call(tmp_path):
+    (tmp_path / "rows.jsonl").mkdir()
+    with pytest.raises(InputError, match=r"rows\.jsonl: is a directory"):
+        read_items(tmp_path / "rows.jsonl")
+    with pytest.raises(InputError, match="is a directory"):
+        read_items(tmp_path)
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"pipe\.txt: not a regular file"):
+        read_items(fifo)
+
+
+def test_an_unreadable_file_is_refused_at_the_call(tmp_path, monkeypatch):
+    path = tmp_path / "secret.jsonl"
+    path.write_text('{"text": "x"}\n')
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(InputError, match=r"secret\.jsonl: cannot read \(Permission denied\)"):
+        read_items(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file_by_its_mode(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_text("x\n")
+    path.chmod(0)
+    with pytest.raises(InputError, match="cannot read"):
+        read_items(path)
+
+
+def test_a_read_failure_mid_file_is_an_input_error(tmp_path, monkeypatch):
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "a"}\n{"text": "b"}\n')
+    reader = read_items(path)
+    real_open = Path.open
+
+    class Failing:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def readline(self, size=-1):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: Failing(real_open(self, *a, **k)))
+    with pytest.raises(InputError, match=r"a\.jsonl: cannot read \(Input/output error\)"):
+        next(reader)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".txt"])
+def test_a_line_over_the_bound_is_an_error_without_being_held(tmp_path, suffix):
+    path = tmp_path / f"big{suffix}"
+    huge = 20 * 1024 * 1024
+    with path.open("wb") as fh:
+        fh.write(b'{"text": "before"}\n' if suffix == ".jsonl" else b"before\n")
+        fh.write(
+            b'{"text": "' + b"x" * huge + b'"}\n' if suffix == ".jsonl" else b"x" * huge + b"\n"
+        )
+        fh.write(b'{"text": "after"}' if suffix == ".jsonl" else b"after")  # no final line end
+    tracemalloc.start()
+    try:
+        items = list(read_items(path, id_field=None, max_row_bytes=64 * 1024))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(i.line, i.input, i.error) for i in items] == [
+        (1, "before", None),
+        (2, "", "line 2: line is over 65536 bytes"),
+        (3, "after", None),
+    ]
+    assert peak < 4 * 1024 * 1024  # the 20 MB line was never held whole
+
+
+def test_a_csv_record_over_the_bound_is_an_error_without_being_held(tmp_path):
+    path = tmp_path / "big.csv"
+    with path.open("wb") as fh:
+        fh.write(b'id,text\n1,before\n2,"')
+        for _ in range(200):  # one quoted field of 200 lines, 20 MB
+            fh.write(b"y" * (100 * 1024) + b"\n")
+        fh.write(b'"\n3,after\n')
+    tracemalloc.start()
+    try:
+        items = list(read_items(path, max_row_bytes=64 * 1024))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [(i.id, i.error) for i in items] == [
+        ("1", None),
+        ("line-2", "line 2: row is over 65536 bytes (file line 3)"),
+        ("3", None),
+    ]
+    assert peak < 4 * 1024 * 1024
+
+
+def test_default_row_bound_and_bad_bound():
+    from lc_async_pipelines.errors import ConfigurationError
+    from lc_async_pipelines.runner.inputs import DEFAULT_MAX_ROW_BYTES
+
+    assert DEFAULT_MAX_ROW_BYTES == 4 * 1024 * 1024
+    with pytest.raises(ConfigurationError, match="max_row_bytes"):
+        read_items("x.jsonl", max_row_bytes=0)
+
+
+def test_hostile_jsonl_rows_are_their_own_errors(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(
+        b'{"text": "ok"}\r\n'  # CRLF line end
+        + b'{"n": '
+        + b"9" * 5000
+        + b"}\n"  # too many digits for an int
+        + b"[" * 5000
+        + b"]" * 5000
+        + b"\n"  # nested too deep
+        + b'{"text": "nul\x00"}\n'
+        + b"[1, 2]\n"
+    )
+    items = list(read_items(path))
+    assert items[0].input == "ok"
+    assert items[1].error.startswith("line 2: malformed JSON (ValueError")
+    assert items[2].error.startswith("line 3: malformed JSON (RecursionError")
+    assert items[3].error == "line 4: contains NUL bytes (binary or UTF-16 data?)"
+    assert items[4].error == "line 5: expected an object or a string"
+
+
+def test_same_id_different_content_is_a_collision_record_never_dropped(tmp_path):
+    path = tmp_path / "ids.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "X", "text": "first"},
+                {"id": "X", "text": "second"},  # collision
+                {"id": "X", "text": "first", "note": "other field"},  # same input: duplicate
+                {"id": "Y", "text": "y"},
+                {"id": "X", "text": "third"},  # collision again
+                {"id": "Y", "text": "y"},  # duplicate
+            ]
+        )
+        + "\n"
+    )
+    reader = read_items(path)
+    items = list(reader)
+    assert [(i.id, i.line, i.input) for i in items] == [
+        ("X", 1, "first"),
+        ("line-2", 2, ""),
+        ("Y", 4, "y"),
+        ("line-5", 5, ""),
+    ]
+    assert items[1].error == "line 2: id 'X' already used by line 1 with different content"
+    assert items[3].error == "line 5: id 'X' already used by line 1 with different content"
+    assert (reader.duplicates, reader.collisions) == (2, 2)
+    assert len({i.id for i in items}) == len(items)  # the runner drops none of them
+
+
+def test_identical_rows_without_ids_are_duplicates(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("same\nother\nsame\n  same  \n")
+    reader = read_items(path)
+    assert [i.input for i in reader] == ["same", "other"]
+    assert (reader.duplicates, reader.collisions) == (2, 0)
+
+
+def test_whole_row_content_covers_every_field(tmp_path):
+    path = tmp_path / "w.jsonl"
+    path.write_text(
+        '{"id": 1, "topic": "a", "tone": "dry"}\n'
+        '{"tone": "dry", "topic": "a", "id": 1}\n'  # same row, other key order
+        '{"id": 1, "topic": "a", "tone": "warm"}\n'  # same id, another row
+    )
+    reader = read_items(path, whole_rows=True)
+    first, clash = reader
+    assert first.id == "1" and first.input == {"id": 1, "topic": "a", "tone": "dry"}
+    assert clash.error == "line 3: id '1' already used by line 1 with different content"
+    assert (reader.duplicates, reader.collisions) == (1, 1)
+    # In text mode the input is the text field: other fields do not make it different.
+    text_reader = read_items(path, field="topic")
+    assert [i.input for i in text_reader] == ["a"]
+    assert text_reader.duplicates == 2
+
+
+def test_error_ids_never_clash_with_row_ids(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"id": "line-2", "text": "a"}\n{not json\n{"id": "line-3", "text": "b"}\n')
+    items = list(read_items(path))
+    assert [i.id for i in items] == ["line-2", "line-2-2", "line-3"]
+    assert items[1].error.startswith("line 2: malformed JSON")
+    # A later row taking an error record's id is a collision, not dropped.
+    path.write_text('{not json\n{"id": "line-1", "text": "b"}\n')
+    reader = read_items(path)
+    bad, clash = reader
+    assert (bad.id, clash.id) == ("line-1", "line-2")
+    assert clash.error == "line 2: id 'line-1' already used by line 1 with different content"
+    assert reader.collisions == 1
+
+
+def test_read_items_returns_an_item_reader(tmp_path):
+    from collections.abc import Iterator
+
+    from lc_async_pipelines.runner.inputs import ItemReader
+
+    path = tmp_path / "a.txt"
+    path.write_text("a\nb\n")
+    reader = read_items(path)
+    assert isinstance(reader, ItemReader) and isinstance(reader, Iterator)
+    assert iter(reader) is reader and reader.path == path
+    assert next(reader).input == "a"
+    assert [i.input for i in reader] == ["b"]
+
+
+def test_a_path_that_cannot_be_looked_at_is_an_input_error(tmp_path, monkeypatch):
+    path = tmp_path / "locked" / "a.jsonl"
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "stat", denied)
+    with pytest.raises(InputError, match=r"a\.jsonl: cannot read \(Permission denied\)"):
+        read_items(path)
