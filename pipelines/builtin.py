@@ -26,4 +26,5 @@ SUMMARY = PipelineSpec(
     description="A summary of a document; long ones are summarized by map-reduce.",
     input_label="document",
     max_input_chars=200_000,
+    splits_long_inputs=True,
 )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from lc_async_pipelines.registry import PipelineSpec
     from lc_async_pipelines.runner import Item
+    from lc_async_pipelines.runner.inputs import ItemReader
     from lc_async_pipelines.runner.records import RunFile
 
 __all__ = ["build_parser", "main"]
@@ -179,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-input-tokens",
         type=_positive_int,
-        help="inputs estimated larger become error records without a call",
+        help="inputs estimated larger become error records without a call (default: the "
+        "model's context window, PIPELINES_CONTEXT_TOKENS; 4096 for the embedded model)",
     )
     limits.add_argument(
         "--grace",
@@ -242,6 +244,8 @@ class _Plan:
     items: Iterable[Item]
     total: int | None
     run: RunFile
+    reader: ItemReader
+    max_input_tokens: int | None = None
     done: set[str] = field(default_factory=set)
 
 
@@ -387,6 +391,17 @@ def _check_paths(args: argparse.Namespace) -> None:
                     _error(f"--cache {args.cache}: is not an SQLite file; give a new or cache file")
 
 
+def _input_cap(args: argparse.Namespace, spec: PipelineSpec) -> int | None:
+    """--max-input-tokens, else the model's context window unless the pipeline chunks inputs."""
+    from lc_async_pipelines.models import ModelSettings
+
+    given: int | None = args.max_input_tokens
+    if given is not None or spec.splits_long_inputs or spec.owns_model:
+        return given
+    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    return settings.context_window
+
+
 def _model_identity(args: argparse.Namespace, spec: PipelineSpec) -> str:
     """The model as the manifest records it: stable across sessions (no port, no key source)."""
     from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME
@@ -469,7 +484,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
     done = set(run.done_ids)
     if total is not None:
         total = max(0, min(total, args.limit if args.limit is not None else total) - len(done))
-    return _Plan(spec, options, _chain_items(head, rest), total, run, done)
+    cap = _input_cap(args, spec)
+    return _Plan(spec, options, _chain_items(head, rest), total, run, items, cap, done)
 
 
 def _chain_items(head: list[Item], rest: Iterator[Item]) -> Iterator[Item]:
@@ -538,7 +554,7 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
         stop=stop,
         grace_s=args.grace,
         item_timeout_s=args.item_timeout,
-        max_input_tokens=args.max_input_tokens,
+        max_input_tokens=plan.max_input_tokens,
     )
     async with model_session(
         settings,
@@ -562,6 +578,8 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
         extra = {
             "requests_sent": budget.requests_sent,
             "cache_hits": getattr(session.cache, "hits", 0),
+            "duplicates_skipped": plan.reader.duplicates,
+            "id_collisions": plan.reader.collisions,
         }
     totals = run.finish(summary, extra)
     print(json.dumps({"summary": totals}), file=sys.stderr)

@@ -34,6 +34,7 @@ PIPELINES_TEMPERATURE     sampling temperature                             0.2
 PIPELINES_MAX_TOKENS      cap on generated tokens per call                 512
 PIPELINES_TIMEOUT         per-request timeout, seconds                     120
 PIPELINES_EXTRA_BODY      JSON object merged into each request body        none
+PIPELINES_CONTEXT_TOKENS  the model's context window (input cap), tokens  embedded: 4096
 ========================  ==============================================  =========
 """
 
@@ -66,6 +67,8 @@ __all__ = [
 ]
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+# Each llama-server slot's context (EmbeddedModelServer's ctx_per_slot).
+EMBEDDED_CONTEXT_TOKENS = 4096
 OPENAI_URL = "https://api.openai.com/v1"
 
 # The providers of langchain's init_chat_model (langchain 1.4). A prefix not in
@@ -95,6 +98,9 @@ class ModelSettings(BaseModel):
         max_tokens: cap on generated tokens per call (None: the server's).
         timeout: per-request timeout, seconds.
         extra_body: JSON merged into each OpenAI-compatible request body.
+        context_tokens: the model's context window, tokens (the embedded
+            model's is known: :data:`EMBEDDED_CONTEXT_TOKENS`); inputs estimated
+            larger become error records instead of calls.
         key_source: where ``api_key`` came from (``"environment"`` or ``".env"``),
             for :func:`describe`.
     """
@@ -110,6 +116,7 @@ class ModelSettings(BaseModel):
     max_tokens: int | None = Field(default=512, gt=0)
     timeout: float = Field(default=120.0, gt=0, description="seconds per request")
     extra_body: dict[str, Any] | None = None
+    context_tokens: int | None = Field(default=None, gt=0)
     key_source: str | None = None
 
     @property
@@ -126,6 +133,13 @@ class ModelSettings(BaseModel):
         if self.provider is None or self.model is None:
             return self.model
         return self.model.split(":", 1)[1]
+
+    @property
+    def context_window(self) -> int | None:
+        """The context window in tokens: set, or known for the embedded model, else None."""
+        if self.context_tokens is not None:
+            return self.context_tokens
+        return EMBEDDED_CONTEXT_TOKENS if self.uses_embedded else None
 
     @property
     def uses_embedded(self) -> bool:
@@ -177,6 +191,7 @@ class ModelSettings(BaseModel):
             "max_tokens": "PIPELINES_MAX_TOKENS",
             "timeout": "PIPELINES_TIMEOUT",
             "extra_body": "PIPELINES_EXTRA_BODY",
+            "context_tokens": "PIPELINES_CONTEXT_TOKENS",
         }
         fields: dict[str, Any] = {k: get(v) for k, v in names.items()}
         if fields["extra_body"]:

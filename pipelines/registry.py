@@ -61,6 +61,9 @@ class PipelineSpec:
         max_input_chars: longest text input the service accepts, characters.
         owns_model: True when the pipeline is a ready ``Runnable`` holding its
             own model: the run's model, budget and cache cannot be injected.
+        splits_long_inputs: True when the pipeline cuts an input longer than the
+            model's context into chunks itself (map-reduce), so the runner does
+            not cap inputs at the context window.
     """
 
     name: str
@@ -69,6 +72,7 @@ class PipelineSpec:
     input_label: str = "input"
     max_input_chars: int = 200_000
     owns_model: bool = False
+    splits_long_inputs: bool = False
 
     def defaults(self) -> dict[str, Any]:
         """Return the factory's keyword options and their defaults (e.g. ``{"max_words": 250}``)."""
@@ -160,6 +164,7 @@ def _renamed(spec: PipelineSpec, name: str) -> PipelineSpec:
         spec.input_label,
         spec.max_input_chars,
         spec.owns_model,
+        spec.splits_long_inputs,
     )
 
 

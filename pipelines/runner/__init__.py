@@ -16,13 +16,20 @@ from lc_async_pipelines.runner.core import (
     run_items,
     write_records,
 )
-from lc_async_pipelines.runner.inputs import Item, count_items, item_id_for, read_items
+from lc_async_pipelines.runner.inputs import (
+    Item,
+    ItemReader,
+    count_items,
+    item_id_for,
+    read_items,
+)
 from lc_async_pipelines.runner.records import prepare_resume
 
 __all__ = [
     "BudgetRateLimiter",
     "BudgetedChatModel",
     "Item",
+    "ItemReader",
     "RateBudget",
     "Record",
     "RetryPolicy",

@@ -455,3 +455,28 @@ def test_a_model_name_with_the_embedded_model_exits_2(tmp_path, capsys, monkeypa
         cli.main(["run", "story", "--input", "t.txt", "--output", "o.jsonl", "-m", "gpt-4o"]) == 2
     )
     assert "-m gpt-4o: no endpoint is configured" in capsys.readouterr().err
+
+
+def test_embedded_inputs_over_the_context_window_become_row_errors(tmp_path, fake_session):
+    src = tmp_path / "t.jsonl"
+    src.write_text('{"topic": "short"}\n' + json.dumps({"topic": "word " * 20_000}) + "\n")
+    out = tmp_path / "o.jsonl"
+    assert cli.main(["run", "story", "--input", str(src), "--output", str(out), "--embedded"]) == 1
+    by_input = {r["input"][:5]: r for r in _records(out)}
+    assert by_input["short"]["error"] is None
+    big = by_input["word "]
+    assert big["error"]["type"] == "RowError" and "4096" in big["error"]["message"]
+    assert big["calls"] == 0
+
+
+def test_duplicates_and_collisions_are_counted_in_the_summary(tmp_path, fake_session):
+    src = tmp_path / "t.jsonl"
+    src.write_text(
+        '{"id": "a", "topic": "x"}\n{"id": "a", "topic": "x"}\n{"id": "a", "topic": "y"}\n'
+    )
+    out = tmp_path / "o.jsonl"
+    assert cli.main(["run", "story", "--input", str(src), "--output", str(out)]) == 1
+    summary = json.loads((tmp_path / "o.jsonl.summary.json").read_text())
+    assert summary["session"]["duplicates_skipped"] == 1
+    assert summary["session"]["id_collisions"] == 1
+    assert len(_records(out)) == 2  # the first row, and the collision's error record

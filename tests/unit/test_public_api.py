@@ -34,7 +34,7 @@ PUBLIC = {
         "STORY_PROMPT", "SUMMARY_PROMPT",
     ],
     "lc_async_pipelines.runner": [
-        "BudgetRateLimiter", "BudgetedChatModel", "Item", "RateBudget", "Record", "RetryPolicy", "RunOptions",
+        "BudgetRateLimiter", "BudgetedChatModel", "Item", "ItemReader", "RateBudget", "Record", "RetryPolicy", "RunOptions",
         "RunSummary", "SQLiteCache", "count_items", "is_transient", "item_id_for",
         "prepare_resume", "read_items", "retry_after", "run_items", "with_budget", "with_cache",
         "write_records",
