@@ -8,6 +8,7 @@ from uuid import UUID
 
 from langchain_core.outputs import LLMResult
 
+from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines.callbacks.base import TaggedCallbackHandler, usage_of
 
 __all__ = ["CallMetrics", "MetricsCallbackHandler"]
@@ -71,7 +72,7 @@ class MetricsCallbackHandler(TaggedCallbackHandler):
 
     async def on_call_error(self, run_id: UUID, tag: str, error: BaseException) -> None:
         """Close the call as failed."""
-        self._close(run_id, tag, {}, f"{type(error).__name__}: {error}")
+        self._close(run_id, tag, {}, f"{type(error).__name__}: {error_text(error)}")
 
     def _close(self, run_id: UUID, tag: str, usage: dict[str, int], error: str | None) -> None:
         entry = self._open.pop(run_id, None)

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from langchain_core.outputs import LLMResult
 
+from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines.callbacks.base import TaggedCallbackHandler, usage_of
 
 __all__ = ["QueueCallbackHandler", "StreamEvent"]
@@ -67,5 +68,5 @@ class QueueCallbackHandler(TaggedCallbackHandler):
 
     async def on_call_error(self, run_id: UUID, tag: str, error: BaseException) -> None:
         """Emit ``error``."""
-        text = f"{type(error).__name__}: {error}"
+        text = f"{type(error).__name__}: {error_text(error)}"
         await self.queue.put(StreamEvent("error", run_id, self.item(run_id), text, tag=tag))

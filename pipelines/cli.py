@@ -706,5 +706,7 @@ def _main(argv: list[str] | None) -> int:
             return _serve_model(args)
         return _build_server()
     except (_UsageError, ConfigurationError, InputError, EmbeddedModelError) as exc:
-        print(f"pipelines: error: {exc}", file=sys.stderr)
+        from lc_async_pipelines._scrub import error_text
+
+        print(f"pipelines: error: {error_text(exc)}", file=sys.stderr)
         return 2

@@ -53,6 +53,7 @@ from dotenv import dotenv_values
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from lc_async_pipelines._scrub import register_secret
 from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING, EmbeddedModelServer
 from lc_async_pipelines.errors import ConfigurationError
 
@@ -204,12 +205,14 @@ class ModelSettings(BaseModel):
             fields["key_source"] = "environment" if environment.get("OPENAI_API_KEY") else ".env"
         fields.update({k: v for k, v in overrides.items() if v is not None})
         try:
-            return cls(**{k: v for k, v in fields.items() if v is not None})
+            settings = cls(**{k: v for k, v in fields.items() if v is not None})
         except ValidationError as exc:
             error = exc.errors()[0]
             field = str(error["loc"][0]) if error["loc"] else "?"
             msg = f"{names.get(field, field)}: {error['msg']}"
             raise ConfigurationError(msg) from None
+        register_secret(settings.api_key)  # scrubbed from every error text that leaves
+        return settings
 
 
 def resolve_model(

@@ -38,3 +38,27 @@ def test_registered_secrets_are_redacted_wherever_they_appear():
 def test_ordinary_text_is_left_alone():
     text = "The tokenizer split 42 tokens; passwords are discussed in chapter 3."
     assert scrub(text) == text
+
+
+async def test_the_configured_key_is_scrubbed_from_handler_events_and_metrics():
+    import asyncio
+
+    from langchain_core.messages import AIMessage  # noqa: F401
+
+    from lc_async_pipelines.callbacks import MetricsCallbackHandler, QueueCallbackHandler
+    from lc_async_pipelines.models import ModelSettings
+    from tests.unit.fakes import FnChatModel
+
+    ModelSettings.from_env({"OPENAI_API_KEY": "sk-env-configured-9999"}, env_file=None)
+
+    async def leaky(messages, **_):
+        raise RuntimeError("upstream said: your key sk-env-configured-9999 is wrong")
+
+    queue: asyncio.Queue = asyncio.Queue()
+    metrics = MetricsCallbackHandler()
+    llm = FnChatModel(fn=leaky)
+    with pytest.raises(RuntimeError):
+        await llm.ainvoke("hi", {"callbacks": [QueueCallbackHandler(queue), metrics]})
+    events = [queue.get_nowait() for _ in range(queue.qsize())]
+    texts = [e.text for e in events if e.kind == "error"] + [c.error for c in metrics.calls]
+    assert texts and all("sk-env-configured-9999" not in t and REDACTED in t for t in texts)
