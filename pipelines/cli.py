@@ -600,18 +600,15 @@ def _list() -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import logging
+    import re
 
     try:
-        import uvicorn
-
-        from lc_async_pipelines.service import create_app
+        from lc_async_pipelines.service import ServiceSettings, create_app, serve
     except ImportError as exc:
         _error(
             f"pipelines serve needs the service extra ({exc.name} is missing): "
             "pip install 'lc-async-pipelines[service]'"
         )
-    import re
-
     from lc_async_pipelines.models import ModelSettings
     from lc_async_pipelines.registry import load_pipeline, registered_pipelines
 
@@ -638,9 +635,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("lc_async_pipelines").setLevel(logging.INFO)
-    app = create_app(model_settings=settings, pipelines=specs)
+    service_settings = ServiceSettings.from_env()
+    app = create_app(settings=service_settings, model_settings=settings, pipelines=specs)
     print(f"page and API at http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port)
+    serve(app, host=args.host, port=args.port, settings=service_settings)
     return 0
 
 

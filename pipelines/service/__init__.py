@@ -13,7 +13,8 @@ Endpoints (``{name}`` is a registered pipeline:
 - ``POST /v1/pipelines/{name}/batch``: ``{"inputs": [...]}`` in; one ``result``
   event per input as it completes (``index`` says which), then ``end``.
 - ``GET /v1/pipelines`` (each pipeline, its options and input schema),
-  ``GET /healthz``, ``GET /`` (the page), ``GET /docs``.
+  ``GET /healthz``, ``GET /`` (the page), ``GET /docs`` (a plain API
+  reference, no CDN) and ``GET /openapi.json``.
 
 All requests share one chat-model client and one
 :class:`~lc_async_pipelines.runner.RateBudget` (RPM, TPM, calls in flight), so
@@ -22,10 +23,21 @@ its model calls. Each request is logged after its response (logger
 ``lc_async_pipelines.service``); headers, and so the bearer token and API key,
 are never logged.
 
+Under hostile clients: with a token set, every path but the page and
+``/healthz`` needs it, checked before the body is read; without one, only
+loopback Host names are answered (``PIPELINES_ALLOWED_HOSTS`` adds others).
+No body gets a 5xx: non-JSON content types are a 415, non-strict JSON (NaN,
+lone surrogates, too deep) a 422, and a 422 echoes at most an excerpt of
+the input. Every response carries a same-origin CSP and no-framing, no-sniff,
+no-referrer headers. A failure reaches the client as its class and a request
+id; its text goes, scrubbed, to the log only. :func:`serve` runs uvicorn with
+a connection cap, header and body deadlines, and a graceful shutdown.
+
 Modules: ``_settings`` (:class:`ServiceSettings`), ``_schemas`` (request and
-response bodies), ``_security`` (bearer token, body size limit), ``_state``
-(the shared model, budget and chains), ``_events`` (invoke, SSE stream and
-batch runs), ``_routes`` (the endpoints).
+response bodies), ``_security`` (bearer token, body size and deadline, strict
+JSON, short 422s), ``_headers`` (security headers), ``_state`` (the shared
+model, budget and chains), ``_events`` (invoke, SSE stream and batch runs),
+``_routes`` (the endpoints and the docs page), ``_server`` (:func:`serve`).
 """
 
 from __future__ import annotations
@@ -33,13 +45,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp
 
+from lc_async_pipelines._scrub import register_secret
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings
 from lc_async_pipelines.registry import PipelineSpec, registered_pipelines
-from lc_async_pipelines.service._routes import router
+from lc_async_pipelines.service._headers import SecurityHeaders, content_security_policy
+from lc_async_pipelines.service._routes import DOCS_STYLE, page_html, router
 from lc_async_pipelines.service._schemas import BatchRequest, InvokeRequest, InvokeResponse
-from lc_async_pipelines.service._security import BodyLimit
+from lc_async_pipelines.service._security import (
+    BearerAuth,
+    BodyDeadline,
+    BodyLimit,
+    short_validation_errors,
+)
+from lc_async_pipelines.service._server import serve
 from lc_async_pipelines.service._settings import ServiceSettings
 from lc_async_pipelines.service._state import injected_state, lifespan
 
@@ -49,7 +72,18 @@ __all__ = [
     "InvokeResponse",
     "ServiceSettings",
     "create_app",
+    "serve",
 ]
+
+
+class _App(FastAPI):
+    """FastAPI with the security headers outside all its middleware, its 500s included."""
+
+    csp = "default-src 'self'; frame-ancestors 'none'"
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Wrap the whole stack in :class:`SecurityHeaders`."""
+        return SecurityHeaders(super().build_middleware_stack(), self.csp)
 
 
 def create_app(
@@ -72,16 +106,27 @@ def create_app(
             :func:`~lc_async_pipelines.registry.registered_pipelines`).
 
     Returns:
-        A FastAPI app; run it with ``uvicorn`` or ``pipelines serve``.
+        A FastAPI app; run it with :func:`serve` (the limits, the graceful
+        shutdown) or ``pipelines serve``.
     """
     settings = settings or ServiceSettings.from_env()
+    register_secret(settings.api_token)
     specs = dict(pipelines or registered_pipelines())
-    app = FastAPI(
+    app = _App(
         title="LangChain async pipelines",
         summary="LCEL pipelines: invoke, stream (SSE) and batch, and a page.",
         lifespan=lifespan(llm, settings, model_settings, specs),
+        docs_url=None,  # Swagger UI and ReDoc load from a CDN: /docs is ours (_routes)
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
+    app.csp = content_security_policy([page_html(), f"<style>{DOCS_STYLE}</style>"])
+    # Added innermost first: host check, then token, then body deadline and size.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
+    app.add_middleware(BearerAuth, token=settings.api_token)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_exception_handler(RequestValidationError, short_validation_errors)
     app.state.settings = settings
     # With an injected model the state is ready now, so ASGI clients that skip the lifespan work.
     app.state.pipelines = None if llm is None else injected_state(llm, settings, specs)

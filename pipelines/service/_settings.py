@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from lc_async_pipelines.runner import RateBudget, RetryPolicy
 
-__all__ = ["ServiceSettings"]
+__all__ = ["LOOPBACK_HOSTS", "ServiceSettings"]
 
 _ENV_NAMES = {
     "api_token": "PIPELINES_API_TOKEN",
@@ -21,7 +22,18 @@ _ENV_NAMES = {
     "rate_margin": "PIPELINES_RATE_MARGIN",
     "max_body_bytes": "PIPELINES_MAX_BODY_BYTES",
     "request_timeout_s": "PIPELINES_REQUEST_TIMEOUT",
+    "max_connections": "PIPELINES_MAX_CONNECTIONS",
+    "keep_alive_s": "PIPELINES_KEEP_ALIVE",
+    "header_timeout_s": "PIPELINES_HEADER_TIMEOUT",
+    "body_timeout_s": "PIPELINES_BODY_TIMEOUT",
+    "send_timeout_s": "PIPELINES_SEND_TIMEOUT",
+    "shutdown_grace_s": "PIPELINES_SHUTDOWN_GRACE",
+    "allow_open": "PIPELINES_ALLOW_OPEN",
+    "allowed_hosts": "PIPELINES_ALLOWED_HOSTS",
 }
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+"""Host header names a service without a token answers (plus ``allowed_hosts``)."""
 
 
 class ServiceSettings(BaseModel):
@@ -34,6 +46,25 @@ class ServiceSettings(BaseModel):
     ``PIPELINES_MAX_BODY_BYTES``: larger request bodies get 413 (default 1 MB).
     ``PIPELINES_REQUEST_TIMEOUT``: deadline of an invoke or a batch input,
     retries included, seconds (default 300).
+
+    Slow or hostile clients (:func:`lc_async_pipelines.service.serve`):
+    ``PIPELINES_MAX_CONNECTIONS``: connections at once; more are answered 503
+    and closed (default 256). ``PIPELINES_KEEP_ALIVE``: an idle keep-alive
+    connection is closed after this many seconds (default 5).
+    ``PIPELINES_HEADER_TIMEOUT``: a connection must deliver a complete request
+    head within this many seconds of opening, or of its previous response, or
+    it is closed (default 10). ``PIPELINES_BODY_TIMEOUT``: a request body must
+    arrive within this many seconds of its head, else 408 (default 30).
+    ``PIPELINES_SEND_TIMEOUT``: a stream's client that takes longer than this
+    to accept one event (it stopped reading) is dropped (default 30).
+    ``PIPELINES_SHUTDOWN_GRACE``: on SIGTERM, running invokes, streams and
+    batches get this many seconds to finish; then a stream or batch gets an
+    ``error`` event and an invoke a 503, both ``ServerShuttingDown`` (default 20).
+
+    Exposure: ``PIPELINES_ALLOW_OPEN=1`` lets a service without a token bind
+    beyond loopback. ``PIPELINES_ALLOWED_HOSTS`` (comma-separated): Host
+    header names a service without a token answers besides
+    :data:`LOOPBACK_HOSTS` (with a token, any host is answered).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -46,6 +77,48 @@ class ServiceSettings(BaseModel):
     request_timeout_s: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     retry: RetryPolicy = RetryPolicy(max_retries=2)
+    max_connections: int = Field(default=256, ge=1)
+    keep_alive_s: int = Field(default=5, ge=1)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    send_timeout_s: float = Field(default=30.0, gt=0)
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    allow_open: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        """Accept ``"a.example, b.example"`` as well as a sequence of names."""
+        if isinstance(value, str):
+            return tuple(name for name in value.split(","))
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Lower-case the names, bracket IPv6 addresses, refuse malformed wildcards."""
+        names = []
+        for raw in value:
+            name = raw.strip().lower()
+            if not name:
+                continue
+            if "*" in name[1:] or (name.startswith("*") and name != "*" and name[:2] != "*."):
+                msg = f"{name!r}: a wildcard must be like '*.example.com'"
+                raise ValueError(msg)
+            try:
+                name = f"[{ipaddress.IPv6Address(name)}]"
+            except ValueError:
+                pass
+            names.append(name)
+        return tuple(names)
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """Host header names answered: any (``["*"]``) with a token, else loopback and allowed."""
+        if self.api_token is not None:
+            return ["*"]
+        return list(dict.fromkeys([*LOOPBACK_HOSTS, *self.allowed_hosts]))
 
     @classmethod
     def from_env(

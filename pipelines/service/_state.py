@@ -9,6 +9,7 @@ input's JSON Schema, which the listing shows and every input is checked against.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -20,7 +21,9 @@ import jsonschema
 from fastapi import FastAPI, HTTPException, Request
 from jsonschema.exceptions import best_match
 from langchain_core.runnables import Runnable
+from pydantic import SecretStr
 
+from lc_async_pipelines._scrub import register_secret
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings
 from lc_async_pipelines.registry import PipelineSpec
@@ -146,6 +149,9 @@ class ServiceState:
         pipelines: name -> served pipeline.
         chains: chains built so far, by pipeline and options.
         in_flight: inputs being run now, over all requests.
+        shutting_down: set when the server begins its graceful shutdown
+            (:func:`lc_async_pipelines.service.serve`); running work then has
+            ``settings.shutdown_grace_s`` to finish, and new requests get 503.
     """
 
     llm: ChatModel
@@ -158,6 +164,7 @@ class ServiceState:
         default_factory=dict
     )
     in_flight: int = 0
+    shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
 
     def chain(self, spec: PipelineSpec, **options: Any) -> Runnable[Any, Any]:
         """Return the pipeline's chain with ``options`` (built once per distinct options).
@@ -196,6 +203,7 @@ def build_state(
     Returns:
         The state, with the default chain of each pipeline cached.
     """
+    register_secret(settings.api_token)
     state = ServiceState(llm, budget, settings, model, description)
     for name, spec in specs.items():
         served = spec if spec.name == name else replace(spec, name=name)
@@ -219,6 +227,7 @@ def injected_state(
 ) -> ServiceState:
     """Make the state around an injected chat model, putting it behind a fresh budget."""
     budget = settings.new_budget()
+    register_secret(model_key(llm))
     name = model_name(llm)
     base_url = getattr(getattr(llm, "bound", llm), "openai_api_base", None)
     where = f" at {base_url}" if base_url else ""
@@ -253,6 +262,7 @@ def lifespan(
         async with model_session(
             model_settings, budget=settings.new_budget(), parallel=settings.max_in_flight
         ) as session:
+            register_secret(session.settings.api_key)
             app.state.pipelines = build_state(
                 session.llm,
                 session.budget,
@@ -273,12 +283,22 @@ def get_state(request: Request) -> ServiceState:
     """Return the app's shared state (a FastAPI dependency).
 
     Raises:
-        HTTPException: 503 before startup has made the state (or after shutdown).
+        HTTPException: 503 before startup has made the state, after shutdown,
+            or while the server is shutting down.
     """
     state: ServiceState | None = getattr(request.app.state, "pipelines", None)
     if state is None:
         raise HTTPException(503, "the service is not started (its model session is not open)")
+    if state.shutting_down.is_set():
+        raise HTTPException(503, "the server is shutting down", headers={"Connection": "close"})
     return state
+
+
+def model_key(llm: ChatModel) -> SecretStr | None:
+    """Return the API key an injected chat model holds (``openai_api_key``), if any."""
+    bound = getattr(llm, "bound", llm)
+    key = getattr(bound, "openai_api_key", None) or getattr(bound, "api_key", None)
+    return key if isinstance(key, SecretStr) else None
 
 
 def model_name(llm: ChatModel) -> str:

@@ -50,6 +50,25 @@ def _app(base_url: str):
     return create_app(llm, settings=ServiceSettings(max_in_flight=4))
 
 
+def _watch(page, base: str) -> dict[str, list[str]]:
+    """Record the page's requests to other origins and its CSP violations and script errors."""
+    seen: dict[str, list[str]] = {"outside": [], "violations": []}
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(base + "/") else seen["outside"].append(r.url),
+    )
+
+    def console(message) -> None:
+        if message.location.get("url", "").endswith("/favicon.ico"):  # there is none: a 404
+            return
+        if "Content Security Policy" in message.text or message.type == "error":
+            seen["violations"].append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda e: seen["violations"].append(str(e)))
+    return seen
+
+
 async def _start_run(page, pipeline: str, text: str, max_words: str = "") -> None:
     await page.select_option("#pipeline", pipeline)
     await page.fill("#input", text)
@@ -60,7 +79,19 @@ async def _start_run(page, pipeline: str, text: str, max_words: str = "") -> Non
 async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, embedded_server):
     with serve(_app(embedded_server.base_url)) as base:
         page = await browser.new_page(viewport={"width": 1100, "height": 900})
-        await page.goto(base + "/")
+        seen = _watch(page, base)
+        response = await page.goto(base + "/")
+        assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
+        await page.wait_for_selector("#pipeline option", state="attached")
+        # A token typed in stays in the page's memory: no web storage holds it.
+        await page.fill("#token", "tok-typed-in-123")
+        await page.dispatch_event("#token", "change")
+        stored = await page.evaluate(
+            "() => JSON.stringify([{...localStorage}, {...sessionStorage}])"
+        )
+        assert "tok-typed-in-123" not in stored
+        await page.fill("#token", "")
+        await page.dispatch_event("#token", "change")
         await page.wait_for_selector("#pipeline option", state="attached")
         await _start_run(page, "story", "a lighthouse keeper who collects storms", "120")
         # Streamed text is on the page while the run is still streaming.
@@ -96,6 +127,9 @@ async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, em
         path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else None
         if path is not None:
             await page.screenshot(path=str(path), full_page=True)
+    # The page works under its CSP (inline code allowed by hash) and loads nothing from outside.
+    assert seen["outside"] == []
+    assert seen["violations"] == []
 
 
 def build_letter_chain(llm):
@@ -153,5 +187,32 @@ async def test_page_shows_the_model_error(browser, tmp_path):
         await _start_run(page, "story", "a fox")
         await page.wait_for_selector(".run[data-state='error']", timeout=60_000)
         message = await page.locator(".run .error").inner_text()
-    assert message.startswith("the model call failed: ")
-    assert "Connection error" in message
+    # The error's class and request id reach the page; its text only the service's log.
+    assert re.fullmatch(
+        r"the model call failed: \w*ConnectionError: "
+        r"the details are in the service log under request [0-9a-f]{12}",
+        message,
+    ), message
+
+
+async def test_the_docs_page_works_offline(browser):
+    dead = create_app(
+        make_chat_model(ModelSettings(), base_url="http://127.0.0.1:9/v1", timeout=5),
+        settings=ServiceSettings(),
+    )
+    with serve(dead) as base:
+        page = await browser.new_page()
+        seen = _watch(page, base)
+        await page.goto(base + "/")
+        await page.click("text=API reference")
+        await page.wait_for_selector("h1")
+        assert page.url == base + "/docs"
+        assert "POST /v1/pipelines/{name}/stream" in await page.locator("body").inner_text()
+        # The page's own style applies: allowed by its hash.
+        width = await page.evaluate("getComputedStyle(document.body).maxWidth")
+        await page.click("text=openapi.json")
+        await page.wait_for_load_state()
+        assert "/v1/pipelines/{name}/invoke" in await page.locator("body").inner_text()
+    assert width == "960px"  # 60rem
+    assert seen["outside"] == []
+    assert seen["violations"] == []

@@ -45,6 +45,7 @@ PUBLIC = {
     ],
     "lc_async_pipelines.service": [
         "BatchRequest", "InvokeRequest", "InvokeResponse", "ServiceSettings", "create_app",
+        "serve",
     ],
 }  # fmt: skip
 

@@ -28,7 +28,9 @@ def app_for():
         app = create_app(llm, settings=ServiceSettings(**settings), pipelines=pipelines)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost"
+            ) as client:
                 client.app = app
                 yield client
 

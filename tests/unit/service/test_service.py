@@ -111,22 +111,25 @@ async def test_bearer_token_guards_the_api_not_health(app_for):
     assert health.status_code == 200
 
 
-async def test_model_errors_reach_the_client(app_for):
+async def test_model_errors_reach_the_client_as_class_and_request_id(app_for, caplog):
     async def broken(messages, **_):
         raise ValueError("the model refused")
 
+    caplog.set_level(logging.INFO, logger="lc_async_pipelines.service")
     async with app_for(FnChatModel(fn=broken)) as client:
         invoked = await client.post("/v1/pipelines/story/invoke", json={"input": "x"})
         streamed = await client.post("/v1/pipelines/story/stream", json={"input": "x"})
     assert invoked.status_code == 502
-    assert invoked.json()["detail"]["error"] == {
-        "type": "ValueError",
-        "message": "the model refused",
-    }
-    assert sse(streamed.text)[-1] == (
-        "error",
-        {"type": "ValueError", "message": "the model refused"},
-    )
+    error = invoked.json()["detail"]["error"]
+    assert error["type"] == "ValueError" and len(error["request_id"]) == 12
+    assert "the model refused" not in invoked.text and error["request_id"] in error["message"]
+    kind, data = sse(streamed.text)[-1]
+    assert kind == "error" and data["type"] == "ValueError"
+    assert "the model refused" not in streamed.text
+    # The details are in the service's own log, under each request id.
+    for rid in (error["request_id"], data["request_id"]):
+        assert f"request {rid} story/" in caplog.text
+    assert "ValueError: the model refused" in caplog.text
 
 
 async def _call_then_disconnect(app, path: str, body: dict, gone: asyncio.Event) -> list[dict]:
@@ -156,7 +159,7 @@ async def _call_then_disconnect(app, path: str, body: dict, gone: asyncio.Event)
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"app")],
+        "headers": [(b"content-type", b"application/json"), (b"host", b"localhost")],
         "client": ("127.0.0.1", 1),
         "server": ("app", 80),
         "state": {},
