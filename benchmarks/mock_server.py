@@ -8,9 +8,16 @@ test can check that every output belongs to its own input. It can:
 - enforce requests and tokens per minute, answering 429 with ``Retry-After``
   and ``retry-after-ms`` when over;
 - inject faults at ``fault_rate``: 429, 500, 503, a connection dropped
-  mid-response, a truncated JSON body, and a response that hangs.
+  mid-response, a truncated JSON body, and a response that hangs (``hang_s``);
+- with ``echo_headers``, play a leaky endpoint: every error body (429, 500,
+  503) carries the request's headers, ``Authorization`` included, both as an
+  object and inside its message text.
 
-Counters (requests, 429s, faults by kind) are at ``GET /stats``.
+Counters (requests, 429s, faults by kind) are at ``GET /stats``, with
+``completed`` (answers served whole, status 200), ``completions_by_prompt``
+(the same per prompt, the last user message) and ``served_again`` (the
+wall-clock times at which each prompt served more than once was served):
+a prompt served twice is a finished call paid twice.
 
 Run: ``python benchmarks/mock_server.py --port 8123 --rpm 3000 --fault-rate 0.2``
 """
@@ -47,6 +54,7 @@ class MockConfig:
     retry_after_s: float = 0.05
     token_delay_s: float = 0.0
     seed: int = 0
+    echo_headers: bool = False
 
 
 @dataclass
@@ -75,6 +83,20 @@ def create_app(config: MockConfig) -> Starlette:
     window = _Window()
     first_request: list[float] = []
     throttled_at: list[float] = []  # seconds after the first request, the first 20
+    served: dict[str, list[float]] = {}  # prompt -> wall-clock times of whole 200 answers
+
+    def completed(prompt: str) -> None:
+        stats["completed"] += 1
+        served.setdefault(prompt, []).append(time.time())
+
+    def error_body(request: Request, message: str, kind: str) -> dict[str, Any]:
+        error: dict[str, Any] = {"message": message, "type": kind}
+        if config.echo_headers:  # a leaky endpoint: the caller's headers, key included
+            headers = dict(request.headers)
+            error["message"] = f"{message}; request headers: {json.dumps(headers)}"
+            error["headers"] = headers
+            return {"error": error, "request": {"headers": headers}}
+        return {"error": error}
 
     def over_limit(tokens: int) -> float | None:
         now = time.monotonic()
@@ -104,7 +126,7 @@ def create_app(config: MockConfig) -> Starlette:
                 throttled_at.append(round(time.monotonic() - first_request[0], 3))
             retry_ms = max(wait, config.retry_after_s) * 1000
             headers = {"retry-after": f"{retry_ms / 1000:.3f}", "retry-after-ms": f"{retry_ms:.0f}"}
-            error = {"error": {"message": "rate limit", "type": "rate_limit_exceeded"}}
+            error = error_body(request, "rate limit", "rate_limit_exceeded")
             return JSONResponse(error, status_code=429, headers=headers)
         fault = rng.choice(config.faults) if rng.random() < config.fault_rate else None
         if fault:
@@ -113,10 +135,13 @@ def create_app(config: MockConfig) -> Starlette:
             await asyncio.sleep(config.latency_s)
         if fault in ("429", "500", "503"):
             headers = {"retry-after-ms": f"{config.retry_after_s * 1000:.0f}"}
-            error = {"error": {"message": f"injected {fault}", "type": "server_error"}}
+            error = error_body(request, f"injected {fault}", "server_error")
             return JSONResponse(error, status_code=int(fault), headers=headers)
         if fault == "hang":
             await asyncio.sleep(config.hang_s)
+            if await request.is_disconnected():  # the client gave up: nothing is served
+                stats["hang_abandoned"] += 1
+                return Response(status_code=499)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(reply_words),
@@ -128,6 +153,7 @@ def create_app(config: MockConfig) -> Starlette:
         if not body.get("stream"):
             message = {"role": "assistant", "content": " ".join(reply_words)}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            completed(text)
             return JSONResponse(
                 {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
             )
@@ -147,13 +173,21 @@ def create_app(config: MockConfig) -> Starlette:
             yield f"data: {json.dumps(last)}\n\n"
             tail = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
             yield f"data: {json.dumps(tail)}\n\ndata: [DONE]\n\n"
+            completed(text)  # every chunk handed to the server: the answer was served
 
         if fault == "reset" and not body.get("stream"):
             raise ConnectionResetError("injected reset")
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def stats_endpoint(request: Request) -> Response:
-        return JSONResponse({**stats, "throttled_at_s": throttled_at})
+        return JSONResponse(
+            {
+                **stats,
+                "throttled_at_s": throttled_at,
+                "completions_by_prompt": {p: len(t) for p, t in served.items()},
+                "served_again": {p: t for p, t in served.items() if len(t) > 1},
+            }
+        )
 
     return Starlette(
         routes=[
@@ -174,6 +208,14 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.0)
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between words")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hang", type=float, default=3600.0, help="seconds a 'hang' fault holds its answer"
+    )
+    parser.add_argument(
+        "--echo-headers",
+        action="store_true",
+        help="a leaky endpoint: error bodies carry the request's headers (Authorization too)",
+    )
     args = parser.parse_args()
     config = MockConfig(
         latency_s=args.latency,
@@ -182,6 +224,8 @@ def main() -> None:
         fault_rate=args.fault_rate,
         token_delay_s=args.token_delay,
         seed=args.seed,
+        hang_s=args.hang,
+        echo_headers=args.echo_headers,
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning")
 
