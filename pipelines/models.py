@@ -53,7 +53,7 @@ from dotenv import dotenv_values
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from lc_async_pipelines._scrub import register_secret
+from lc_async_pipelines._scrub import register_secret, scrub
 from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING, EmbeddedModelServer
 from lc_async_pipelines.errors import ConfigurationError
 
@@ -279,7 +279,7 @@ def describe(settings: ModelSettings, base_url: str | None = None) -> str:
         return (
             f"model {settings.model_name} from provider {settings.provider} (its own credentials)"
         )
-    endpoint = base_url or settings.base_url or OPENAI_URL
+    endpoint = scrub(base_url or settings.base_url or OPENAI_URL)  # a password in the URL
     key = f"key from {settings.key_source}" if settings.api_key else "no key"
     return f"model {settings.model_name or DEFAULT_OPENAI_MODEL} at {endpoint} ({key})"
 

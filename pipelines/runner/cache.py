@@ -23,6 +23,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation
 from langchain_core.runnables import Runnable
 
+from lc_async_pipelines._scrub import scrub
 from lc_async_pipelines.runner._attach import update_chat_models
 
 __all__ = ["SQLiteCache", "with_cache"]
@@ -43,7 +44,8 @@ _ALLOWED: list[type[Serializable]] = [ChatGeneration, Generation, AIMessage]
 
 
 def _normalize(llm_string: str) -> str:
-    return _LOOPBACK_PORT.sub(r"\1", llm_string)
+    # Scrubbed too: the settings may hold a password inside the endpoint's URL.
+    return scrub(_LOOPBACK_PORT.sub(r"\1", llm_string))
 
 
 class SQLiteCache(BaseCache):

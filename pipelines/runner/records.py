@@ -671,6 +671,9 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
     if output.exists() and not output.is_file():
         msg = f"{output}: is not a regular file"
         raise ConfigurationError(msg)
+    # The real file: a symlink or another spelling of the path must find the same
+    # lock and manifest, and a rewrite must replace the file, not the link.
+    output = Path(os.path.realpath(output))
     lock = _Lock(lock_path(output), output)
     try:
         return _open_locked(output, manifest, restart=restart, lock=lock)

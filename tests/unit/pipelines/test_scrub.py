@@ -62,3 +62,12 @@ async def test_the_configured_key_is_scrubbed_from_handler_events_and_metrics():
     events = [queue.get_nowait() for _ in range(queue.qsize())]
     texts = [e.text for e in events if e.kind == "error"] + [c.error for c in metrics.calls]
     assert texts and all("sk-env-configured-9999" not in t and REDACTED in t for t in texts)
+
+
+def test_a_password_inside_a_url_is_redacted():
+    from lc_async_pipelines.models import ModelSettings, describe
+
+    url = "http://user:pw-S3cretValue99@127.0.0.1:8813/v1"
+    assert "pw-S3cretValue99" not in scrub(f"calling {url}")
+    line = describe(ModelSettings(base_url=url, model="m"))
+    assert "pw-S3cretValue99" not in line and "127.0.0.1:8813" in line

@@ -472,3 +472,19 @@ def test_prepare_resume_still_compacts_and_now_refuses_a_foreign_file(tmp_path):
     with pytest.raises(ConfigurationError, match="line 2 is not a record"):
         prepare_resume(out)
     assert out.read_text() == line(rec("a")) + "a note\n"
+
+
+def test_a_symlink_to_the_output_finds_the_same_lock(tmp_path):
+    from lc_async_pipelines.errors import ConfigurationError
+    from lc_async_pipelines.runner.records import RunManifest, open_run
+
+    out = tmp_path / "out.jsonl"
+    link = tmp_path / "link.jsonl"
+    manifest = RunManifest.new(
+        pipeline="story", fingerprint="f", model="m", input=tmp_path / "i.txt"
+    )
+    with open_run(out, manifest, restart=False):
+        link.symlink_to(out)
+        with pytest.raises(ConfigurationError, match="in use by another run"):
+            open_run(link, manifest, restart=False)
+    assert link.is_symlink()
