@@ -298,8 +298,10 @@ def _pipeline_for(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str, Any
     return spec, options
 
 
-def _input_shape(spec: PipelineSpec, options: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Build the chain on a stand-in model: (does it take whole rows?, the fields it requires)."""
+def _input_shape(
+    spec: PipelineSpec, options: dict[str, Any]
+) -> tuple[bool, list[str], list[str] | None]:
+    """Build the chain on a stand-in model: whole rows?, required fields, the fields it reads."""
     from langchain_core.language_models import FakeListChatModel
     from langchain_core.runnables import Runnable
 
@@ -320,10 +322,14 @@ def _input_shape(spec: PipelineSpec, options: dict[str, Any]) -> tuple[bool, lis
     try:
         schema = chain.get_input_jsonschema()
     except Exception:  # a user chain whose input type has no JSON schema: take text
-        return False, []
+        return False, [], None
     if schema.get("type") == "object" or "properties" in schema:
-        return True, [str(r) for r in schema.get("required", [])]
-    return False, []
+        properties = schema.get("properties")
+        reads = (
+            [str(k) for k in properties] if isinstance(properties, dict) and properties else None
+        )
+        return True, [str(r) for r in schema.get("required", [])], reads
+    return False, [], None
 
 
 def _peek(items: Iterator[Item], n: int) -> tuple[list[Item], Iterator[Item]]:
@@ -342,7 +348,8 @@ def _check_rows(head: list[Item], args: argparse.Namespace, required: list[str])
         if isinstance(item.input, dict):
             missing = [r for r in required if r not in item.input]
             if missing:
-                has = ", ".join(map(str, item.input)) or "no fields"
+                # The row as the file has it: the item holds only the fields the chain reads.
+                has = ", ".join(_first_row_fields(args.input)) or "no fields"
                 _error(
                     f"{args.input} line {item.line}: no field for prompt variable "
                     f"{', '.join(map(repr, missing))}; the row has: {has}"
@@ -452,7 +459,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
     from lc_async_pipelines.runner import count_items, read_items
     from lc_async_pipelines.runner.records import RunManifest, open_run
 
-    whole_rows, required = _input_shape(spec, options)
+    whole_rows, required, reads = _input_shape(spec, options)
     if args.field and whole_rows:
         _error(f"--field: pipeline {spec.name!r} takes whole rows (fields: {', '.join(required)})")
     text_key = required[0] if len(required) == 1 else "input"
@@ -462,6 +469,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         id_field=args.id_field,
         whole_rows=whole_rows,
         text_key=text_key,
+        keep_fields=reads,
     )
     head, rest = _peek(items, 5)
     _check_rows(head, args, required)

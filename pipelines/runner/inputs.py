@@ -36,7 +36,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -129,13 +129,17 @@ def _bad(line: int, cause: str) -> _Row:
     return Item(f"line-{line}", line, "", f"line {line}: {cause}"), None
 
 
-def _whole_row(row: Any, line: int, id_field: str | None, text_key: str) -> _Row:
+def _whole_row(
+    row: Any, line: int, id_field: str | None, text_key: str, keep: frozenset[str] | None
+) -> _Row:
     if isinstance(row, str):
         row = {text_key: row}
     if not isinstance(row, dict):
         return _bad(line, "expected an object or a string")
-    content = item_id_for(row)
     row_id = row.get(id_field) if id_field else None
+    if keep is not None:  # the chain reads these fields only: the rest is not its input
+        row = {k: v for k, v in row.items() if k in keep}
+    content = item_id_for(row)
     return Item(str(row_id) if row_id not in (None, "") else content, line, row), content
 
 
@@ -253,6 +257,7 @@ def read_items(
     id_field: str | None = "id",
     whole_rows: bool = False,
     text_key: str = "input",
+    keep_fields: Collection[str] | None = None,
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
 ) -> ItemReader:
     """Return an iterator over the items of ``path``, read one at a time.
@@ -266,6 +271,9 @@ def read_items(
         whole_rows: each item's input is its whole row (an object) instead of
             one text field; a text row (``.txt``) becomes ``{text_key: line}``.
         text_key: the key of a text row in ``whole_rows`` mode.
+        keep_fields: in ``whole_rows`` mode, the fields the chain reads (a
+            prompt's variables); the others are left out of the input, so two
+            rows that differ only elsewhere are the same item, not a collision.
         max_row_bytes: the largest row accepted, in bytes: a ``.jsonl`` or
             ``.txt`` line or a ``.csv`` record (line end included), or a ``.json``
             element's input (as UTF-8 text or canonical JSON). A larger row
@@ -312,9 +320,10 @@ def read_items(
         if head.startswith(bom):
             raise InputError(f"{path}: is {encoding}; save it as UTF-8")
     if whole_rows:
+        keep = frozenset(keep_fields) if keep_fields is not None else None
 
         def make(row: Any, line: int) -> _Row:
-            return _whole_row(row, line, id_field, text_key)
+            return _whole_row(row, line, id_field, text_key, keep)
 
     else:
 

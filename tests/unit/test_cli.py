@@ -480,3 +480,31 @@ def test_duplicates_and_collisions_are_counted_in_the_summary(tmp_path, fake_ses
     assert summary["session"]["duplicates_skipped"] == 1
     assert summary["session"]["id_collisions"] == 1
     assert len(_records(out)) == 2  # the first row, and the collision's error record
+
+
+def test_rows_that_differ_only_in_fields_the_prompt_does_not_read_run_once(tmp_path, monkeypatch):
+    from langchain_core.messages import AIMessage
+
+    seen = []
+
+    async def model(messages, **__):
+        seen.append(messages[-1].content)
+        return AIMessage(content="Done.")
+
+    @asynccontextmanager
+    async def session(settings=None, **_):
+        yield FnChatModel(fn=model)
+
+    monkeypatch.setattr(session_module, "chat_model_session", session)
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("Summarize {article}")
+    rows = tmp_path / "news.jsonl"
+    rows.write_text(
+        '{"article_id": "a1", "article": "Text one.", "summary": "first writer"}\n'
+        '{"article_id": "a1", "article": "Text one.", "summary": "second writer"}\n'
+    )
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "--prompt", str(prompt), "--input", str(rows), "--id-field", "article_id"]
+    assert cli.main([*argv, "--output", str(out)]) == 0
+    [record] = _records(out)
+    assert record["input"] == {"article": "Text one."} and len(seen) == 1
