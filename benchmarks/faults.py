@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
+from benchmarks.mock_server import spawn
 from lc_async_pipelines import ModelSettings, make_chat_model
 from lc_async_pipelines.runner import (
     Item,
@@ -46,39 +42,15 @@ from lc_async_pipelines.runner import (
 PROMPT = ChatPromptTemplate.from_messages([("human", "{text}")])
 
 
-@contextlib.contextmanager
-def mock(fault_rate: float, seed: int, latency: float) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port),
-           "--fault-rate", str(fault_rate), "--seed", str(seed), "--latency", str(latency),
-           "--token-delay", "0.002"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(base + "/stats", timeout=1)
-                break
-            time.sleep(0.05)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:  # uvicorn waits for the hung responses
-            proc.kill()
-            proc.wait()
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 async def one_run(args: argparse.Namespace, seed: int) -> dict[str, object]:
-    with mock(args.fault_rate, seed, args.latency) as base:
+    options = ("--fault-rate", str(args.fault_rate), "--seed", str(seed),
+               "--latency", str(args.latency), "--token-delay", "0.002")  # fmt: skip
+    with spawn(*options) as base:
         settings = ModelSettings(
             api_key="x", base_url=base + "/v1", model="mock", max_tokens=16, timeout=args.timeout
         )

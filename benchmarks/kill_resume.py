@@ -43,19 +43,19 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks.mock_server import spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-harness-SECRET-0123456789"
@@ -87,40 +87,11 @@ class Session:
     done: set[int] = field(default_factory=set)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def mock(args: argparse.Namespace, log: Path) -> Iterator[str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port),
-           "--fault-rate", str(args.fault_rate), "--seed", str(args.seed),
-           "--latency", str(args.latency), "--token-delay", str(args.token_delay),
-           "--hang", str(args.hang), "--echo-headers"]  # fmt: skip
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            if proc.poll() is not None:
-                raise SystemExit(f"the mock exited {proc.returncode}: see {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(base + "/stats", timeout=1, trust_env=False)
-                break
-            time.sleep(0.05)
-        else:
-            raise SystemExit("the mock did not answer in 10 s")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:  # uvicorn waits for the hung responses
-            proc.kill()
-            proc.wait(5)
+def mock(args: argparse.Namespace, log: Path) -> contextlib.AbstractContextManager[str]:
+    options = ("--fault-rate", str(args.fault_rate), "--seed", str(args.seed),
+               "--latency", str(args.latency), "--token-delay", str(args.token_delay),
+               "--hang", str(args.hang), "--echo-headers")  # fmt: skip
+    return spawn(*options, log=log)
 
 
 def child_env(base: str) -> dict[str, str]:

@@ -26,13 +26,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -195,6 +202,50 @@ def create_app(config: MockConfig) -> Starlette:
             Route("/stats", stats_endpoint),
         ]
     )
+
+
+@contextlib.contextmanager
+def spawn(*options: str, log: Path | None = None) -> Iterator[str]:
+    """Run this mock in its own process on a free loopback port; yield its base URL.
+
+    ``options`` are its command-line flags (``"--rpm", "3000"``). The output goes
+    to ``log`` (default: discarded). On exit the process is terminated, and
+    killed after 5 s: uvicorn waits for responses held by a "hang" fault.
+
+    Raises:
+        RuntimeError: the mock exited, or did not answer ``/stats`` within 10 s.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port), *options]
+    sink = log.open("wb") if log is not None else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            cmd, cwd=Path(__file__).resolve().parents[1], stdout=sink, stderr=subprocess.STDOUT
+        )
+    finally:
+        if log is not None:
+            sink.close()  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the mock exited with {proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(base + "/stats", timeout=1, trust_env=False)
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("the mock did not answer in 10 s")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def main() -> None:

@@ -23,11 +23,8 @@ import contextlib
 import gc
 import json
 import resource
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -35,6 +32,7 @@ import openai
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
+from benchmarks.mock_server import spawn
 from lc_async_pipelines import ModelSettings, make_chat_model
 from lc_async_pipelines.runner import (
     Item,
@@ -48,25 +46,8 @@ from lc_async_pipelines.runner import (
 PROMPT = ChatPromptTemplate.from_messages([("human", "{text}")])
 
 
-@contextlib.contextmanager
-def mock(rpm: float, latency: float, *extra: str) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port),
-           "--rpm", str(rpm), "--latency", str(latency), *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(base + "/stats", timeout=1)
-                break
-            time.sleep(0.05)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait()
+def mock(rpm: float, latency: float, *extra: str) -> contextlib.AbstractContextManager[str]:
+    return spawn("--rpm", str(rpm), "--latency", str(latency), *extra)
 
 
 def cpu_s() -> float:

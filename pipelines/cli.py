@@ -19,6 +19,7 @@ from lc_async_pipelines._version import __version__
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
 
+    from lc_async_pipelines.models import ModelSettings
     from lc_async_pipelines.registry import PipelineSpec
     from lc_async_pipelines.runner import Item
     from lc_async_pipelines.runner.inputs import ItemReader
@@ -245,6 +246,7 @@ class _Plan:
     total: int | None
     run: RunFile
     reader: ItemReader
+    settings: ModelSettings
     max_input_tokens: int | None = None
     done: set[str] = field(default_factory=set)
 
@@ -398,23 +400,19 @@ def _check_paths(args: argparse.Namespace) -> None:
                     _error(f"--cache {args.cache}: is not an SQLite file; give a new or cache file")
 
 
-def _input_cap(args: argparse.Namespace, spec: PipelineSpec) -> int | None:
+def _input_cap(args: argparse.Namespace, spec: PipelineSpec, settings: ModelSettings) -> int | None:
     """--max-input-tokens, else the model's context window unless the pipeline chunks inputs."""
-    from lc_async_pipelines.models import ModelSettings
-
     given: int | None = args.max_input_tokens
     if given is not None or spec.splits_long_inputs or spec.owns_model:
         return given
-    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     return settings.context_window
 
 
-def _model_identity(args: argparse.Namespace, spec: PipelineSpec) -> str:
+def _model_identity(args: argparse.Namespace, spec: PipelineSpec, settings: ModelSettings) -> str:
     """The model as the manifest records it: stable across sessions (no port, no key source)."""
     from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME
-    from lc_async_pipelines.models import OPENAI_URL, ModelSettings
+    from lc_async_pipelines.models import OPENAI_URL
 
-    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     if spec.owns_model:
         return "the Runnable's own model"
     if settings.uses_embedded:
@@ -454,7 +452,10 @@ def _fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:
 def _plan(args: argparse.Namespace) -> _Plan:
     _check_paths(args)  # first: a wrong path answers before LangChain loads
     spec, options = _pipeline_for(args)
-    model = _model_identity(args, spec)
+    from lc_async_pipelines.models import ModelSettings
+
+    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    model = _model_identity(args, spec, settings)
 
     from lc_async_pipelines.runner import count_items, read_items
     from lc_async_pipelines.runner.records import RunManifest, open_run
@@ -492,8 +493,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
     done = set(run.done_ids)
     if total is not None:
         total = max(0, min(total, args.limit if args.limit is not None else total) - len(done))
-    cap = _input_cap(args, spec)
-    return _Plan(spec, options, _chain_items(head, rest), total, run, items, cap, done)
+    cap = _input_cap(args, spec, settings)
+    return _Plan(spec, options, _chain_items(head, rest), total, run, items, settings, cap, done)
 
 
 def _chain_items(head: list[Item], rest: Iterator[Item]) -> Iterator[Item]:
@@ -510,12 +511,10 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
 
     from lc_async_pipelines._progress import progress_bar
     from lc_async_pipelines.callbacks import TerminalStreamHandler
-    from lc_async_pipelines.models import ModelSettings
     from lc_async_pipelines.runner import RateBudget, RetryPolicy, RunOptions, run_items
     from lc_async_pipelines.runner import write_records as write
     from lc_async_pipelines.session import model_session
 
-    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     run = plan.run
     if run.backup is not None:
         print(f"restart: the previous records were moved to {run.backup}", file=sys.stderr)
@@ -565,7 +564,7 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
         max_input_tokens=plan.max_input_tokens,
     )
     async with model_session(
-        settings,
+        plan.settings,
         budget=budget,
         cache=args.cache,
         fallback_model=args.fallback_model,
@@ -607,6 +606,7 @@ def _list() -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
     import logging
     import re
 
@@ -637,7 +637,7 @@ def _serve(args: argparse.Namespace) -> int:
                 f"pipelines: warning: --pipeline {name} replaces the registered one",
                 file=sys.stderr,
             )
-        spec = _named(load_pipeline(target), name)
+        spec = dataclasses.replace(load_pipeline(target), name=name)
         _input_shape(spec, {})  # a factory that fails, or returns no Runnable: exit 2 now
         specs[name] = spec
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
@@ -648,12 +648,6 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"page and API at http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
     serve(app, host=args.host, port=args.port, settings=service_settings)
     return 0
-
-
-def _named(spec: PipelineSpec, name: str) -> PipelineSpec:
-    import dataclasses
-
-    return dataclasses.replace(spec, name=name)
 
 
 def _serve_model(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ is not registered.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import os
@@ -28,7 +29,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from lc_async_pipelines.errors import ConfigurationError
@@ -130,6 +131,29 @@ def _as_spec(name: str, value: Any, where: str) -> PipelineSpec:
     raise ConfigurationError(msg)
 
 
+def _load_entry(ep: EntryPoint) -> PipelineSpec:
+    """Load one registration as a spec named after its entry point.
+
+    Raises:
+        ConfigurationError: it does not import, or is not a spec, factory or Runnable.
+    """
+    where = f"entry point {ep.name} = {ep.value}"
+    try:
+        loaded = ep.load()
+    except Exception as exc:  # a broken plug-in: say which, and why
+        msg = f"pipeline {ep.name!r} ({ep.value}) does not load: {type(exc).__name__}: {exc}"
+        raise ConfigurationError(msg) from None
+    spec = _as_spec(ep.name, loaded, where)
+    return spec if spec.name == ep.name else dataclasses.replace(spec, name=ep.name)
+
+
+def _builtins() -> dict[str, PipelineSpec]:
+    """The built-ins, for a source tree run without installed metadata."""
+    from lc_async_pipelines.builtin import STORY, SUMMARY
+
+    return {STORY.name: STORY, SUMMARY.name: SUMMARY}
+
+
 @cache
 def registered_pipelines() -> dict[str, PipelineSpec]:
     """Return every pipeline registered in the ``lc_async_pipelines.pipelines`` entry-point group.
@@ -140,32 +164,10 @@ def registered_pipelines() -> dict[str, PipelineSpec]:
     specs: dict[str, PipelineSpec] = {}
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
-            spec = _as_spec(ep.name, ep.load(), f"entry point {ep.name} = {ep.value}")
-        except Exception as exc:  # a broken plug-in must not break the others
-            print(
-                f"pipelines: warning: entry point {ep.name!r} ({ep.value}) not loaded: "
-                f"{type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
-            continue
-        specs[ep.name] = spec if spec.name == ep.name else _renamed(spec, ep.name)
-    if not specs:  # running from a source tree without installed metadata
-        from lc_async_pipelines.builtin import STORY, SUMMARY
-
-        specs = {STORY.name: STORY, SUMMARY.name: SUMMARY}
-    return specs
-
-
-def _renamed(spec: PipelineSpec, name: str) -> PipelineSpec:
-    return PipelineSpec(
-        name,
-        spec.factory,
-        spec.description,
-        spec.input_label,
-        spec.max_input_chars,
-        spec.owns_model,
-        spec.splits_long_inputs,
-    )
+            specs[ep.name] = _load_entry(ep)
+        except ConfigurationError as exc:  # a broken plug-in must not break the others
+            print(f"pipelines: warning: {exc}; left out", file=sys.stderr)
+    return specs or _builtins()
 
 
 def load_pipeline(target: str) -> PipelineSpec:
@@ -182,23 +184,13 @@ def load_pipeline(target: str) -> PipelineSpec:
     if ":" not in target:
         # Names first: loading an entry point imports its module (and LangChain).
         found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-        if not found:
-            found_specs = registered_pipelines()
-            if target in found_specs:
-                return found_specs[target]
-        if target not in found:
-            names = sorted(found) or sorted(registered_pipelines())
-            listed = ", ".join(names)
-            msg = f"no pipeline {target!r}; registered: {listed} (or give package.module:attr)"
-            raise ConfigurationError(msg)
-        ep = found[target]
-        try:
-            loaded = ep.load()
-        except Exception as exc:  # a broken plug-in: say which, and why
-            msg = f"pipeline {target!r} ({ep.value}) does not load: {type(exc).__name__}: {exc}"
-            raise ConfigurationError(msg) from None
-        spec = _as_spec(target, loaded, f"entry point {target} = {ep.value}")
-        return spec if spec.name == target else _renamed(spec, target)
+        if target in found:
+            return _load_entry(found[target])
+        if not found and target in _builtins():
+            return _builtins()[target]
+        listed = ", ".join(sorted(found) or sorted(_builtins()))
+        msg = f"no pipeline {target!r}; registered: {listed} (or give package.module:attr)"
+        raise ConfigurationError(msg)
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         msg = f"{target!r} is not of the form package.module:attr"

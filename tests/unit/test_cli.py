@@ -8,13 +8,19 @@ from lc_async_pipelines import session as session_module
 from tests.unit.fakes import FnChatModel, cycling_llm
 
 
-@pytest.fixture
-def fake_session(monkeypatch):
+def use_model(monkeypatch, model):
+    """Make every run's model session yield ``model`` (no server, no network)."""
+
     @asynccontextmanager
     async def session(settings=None, **_):
-        yield cycling_llm("A fine result.")
+        yield model
 
     monkeypatch.setattr(session_module, "chat_model_session", session)
+
+
+@pytest.fixture
+def fake_session(monkeypatch):
+    use_model(monkeypatch, cycling_llm("A fine result."))
 
 
 def test_run_writes_records_and_summary(tmp_path, fake_session, capsys):
@@ -127,11 +133,7 @@ def test_fallback_model_answers_when_main_fails(tmp_path, monkeypatch):
                 generations=[ChatGeneration(message=AIMessage(content=f"From {self.model_name}."))]
             )
 
-    @asynccontextmanager
-    async def session(settings=None, **_):
-        yield NamedModel()
-
-    monkeypatch.setattr(session_module, "chat_model_session", session)
+    use_model(monkeypatch, NamedModel())
     src = tmp_path / "t.txt"
     src.write_text("topic\n")
     out = tmp_path / "o.jsonl"
@@ -151,11 +153,7 @@ def test_cache_answers_a_restarted_run_without_calls(tmp_path, monkeypatch, caps
         calls.append(messages[-1].content)
         return AIMessage(content=f"Story number {len(calls)}.")
 
-    @asynccontextmanager
-    async def session(settings=None, **_):
-        yield FnChatModel(fn=model)
-
-    monkeypatch.setattr(session_module, "chat_model_session", session)
+    use_model(monkeypatch, FnChatModel(fn=model))
     src = tmp_path / "topics.txt"
     src.write_text("t1\nt2\nt3\n")
     out, cache = tmp_path / "o.jsonl", tmp_path / "cache.sqlite"
@@ -185,11 +183,7 @@ def test_prompt_file_with_two_variables_runs_over_csv(tmp_path, monkeypatch):
         seen.append(messages[-1].content)
         return AIMessage(content="Done.")
 
-    @asynccontextmanager
-    async def session(settings=None, **_):
-        yield FnChatModel(fn=model)
-
-    monkeypatch.setattr(session_module, "chat_model_session", session)
+    use_model(monkeypatch, FnChatModel(fn=model))
     prompt = tmp_path / "greet.txt"
     prompt.write_text("Write to {name} who lives in {city}.")
     rows = tmp_path / "rows.csv"
@@ -342,11 +336,7 @@ def test_schema_gives_json_objects(tmp_path, monkeypatch):
     async def model(messages, **__):
         return AIMessage(content=next(replies))
 
-    @asynccontextmanager
-    async def session(settings=None, **_):
-        yield FnChatModel(fn=model)
-
-    monkeypatch.setattr(session_module, "chat_model_session", session)
+    use_model(monkeypatch, FnChatModel(fn=model))
     prompt = tmp_path / "p.txt"
     prompt.write_text("Analyse: {text}")
     schema = tmp_path / "analysis.json"
@@ -491,11 +481,7 @@ def test_rows_that_differ_only_in_fields_the_prompt_does_not_read_run_once(tmp_p
         seen.append(messages[-1].content)
         return AIMessage(content="Done.")
 
-    @asynccontextmanager
-    async def session(settings=None, **_):
-        yield FnChatModel(fn=model)
-
-    monkeypatch.setattr(session_module, "chat_model_session", session)
+    use_model(monkeypatch, FnChatModel(fn=model))
     prompt = tmp_path / "p.txt"
     prompt.write_text("Summarize {article}")
     rows = tmp_path / "news.jsonl"

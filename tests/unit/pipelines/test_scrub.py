@@ -43,8 +43,6 @@ def test_ordinary_text_is_left_alone():
 async def test_the_configured_key_is_scrubbed_from_handler_events_and_metrics():
     import asyncio
 
-    from langchain_core.messages import AIMessage  # noqa: F401
-
     from lc_async_pipelines.callbacks import MetricsCallbackHandler, QueueCallbackHandler
     from lc_async_pipelines.models import ModelSettings
     from tests.unit.fakes import FnChatModel

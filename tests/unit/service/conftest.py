@@ -19,6 +19,25 @@ def sse(text: str) -> list[tuple[str, dict]]:
     return events
 
 
+def post_scope(path: str, *, server: tuple[str, int] = ("localhost", 80)) -> dict:
+    """The ASGI scope of a JSON ``POST`` to ``path``, for tests that drive the app by hand."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"localhost")],
+        "client": ("127.0.0.1", 1),
+        "server": server,
+        "state": {},
+    }
+
+
 @pytest.fixture
 def app_for():
     """Return an async context manager: the app around a model, its lifespan run, and a client."""

@@ -19,7 +19,7 @@ from lc_async_pipelines.registry import PipelineSpec
 from lc_async_pipelines.service import ServiceSettings, _routes, create_app
 from lc_async_pipelines.service._routes import page_html
 from tests.unit.fakes import FnChatModel, cycling_llm
-from tests.unit.service.conftest import sse
+from tests.unit.service.conftest import post_scope, sse
 
 STORY = "Once upon a time a fox. It ran home. The end."
 TOKEN = "tok-hostile-0123456789"
@@ -410,21 +410,7 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408_that_closes():
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/pipelines/story/invoke",
-        "raw_path": b"/v1/pipelines/story/invoke",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"localhost")],
-        "client": ("127.0.0.1", 1),
-        "server": ("localhost", 80),
-        "state": {},
-    }
+    scope = post_scope("/v1/pipelines/story/invoke")
     await asyncio.wait_for(app(scope, receive, send), timeout=30)
     start = sent[0]
     assert start["status"] == 408
@@ -460,21 +446,7 @@ async def test_a_stream_client_that_stops_reading_is_dropped_and_its_model_call_
         if message["type"] == "http.response.body" and message.get("body"):
             await asyncio.sleep(3600)  # the client never takes an event: its buffer is full
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/pipelines/story/stream",
-        "raw_path": b"/v1/pipelines/story/stream",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"localhost")],
-        "client": ("127.0.0.1", 1),
-        "server": ("localhost", 80),
-        "state": {},
-    }
+    scope = post_scope("/v1/pipelines/story/stream")
     # A ping is the first event a stalled model lets through: make it come at once.
     original = _routes.EventSourceResponse
     monkeypatch.setattr(

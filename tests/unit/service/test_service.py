@@ -7,7 +7,7 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from tests.unit.fakes import ConcurrencyProbe, FnChatModel, cycling_llm
-from tests.unit.service.conftest import sse
+from tests.unit.service.conftest import post_scope, sse
 
 STORY = "Once upon a time a fox. It ran home. The end."
 
@@ -149,21 +149,7 @@ async def _call_then_disconnect(app, path: str, body: dict, gone: asyncio.Event)
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"localhost")],
-        "client": ("127.0.0.1", 1),
-        "server": ("app", 80),
-        "state": {},
-    }
+    scope = post_scope(path, server=("app", 80))
     await asyncio.wait_for(app(scope, receive, send), timeout=10)
     return sent
 
