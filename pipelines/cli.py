@@ -424,9 +424,10 @@ def _model_identity(args: argparse.Namespace, spec: PipelineSpec, settings: Mode
         return f"{EMBEDDED_MODEL_NAME} (embedded)"
     if settings.provider not in (None, "openai"):
         return f"{settings.provider}:{settings.model_name}"
-    return (
-        f"{settings.model_name or '(asked of the endpoint)'} at {settings.base_url or OPENAI_URL}"
-    )
+    from lc_async_pipelines._scrub import scrub
+
+    name = settings.model_name or "(asked of the endpoint)"
+    return f"{name} at {scrub(settings.base_url or OPENAI_URL)}"  # a password in the URL
 
 
 def _fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:

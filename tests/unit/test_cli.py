@@ -494,3 +494,16 @@ def test_rows_that_differ_only_in_fields_the_prompt_does_not_read_run_once(tmp_p
     assert cli.main([*argv, "--output", str(out)]) == 0
     [record] = _records(out)
     assert record["input"] == {"article": "Text one."} and len(seen) == 1
+
+
+def test_a_password_in_the_endpoint_url_stays_out_of_the_manifest(
+    tmp_path, fake_session, monkeypatch
+):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://user:pw-S3cretValue99@127.0.0.1:9/v1")
+    monkeypatch.setenv("PIPELINES_MODEL", "m")
+    src = tmp_path / "t.txt"
+    src.write_text("topic\n")
+    out = tmp_path / "o.jsonl"
+    assert cli.main(["run", "story", "--input", str(src), "--output", str(out)]) == 0
+    manifest = (tmp_path / "o.jsonl.manifest.json").read_text()
+    assert "pw-S3cretValue99" not in manifest and "127.0.0.1:9" in manifest
