@@ -10,7 +10,9 @@ standard types keeps working::
     │   └── RowError            one row cannot be used; becomes its record   (ValueError)
     ├── DeadlineExceeded        an item or request ran past its deadline     (TimeoutError)
     ├── EmbeddedModelError      the embedded model cannot be built or started (RuntimeError)
-    └── OutputValidationError   a structured output does not fit its schema  (OutputParserException)
+    ├── OutputValidationError   a structured output does not fit its schema  (OutputParserException)
+    ├── FetchError              a news source or article cannot be fetched or read (OSError)
+    └── BudgetUnavailable       the shared budget's store (Redis) cannot be reached (ConnectionError)
 
 Errors from a model provider (``openai.APIStatusError`` and the like) are not
 wrapped: they reach records and handlers with their own class, which is what
@@ -27,8 +29,10 @@ from langchain_core.exceptions import OutputParserException
 
 __all__ = [
     "ConfigurationError",
+    "BudgetUnavailable",
     "DeadlineExceeded",
     "EmbeddedModelError",
+    "FetchError",
     "InputError",
     "OutputValidationError",
     "PipelinesError",
@@ -68,4 +72,37 @@ class OutputValidationError(PipelinesError, OutputParserException):
 
     A subclass of LangChain's ``OutputParserException``; the runner retries it
     (the model samples again), then records it as the item's error.
+    """
+
+
+class FetchError(PipelinesError, OSError):
+    """A news source or article cannot be fetched, or its body is not what was asked for.
+
+    Attributes:
+        url: the URL asked for (credentials scrubbed).
+        cause: one line a user can act on: ``"HTTP 404"``, ``"timed out after 10 s"``,
+            ``"not a feed (text/html)"``, ``"larger than 5000000 bytes"``.
+        status: the HTTP status, when the server answered.
+    """
+
+    def __init__(self, url: str, cause: str, *, status: int | None = None) -> None:
+        super().__init__(f"{url}: {cause}")
+        self.url = url
+        self.cause = cause
+        self.status = status
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword arguments survive pickling (Ray ships errors between processes)
+        return (_fetch_error, (self.url, self.cause, self.status))
+
+
+def _fetch_error(url: str, cause: str, status: int | None) -> FetchError:
+    return FetchError(url, cause, status=status)
+
+
+class BudgetUnavailable(PipelinesError, ConnectionError):
+    """The shared budget's store (Redis) cannot be reached.
+
+    Raised at start (the command line exits 2). Lost mid-run, calls wait and
+    reconnect with backoff instead: a shared budget never falls back to unlimited.
     """

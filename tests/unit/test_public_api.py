@@ -40,8 +40,8 @@ PUBLIC = {
         "write_records",
     ],
     "lc_async_pipelines.errors": [
-        "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError", "InputError",
-        "OutputValidationError", "PipelinesError", "RowError",
+        "BudgetUnavailable", "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError",
+        "FetchError", "InputError", "OutputValidationError", "PipelinesError", "RowError",
     ],
     "lc_async_pipelines.service": [
         "BatchRequest", "InvokeRequest", "InvokeResponse", "ServiceSettings", "create_app",
