@@ -6,3 +6,6 @@ from pathlib import Path
 DATA = Path(
     os.environ.get("PIPELINES_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
+
+# The project's root: the notebooks start the local news server of benchmarks/.
+ROOT = Path(__file__).resolve().parents[1]

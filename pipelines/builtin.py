@@ -6,11 +6,12 @@ Their options and defaults are their factories' keyword arguments
 
 from __future__ import annotations
 
+from lc_async_pipelines.news import build_news_analysis_chain
 from lc_async_pipelines.registry import PipelineSpec
 from lc_async_pipelines.story import build_story_chain
 from lc_async_pipelines.summary import build_auto_summary_chain
 
-__all__ = ["STORY", "SUMMARY"]
+__all__ = ["NEWS", "STORY", "SUMMARY"]
 
 STORY = PipelineSpec(
     name="story",
@@ -27,4 +28,12 @@ SUMMARY = PipelineSpec(
     input_label="document",
     max_input_chars=200_000,
     splits_long_inputs=True,
+)
+
+NEWS = PipelineSpec(
+    name="news",
+    factory=build_news_analysis_chain,
+    description="A news article's analysis: summary, topic, tone, key facts, names (JSON).",
+    input_label="article",
+    max_input_chars=60_000,
 )

@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--fallback-model", help="model tried when a call to the main one fails")
     _model_flags(run)
 
+    _news_parser(sub, formatter)
+
     web = sub.add_parser(
         "serve",
         help="serve the pipelines over HTTP: API, SSE streams, a page",
@@ -230,6 +232,79 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("build-server", help="build and cache llama.cpp's llama-server")
     return parser
+
+
+_NEWS_EXAMPLES = """\
+examples:
+  pipelines news --sources feeds.txt --output out/news.jsonl --deadline 600
+  pipelines news --sources feeds.txt -m openai:gpt-4o-mini --tools agent --rpm 500
+
+SOURCES holds one feed URL a line (RSS, Atom or JSON Feed; # starts a comment).
+Every feed is fetched at once; each article is fetched, read and analysed, and
+its record is written and shown as it completes. A feed or article that fails
+becomes one error record naming its URL and the cause. Running the same command
+again resumes. Exit: 0 all done, 1 some failed or the deadline passed, 2 bad
+arguments, 130/143 stopped.
+"""
+
+
+def _news_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    news = sub.add_parser(
+        "news",
+        help="fetch news feeds and analyse every article, shown as each completes",
+        description="Fetch news feeds concurrently and analyse every article with the "
+        "model (summary, topic, tone, key facts, names): one JSON record per article.",
+        epilog=_NEWS_EXAMPLES,
+        formatter_class=formatter,
+    )
+    io = news.add_argument_group("input and output")
+    io.add_argument("--sources", required=True, type=Path, help="feed URLs, one a line")
+    io.add_argument(
+        "--output", type=Path, default=Path("out/news.jsonl"), help="records (out/news.jsonl)"
+    )
+    io.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    io.add_argument("--limit", type=_count, help="analyse at most N articles")
+    io.add_argument("--per-source", type=_positive_int, help="at most N articles from each feed")
+    io.add_argument("--quiet", action="store_true", help="no line per article")
+    task = news.add_argument_group("analysis")
+    task.add_argument(
+        "--max-words",
+        type=_number(int, 4, strict=True, maximum=2000),
+        default=40,
+        help="summary length in words (default 40)",
+    )
+    task.add_argument(
+        "--tools",
+        choices=("auto", "fixed", "agent"),
+        default="auto",
+        help="agent: a tool-calling model calls the tools; fixed: the tools run as fixed "
+        "steps (auto: fixed on the embedded model, agent otherwise)",
+    )
+    fetch = news.add_argument_group("fetching")
+    fetch.add_argument(
+        "--deadline", type=_positive_float, help="overall deadline, seconds; the rest resumes"
+    )
+    fetch.add_argument(
+        "--per-host", type=_positive_int, default=4, help="requests in flight per host (4)"
+    )
+    fetch.add_argument(
+        "--fetch-timeout", type=_positive_float, default=15.0, help="read timeout, seconds (15)"
+    )
+    fetch.add_argument(
+        "--max-bytes", type=_positive_int, default=5_000_000, help="size cap per page (5 MB)"
+    )
+    limits = news.add_argument_group("concurrency, budget and retries")
+    limits.add_argument("--concurrency", type=_positive_int, default=4, help="articles at once")
+    limits.add_argument(
+        "--max-retries", type=_count, default=3, help="retries of each model call (3)"
+    )
+    limits.add_argument("--rpm", type=_positive_float, help="requests per minute")
+    limits.add_argument("--tpm", type=_positive_float, help="tokens per minute")
+    limits.add_argument(
+        "--item-timeout", type=_positive_float, help="deadline per article, seconds"
+    )
+    limits.add_argument("--cache", type=Path, help="SQLite LLM cache")
+    _model_flags(news)
 
 
 class _UsageError(Exception):
@@ -371,18 +446,20 @@ def _first_row_fields(path: Path) -> list[str]:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _check_paths(args: argparse.Namespace) -> None:
-    """Standard-library checks of --input, --output and --cache: no import, no change."""
+def _check_paths(
+    args: argparse.Namespace, flag: str = "--input", kinds: str = "a .jsonl, .json, .csv or .txt"
+) -> None:
+    """Standard-library checks of the input (``flag``), --output and --cache; no change."""
     if str(args.input) == "-" or str(args.output) == "-":
-        _error("standard input and output are not supported; give files for --input and --output")
+        _error(f"standard input and output are not supported; give files for {flag} and --output")
     if args.input.is_dir():
-        _error(f"--input {args.input}: is a folder; give a .jsonl, .json, .csv or .txt file")
+        _error(f"{flag} {args.input}: is a folder; give {kinds} file")
     if not args.input.exists():
-        _error(f"--input {args.input}: no such file")
+        _error(f"{flag} {args.input}: no such file")
     if args.output.is_dir():
         _error(f"--output {args.output}: is a folder; give a file, e.g. {args.output}/out.jsonl")
     if args.output.resolve() == args.input.resolve():
-        _error("--output is the input file; give another file for the records")
+        _error(f"--output is the {flag} file; give another file for the records")
     for parent in args.output.resolve().parents:
         if parent.exists():
             if not parent.is_dir():
@@ -391,7 +468,7 @@ def _check_paths(args: argparse.Namespace) -> None:
     if args.cache is not None:
         cache = args.cache.resolve()
         if cache in (args.output.resolve(), args.input.resolve()):
-            _error(f"--cache {args.cache}: is the --input or --output file; give its own file")
+            _error(f"--cache {args.cache}: is the {flag} or --output file; give its own file")
         if args.cache.is_dir():
             _error(f"--cache {args.cache}: is a folder; give a file, e.g. {args.cache}/llm.sqlite")
         if args.cache.is_file() and args.cache.stat().st_size:
@@ -596,6 +673,139 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+def _news(args: argparse.Namespace) -> int:
+    """``pipelines news``: checks first, then the run (:func:`_news_run`)."""
+    args.input = args.sources
+    _check_paths(args, "--sources", "a text file of feed URLs, one a line,")
+    from lc_async_pipelines.news import read_sources
+    from lc_async_pipelines.registry import load_pipeline
+
+    sources = read_sources(args.sources)
+    spec = load_pipeline("news")
+    from lc_async_pipelines.models import ModelSettings
+
+    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    model = _model_identity(args, spec, settings)
+    tools = args.tools
+    if tools == "auto":
+        tools = "fixed" if settings.uses_embedded else "agent"
+    elif tools == "agent" and settings.uses_embedded:
+        _error("--tools agent: the embedded model cannot call tools; use --tools fixed")
+    from lc_async_pipelines.runner.records import RunManifest, chain_fingerprint, open_run
+
+    options = {"max_words": args.max_words, "tools": tools, "per_source": args.per_source}
+    manifest = RunManifest.new(
+        pipeline="news",
+        fingerprint=chain_fingerprint({"target": "news --sources", "options": options}),
+        model=model,
+        input=args.sources,
+        options=options,
+    )
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        run = open_run(args.output, manifest, restart=args.restart)
+    except OSError as exc:
+        _error(f"--output {args.output}: cannot be written ({exc.strerror})")
+    import asyncio
+
+    with run:
+        return asyncio.run(_news_run(args, run, sources, settings, tools))
+
+
+def _news_line(record: Any) -> str:
+    """One line per finished article: tone, topic and title, or the error."""
+    seconds = f"{record.latency_s:5.1f} s"
+    if not record.ok:
+        error = record.error or {}
+        return f"✗ {seconds}  {record.input}  {error.get('type')}: {error.get('message')}"[:300]
+    out = record.output if isinstance(record.output, dict) else record.output.model_dump()
+    analysis = out.get("analysis", {})
+    title = out.get("title") or out.get("url")
+    return f"✓ {seconds}  {analysis.get('tone', ''):8} {analysis.get('topic', '')[:24]:24} {title}"
+
+
+async def _news_run(
+    args: argparse.Namespace, run: RunFile, sources: list[str], settings: Any, tools: str
+) -> int:
+    import asyncio
+    import json
+    import signal
+
+    from lc_async_pipelines._progress import progress_bar
+    from lc_async_pipelines.news import (
+        Fetcher,
+        FetchLimits,
+        analyse_news,
+        build_news_agent,
+        build_news_tool_chain,
+        news_tools,
+    )
+    from lc_async_pipelines.runner import RateBudget, RetryPolicy, RunOptions
+    from lc_async_pipelines.runner import write_records as write
+    from lc_async_pipelines.session import model_session
+
+    done = set(run.done_ids)
+    if done:
+        print(f"resuming: {len(done)} records already done in {args.output}", file=sys.stderr)
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, on_signal, sig)
+    retry = RetryPolicy(max_retries=args.max_retries)
+    budget = RateBudget(rpm=args.rpm, tpm=args.tpm, max_in_flight=args.concurrency)
+    options = RunOptions(
+        concurrency=args.concurrency,
+        retry=retry,
+        limit=args.limit,
+        skip=frozenset(done),
+        stop=stop,
+        grace_s=0.0,
+        item_timeout_s=args.item_timeout,
+    )
+    limits = FetchLimits(
+        per_host=args.per_host,
+        read_timeout_s=args.fetch_timeout,
+        max_bytes=args.max_bytes,
+        max_articles_per_source=args.per_source,
+    )
+    async with (
+        model_session(
+            settings, budget=budget, cache=args.cache, parallel=args.concurrency, retry=retry
+        ) as session,
+        Fetcher(limits) as fetcher,
+    ):
+        print(f"pipelines: news ({tools} tools) on {session.description}", file=sys.stderr)
+        toolset = news_tools(fetcher)
+        build = build_news_agent if tools == "agent" else build_news_tool_chain
+        chain = build(session.llm, toolset, max_words=args.max_words)
+        records = analyse_news(
+            sources,
+            chain,
+            fetcher,
+            options,
+            deadline_s=args.deadline,
+        )
+        with progress_bar(None) as tick:
+
+            def show(record: Any) -> None:
+                if not args.quiet:
+                    print(_news_line(record), flush=True)
+                tick(record)
+
+            summary = await write(records, run.out, on_record=show)
+        extra = {"requests_sent": budget.requests_sent, "sources": len(sources)}
+    totals = run.finish(summary, extra)
+    print(json.dumps({"summary": totals}), file=sys.stderr)
+    if received:
+        return 128 + received[0]
+    return 0 if summary.failed == 0 else 1
+
+
 def _list() -> int:
     from lc_async_pipelines.registry import registered_pipelines
 
@@ -699,6 +909,8 @@ def _main(argv: list[str] | None) -> int:
 
             with plan.run:
                 return asyncio.run(_run(args, plan))
+        if args.command == "news":
+            return _news(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "list":

@@ -30,7 +30,7 @@ from langchain_core.prompts import (
     PromptTemplate,
     SystemMessagePromptTemplate,
 )
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from pydantic import BaseModel
 
 from lc_async_pipelines._types import ChatModel
@@ -181,7 +181,9 @@ def _parse_text(schema: Schema, message: BaseMessage) -> Any:
     return _validated(schema, value)
 
 
-def structured_output(llm: ChatModel, schema: Schema) -> Runnable[LanguageModelInput, Any]:
+def structured_output(
+    llm: ChatModel, schema: Schema, **model_kwargs: Any
+) -> Runnable[LanguageModelInput, Any]:
     """Constrain ``llm``'s replies to ``schema``; return the parsed, validated object.
 
     Uses the model's ``with_structured_output(schema, method="json_schema")``:
@@ -190,6 +192,12 @@ def structured_output(llm: ChatModel, schema: Schema) -> Runnable[LanguageModelI
     output is validated against the schema (``jsonschema`` for a JSON Schema,
     Pydantic for a model). A model without that method (a test fake) is asked
     plainly and its text parsed as JSON.
+
+    Args:
+        llm: the chat model.
+        schema: a JSON Schema object or a Pydantic model class.
+        **model_kwargs: passed to the model with every call (``max_tokens=``);
+            ``llm.bind(...)`` would not survive ``with_structured_output``.
 
     Returns:
         ``Runnable[LanguageModelInput, dict | BaseModel]``.
@@ -200,13 +208,42 @@ def structured_output(llm: ChatModel, schema: Schema) -> Runnable[LanguageModelI
     """
     method = getattr(llm, "with_structured_output", None)
     structured: Runnable[LanguageModelInput, Any] | None = None
+    # A Pydantic model goes to the model as its JSON Schema and is validated
+    # here: given the class, langchain-openai parses through the SDK, which
+    # warns on every call (langchain-ai/langchain#35538) and raises on a reply
+    # cut by max_tokens instead of leaving it to the retry of a bad output.
+    wire = schema if isinstance(schema, dict) else schema.model_json_schema()
     if callable(method):
         try:
-            structured = method(schema, method="json_schema", include_raw=True)
+            structured = method(wire, method="json_schema", include_raw=True, **model_kwargs)
         except NotImplementedError:
             structured = None
+        except ValueError:
+            # langchain-core's generic with_structured_output takes no model
+            # kwargs; without them it says whether the model has one at all.
+            if not model_kwargs:
+                raise
+            try:
+                structured = method(wire, method="json_schema", include_raw=True)
+            except NotImplementedError:
+                structured = None
+            else:
+                msg = f"{type(llm).__name__}.with_structured_output takes no {sorted(model_kwargs)}"
+                raise ConfigurationError(msg) from None
     if structured is None:
-        return llm | RunnableLambda(lambda m: _parse_text(schema, m), name="parse_json")
+        plain = llm.bind(**model_kwargs) if model_kwargs else llm
+        return plain | RunnableLambda(lambda m: _parse_text(schema, m), name="parse_json")
+
+    async def cut_is_bad_output(value: LanguageModelInput, config: RunnableConfig) -> Any:
+        import openai  # a dependency; imported here to keep this module's import light
+
+        assert structured is not None
+        try:
+            return await structured.ainvoke(value, config)
+        except openai.LengthFinishReasonError as exc:
+            # A reply cut by max_tokens is a bad sample, retried like any bad output.
+            msg = f"output cut at max_tokens before its JSON closed ({type(exc).__name__})"
+            raise OutputValidationError(msg) from None
 
     def check(result: Mapping[str, Any]) -> Any:
         if result.get("parsing_error") is not None or result.get("parsed") is None:
@@ -216,7 +253,8 @@ def structured_output(llm: ChatModel, schema: Schema) -> Runnable[LanguageModelI
             raise OutputValidationError(f"output did not parse: {result.get('parsing_error')}")
         return _validated(schema, result["parsed"])
 
-    return structured | RunnableLambda(check, name="validate_output")
+    sampled = RunnableLambda(cut_is_bad_output, name="structured_output")
+    return sampled | RunnableLambda(check, name="validate_output")
 
 
 def build_prompt_chain(

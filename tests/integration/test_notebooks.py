@@ -12,7 +12,11 @@ NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"story_pipeline.ipynb", "summary_pipeline.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {
+        "news_analysis.ipynb",
+        "story_pipeline.ipynb",
+        "summary_pipeline.ipynb",
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -32,5 +36,7 @@ def test_notebook_runs(path, embedded_server, data_dir, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     tables = [o for o in outputs if "text/markdown" in o.get("data", {}) and "|---|" in str(o)]
     assert tables, "the notebook ends with a table of latency and tokens"
+    if path.name == "news_analysis.ipynb":  # it ends with the chart of tone by topic
+        assert [o for o in outputs if "image/png" in o.get("data", {})]
     if os.environ.get("UPDATE_NOTEBOOKS"):  # keep the committed outputs current
         nbformat.write(book, path)

@@ -30,7 +30,7 @@ PUBLIC = {
         "usage_of",
     ],
     "lc_async_pipelines.prompts": [
-        "COMBINE_PROMPT", "MAP_PROMPT", "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT",
+        "COMBINE_PROMPT", "MAP_PROMPT", "NEWS_AGENT_PROMPT", "NEWS_ANALYSIS_PROMPT", "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT",
         "STORY_PROMPT", "SUMMARY_PROMPT",
     ],
     "lc_async_pipelines.runner": [
@@ -42,6 +42,12 @@ PUBLIC = {
     "lc_async_pipelines.errors": [
         "BudgetUnavailable", "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError",
         "FetchError", "InputError", "OutputValidationError", "PipelinesError", "RowError",
+    ],
+    "lc_async_pipelines.news": [
+        "Article", "FeedEntry", "FetchLimits", "Fetched", "Fetcher", "NewsAnalysis", "NewsReport",
+        "PageText", "analyse_news", "build_news_agent", "build_news_analysis_chain",
+        "build_news_tool_chain", "canonical_url", "extract_page", "iter_articles", "news_tools",
+        "page_metadata", "parse_feed", "read_sources",
     ],
     "lc_async_pipelines.service": [
         "BatchRequest", "InvokeRequest", "InvokeResponse", "ServiceSettings", "create_app",

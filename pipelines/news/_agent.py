@@ -1,0 +1,107 @@
+"""The news agent: a tool-calling model runs the news tools in a loop, then gives the analysis.
+
+The loop is LangChain's tool-calling loop
+(https://python.langchain.com/docs/how_to/tool_results_pass_to_model/): the
+model, bound to the tools, answers with tool calls; each call's
+``ToolMessage`` goes back into the conversation (the calls of one turn run
+concurrently); when the model answers without tool calls, the analysis is
+asked for with structured output over the whole conversation. It is written
+out rather than taken from ``langchain.agents.create_agent``, which needs a
+bare ``BaseChatModel``: the model here is the session's, behind the run's
+budget and per-call retries, and stays so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.tools import BaseTool
+
+from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.errors import ConfigurationError, OutputValidationError
+from lc_async_pipelines.news._analysis import JSON_MAX_TOKENS, NewsAnalysis, cut_to_words
+from lc_async_pipelines.news._tools import (
+    FETCH_ARTICLE,
+    NewsReport,
+    _by_name,
+    report_from,
+    tool_call,
+)
+from lc_async_pipelines.prompt_chain import structured_output
+from lc_async_pipelines.prompts.news import NEWS_AGENT_PROMPT
+
+
+def build_news_agent(
+    llm: ChatModel, tools: Sequence[BaseTool], *, max_words: int = 40, max_steps: int = 4
+) -> Runnable[str, NewsReport]:
+    """Build the news agent: URL in, :class:`NewsReport` out, for a tool-calling model.
+
+    Args:
+        llm: a chat model with ``bind_tools`` (hosted models; the embedded one
+            cannot call tools: use :func:`build_news_tool_chain`).
+        tools: :func:`news_tools`, plus any others the model may call.
+        max_words: the summary's length in words.
+        max_steps: model turns with tool calls before the analysis is asked for.
+
+    Returns:
+        ``Runnable[str, NewsReport]``. When the model never called
+        ``fetch_article``, the tool is run once before the analysis, so the
+        analysis always reads the article itself.
+
+    Raises:
+        ConfigurationError: ``llm`` cannot bind tools; no ``fetch_article`` tool.
+        OutputValidationError: on invocation, the model called a tool it was not given.
+        FetchError: on invocation, a tool could not fetch the page.
+    """
+    found = _by_name(tools)
+    bind_tools = getattr(llm, "bind_tools", None)
+    if not callable(bind_tools):
+        msg = f"{type(llm).__name__} cannot call tools (no bind_tools); use the fixed tool chain"
+        raise ConfigurationError(msg)
+    if max_steps < 1:
+        raise ConfigurationError(f"max_steps must be at least 1, got {max_steps}")
+    try:
+        with_tools: Runnable[Any, BaseMessage] = bind_tools(list(found.values()))
+    except NotImplementedError:
+        msg = f"{type(llm).__name__} cannot call tools; use the fixed tool chain"
+        raise ConfigurationError(msg) from None
+    answer = structured_output(llm, NewsAnalysis, max_tokens=JSON_MAX_TOKENS)
+
+    async def run(url: str, config: RunnableConfig) -> NewsReport:
+        url = url.strip()
+        messages: list[BaseMessage] = NEWS_AGENT_PROMPT.format_messages(
+            url=url, max_words=max_words
+        )
+        results: list[ToolMessage] = []
+        for _ in range(max_steps):
+            reply = await with_tools.ainvoke(messages, config)
+            messages.append(reply)
+            calls = reply.tool_calls if isinstance(reply, AIMessage) else []
+            if not calls:
+                break
+            unknown = [c["name"] for c in calls if c["name"] not in found]
+            if unknown:
+                raise OutputValidationError(f"the model called unknown tools: {unknown}")
+            turn: list[ToolMessage] = await asyncio.gather(
+                *(found[c["name"]].ainvoke(c, config) for c in calls)
+            )
+            messages.extend(turn)
+            results.extend(turn)
+        if not any(m.name == FETCH_ARTICLE for m in results):
+            call = tool_call(FETCH_ARTICLE, url, "agent-fetch")
+            messages.append(AIMessage(content="", tool_calls=[call]))
+            fetched: ToolMessage = await found[FETCH_ARTICLE].ainvoke(call, config)
+            messages.append(fetched)
+            results.append(fetched)
+        analysis: NewsAnalysis = await answer.ainvoke(messages, config)
+        analysis = analysis.model_copy(
+            update={"summary": cut_to_words(analysis.summary, max_words)}
+        )
+        return report_from(url, results, analysis)
+
+    chain: Runnable[str, NewsReport] = RunnableLambda(run, name="news_agent")
+    return chain.with_types(input_type=str, output_type=NewsReport)

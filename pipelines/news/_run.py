@@ -1,0 +1,188 @@
+"""The news task end to end: feeds fetched at once, each article analysed, records as they end."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from lc_async_pipelines._scrub import scrub
+from lc_async_pipelines.errors import DeadlineExceeded, FetchError, InputError
+from lc_async_pipelines.news._feeds import parse_feed
+from lc_async_pipelines.news._fetch import Fetcher, canonical_url, shown_url
+from lc_async_pipelines.runner import Item, Record, RunOptions, item_id_for, run_items
+
+_MAX_SOURCES = 10_000
+
+
+def read_sources(path: Path) -> list[str]:
+    """Read a sources file: one feed URL (RSS, Atom or JSON Feed) per line; ``#`` starts a comment.
+
+    Repeated URLs are kept once, in first-seen order.
+
+    Raises:
+        InputError: the file cannot be read, is not UTF-8 text, holds no URL,
+            more than 10,000, or a line that is not an ``http(s)://`` URL
+            (the message names the line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; give one feed URL per line") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    urls: dict[str, None] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        url = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            shown = scrub(url)[:80]
+            raise InputError(f"{path}: line {number}: {shown!r} is not an http(s) URL")
+        urls.setdefault(url)
+    if not urls:
+        raise InputError(f"{path}: no feed URL in it; give one http(s) URL per line")
+    if len(urls) > _MAX_SOURCES:
+        raise InputError(f"{path}: {len(urls)} sources; at most {_MAX_SOURCES:,} per run")
+    return list(urls)
+
+
+def source_id(url: str) -> str:
+    """Return the record id of a source's failure: ``source-`` and its content id."""
+    return "source-" + item_id_for(url)
+
+
+def article_id(url: str) -> str:
+    """Return an article's record id: the content id of its canonical URL."""
+    return item_id_for(canonical_url(url))
+
+
+def _failure(item_id: str, line: int, url: str, exc: BaseException) -> Record:
+    return Record(
+        id=item_id,
+        line=line,
+        input=scrub(url),
+        error={"type": type(exc).__name__, "message": scrub(str(exc))},
+        exception=exc,
+    )
+
+
+async def _entries(
+    sources: Sequence[str],
+    fetcher: Fetcher,
+    failures: list[Record],
+    wait_s: float | None,
+) -> list[Item]:
+    """Fetch and parse every source at once; one item per distinct article, failures aside."""
+    most = fetcher.limits.max_articles_per_source
+
+    async def one(url: str) -> list[str]:
+        fetched = await fetcher.get(url, expect="feed")
+        try:
+            entries = await asyncio.to_thread(parse_feed, fetched.body, fetched.url)
+        except FetchError:
+            raise
+        except Exception as exc:  # a parser's bug on one feed must not end the run
+            raise FetchError(shown_url(url), f"cannot be read ({type(exc).__name__})") from exc
+        return [entry.url for entry in entries[:most]]
+
+    tasks = [asyncio.ensure_future(one(url)) for url in sources]
+    try:
+        await asyncio.wait(tasks, timeout=wait_s)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    items: dict[str, Item] = {}
+    for line, (url, task) in enumerate(zip(sources, tasks, strict=True), 1):
+        if task.cancelled():
+            exc: BaseException | None = DeadlineExceeded(
+                f"{scrub(url)}: the deadline passed before the feed was read"
+            )
+        else:
+            exc = task.exception()
+        if exc is not None:
+            failures.append(_failure(source_id(url), line, url, exc))
+            continue
+        for link in task.result():
+            key = article_id(link)
+            if key not in items:
+                items[key] = Item(id=key, line=len(items) + 1, input=link)
+    return list(items.values())
+
+
+async def analyse_news(
+    sources: Sequence[str],
+    chain: Runnable[str, Any],
+    fetcher: Fetcher,
+    options: RunOptions | None = None,
+    *,
+    config: RunnableConfig | None = None,
+    deadline_s: float | None = None,
+) -> AsyncIterator[Record]:
+    """Run the news task; yield a :class:`Record` per failed source and per article as each ends.
+
+    Every source is fetched at once (``fetcher`` holds the per-host limit,
+    timeouts, size cap and content-type check); a source that fails becomes
+    one error record (``FetchError`` naming the URL and the cause). The
+    articles of all feeds, each once however many feeds list it (by canonical
+    URL), then go through ``chain`` on the runner (:func:`~lc_async_pipelines.runner.run_items`:
+    window, retries, resume by ``options.skip``); an article that cannot be
+    fetched or analysed becomes its own error record and the others go on.
+
+    Args:
+        sources: feed URLs (:func:`read_sources`).
+        chain: URL in, report out: :func:`build_news_tool_chain` or :func:`build_news_agent`.
+        fetcher: the HTTP client the feeds are read with (the chain's tools
+            have their own or the same); at most its
+            ``limits.max_articles_per_source`` articles are taken from each feed.
+        options: the runner's options; ``stop`` and ``grace_s`` are used for the deadline.
+        config: ``RunnableConfig`` for every article (callbacks, ``max_concurrency``).
+        deadline_s: overall deadline in seconds from the call: feeds not read
+            by then become error records, and articles not analysed by then
+            become ``DeadlineExceeded`` records (run again to resume them).
+
+    Yields:
+        Records in completion order: failed sources first, then articles.
+    """
+    options = options or RunOptions()
+    loop = asyncio.get_running_loop()
+    ends_at = None if deadline_s is None else loop.time() + deadline_s
+    failures: list[Record] = []
+    items = await _entries(sources, fetcher, failures, deadline_s)
+    for record in failures:
+        yield record
+    skip = options.skip or frozenset()
+    if not items:
+        return
+    stop = options.stop or asyncio.Event()
+    timer = None
+    if ends_at is not None:
+        timer = loop.call_at(ends_at, stop.set)
+        options = dataclasses.replace(options, stop=stop, grace_s=0.0)
+    seen: set[str] = set()
+    started = time.perf_counter()
+    try:
+        async for record in run_items(chain, items, options, config=config):
+            seen.add(record.id)
+            yield record
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if ends_at is not None and stop.is_set():
+        waited = time.perf_counter() - started
+        for item in items:
+            if item.id in seen or item.id in skip:
+                continue
+            if options.limit is not None and len(seen) >= options.limit:
+                break
+            exc = DeadlineExceeded(f"the run's deadline passed ({waited:.0f} s of analysis)")
+            seen.add(item.id)
+            yield _failure(item.id, item.line, str(item.input), exc)

@@ -1,0 +1,343 @@
+"""The news analysis chain, its tools, the agent loop and the news run, on fake models and MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from lc_async_pipelines.errors import ConfigurationError, InputError, OutputValidationError
+from lc_async_pipelines.news import (
+    Fetcher,
+    FetchLimits,
+    NewsAnalysis,
+    NewsReport,
+    analyse_news,
+    build_news_agent,
+    build_news_analysis_chain,
+    build_news_tool_chain,
+    news_tools,
+    read_sources,
+)
+from lc_async_pipelines.news._analysis import JSON_MAX_TOKENS, cut_to_words
+from lc_async_pipelines.runner import RetryPolicy, RunOptions, run_items
+from lc_async_pipelines.runner.inputs import Item
+from tests.unit.fakes import fake_llm
+
+
+def analysis_json(**over: Any) -> str:
+    value = {
+        "summary": "The council approved a new budget for schools.",
+        "topic": "education",
+        "tone": "neutral",
+        "key_facts": ["A budget passed.", "Schools get more.", "The vote was 5 to 2."],
+        "people": ["Ann Lee", "ann lee", " Bo  Chan "],
+        "organizations": ["City Council"],
+        "places": ["Leeds"],
+    }
+    value.update(over)
+    return json.dumps(value)
+
+
+class ToolModel(BaseChatModel):
+    """A tool-calling fake: replies come from a list; every request's messages are kept."""
+
+    replies: list[AIMessage]
+    seen: list[list[Any]]
+    bound: list[str]
+
+    @property
+    def _llm_type(self) -> str:
+        return "tool-fake"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        self.bound.extend(t.name for t in tools)
+        return self
+
+    def with_structured_output(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError  # answers as JSON text, parsed by structured_output
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        raise NotImplementedError
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        self.seen.append(list(messages))
+        return ChatResult(generations=[ChatGeneration(message=self.replies.pop(0))])
+
+
+PAGE = """<html><head><title>Council passes school budget</title>
+<meta name="author" content="Jo Reporter">
+<meta property="article:published_time" content="2024-03-05T10:00:00Z">
+<meta property="og:site_name" content="Local News">
+</head><body><article><h1>Council passes school budget</h1>
+<p>The city council approved a new budget for the schools of Leeds on Tuesday evening,
+after a long debate that ran past midnight and drew a large crowd of parents.</p>
+<p>Council leader Ann Lee said the vote, five to two, would give every school more money
+for teachers and books next year, and that the plan had been a year in the making.</p>
+<p>Opponents said the council should have cut other costs first, and promised to raise the
+matter again when the next budget is drawn up in the spring.</p>
+</article></body></html>"""
+
+FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>Local</title>
+<link>http://news.test/</link><description>d</description>
+{items}</channel></rss>"""
+
+
+def rss(*paths: str) -> str:
+    items = "".join(
+        f"<item><title>{p}</title><link>http://news.test{p}</link></item>" for p in paths
+    )
+    return FEED.format(items=items)
+
+
+class Site:
+    """A MockTransport site: feeds and pages by path; counts requests per path."""
+
+    def __init__(self, routes: dict[str, tuple[int, str, str]]) -> None:
+        self.routes = routes
+        self.hits: dict[str, int] = {}
+        self.hang = asyncio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.hits[path] = self.hits.get(path, 0) + 1
+        if path == "/hang":
+            await self.hang.wait()
+        status, kind, body = self.routes.get(path, (404, "text/plain", "not found"))
+        return httpx.Response(status, headers={"content-type": kind}, text=body)
+
+    def fetcher(self, **limits: Any) -> Fetcher:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(self))
+        return Fetcher(FetchLimits(**limits), client=client)
+
+
+def page_site() -> Site:
+    return Site({"/a": (200, "text/html", PAGE)})
+
+
+async def test_analysis_chain_parses_cleans_and_cuts_the_summary():
+    long = " ".join(["This sentence has five words."] * 20)
+    chain = build_news_analysis_chain(fake_llm([analysis_json(summary=long)]), max_words=20)
+    result = await chain.ainvoke("Council passes school budget\n\nThe council ...")
+    assert isinstance(result, NewsAnalysis)
+    assert result.people == ["Ann Lee", "Bo Chan"]  # repeats and spaces dropped
+    assert len(result.summary.split()) <= 26 and result.summary.endswith(".")
+    assert chain.get_input_jsonschema()["type"] == "string"
+
+
+async def test_a_bad_analysis_is_an_output_validation_error_and_the_runner_retries_it():
+    bad = analysis_json(tone="angry")
+    chain = build_news_analysis_chain(fake_llm(["{not json", bad, analysis_json()]))
+    with pytest.raises(OutputValidationError):
+        await chain.ainvoke("text")
+    options = RunOptions(retry=RetryPolicy(max_retries=2, initial=0, max_wait=0, jitter=0))
+    records = [r async for r in run_items(chain, [Item("a", 1, "text")], options)]
+    assert records[0].ok and records[0].attempts == 2
+
+
+def test_every_string_and_list_of_the_schema_is_bounded():
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and "enum" not in node:
+                assert "maxLength" in node, node
+            if node.get("type") == "array":
+                assert "maxItems" in node, node
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    schema = NewsAnalysis.model_json_schema()
+    walk(schema)
+    assert schema["additionalProperties"] is False
+    longest = 1500 + 40 + 3 * 200 + 3 * 6 * 60
+    assert longest / 3 < JSON_MAX_TOKENS
+
+
+def test_cut_to_words_keeps_short_text_and_cuts_at_a_sentence_end():
+    assert cut_to_words("One two three.", 10) == "One two three."
+    text = "A b c d e. F g h i j. K l m n o p q r s t."
+    assert cut_to_words(text, 8) == "A b c d e. F g h i j."
+    assert len(cut_to_words("w " * 100, 10).split()) == 13
+
+
+def test_the_chain_refuses_a_nonsense_length():
+    with pytest.raises(ConfigurationError, match="max_words"):
+        build_news_analysis_chain(fake_llm([]), max_words=0)
+
+
+async def test_both_tools_share_one_download_and_return_text_and_metadata():
+    site = page_site()
+    async with site.fetcher() as fetcher:
+        fetch_article, article_metadata = news_tools(fetcher)
+        calls = [
+            {
+                "name": t.name,
+                "args": {"url": "http://news.test/a"},
+                "id": str(i),
+                "type": "tool_call",
+            }
+            for i, t in enumerate((fetch_article, article_metadata))
+        ]
+        text, meta = await asyncio.gather(
+            fetch_article.ainvoke(calls[0]), article_metadata.ainvoke(calls[1])
+        )
+    assert isinstance(text, ToolMessage) and "approved a new budget" in str(text.content)
+    assert str(text.content).startswith("Council passes school budget")
+    assert meta.artifact["author"] == "Jo Reporter"
+    assert meta.artifact["published"].startswith("2024-03-05")
+    assert site.hits == {"/a": 1}
+
+
+async def test_the_fixed_tool_chain_builds_a_report_from_tools_and_analysis():
+    site = page_site()
+    async with site.fetcher() as fetcher:
+        chain = build_news_tool_chain(fake_llm([analysis_json()]), news_tools(fetcher))
+        report = await chain.ainvoke("http://news.test/a")
+    assert isinstance(report, NewsReport)
+    assert report.author == "Jo Reporter" and report.title == "Council passes school budget"
+    assert report.analysis.topic == "education"
+
+
+async def test_a_page_that_fails_is_a_fetch_error_naming_the_url():
+    site = Site({})
+    async with site.fetcher() as fetcher:
+        chain = build_news_tool_chain(fake_llm([analysis_json()]), news_tools(fetcher))
+        records = [r async for r in run_items(chain, [Item("x", 1, "http://news.test/gone")])]
+    assert records[0].error["type"] == "FetchError"
+    assert "http://news.test/gone" in records[0].error["message"]
+    assert "404" in records[0].error["message"]
+    assert records[0].attempts == 1  # a 404 is not retried
+
+
+async def test_the_agent_runs_the_tools_the_model_calls_and_feeds_back_their_results():
+    site = page_site()
+    url = "http://news.test/a"
+    model = ToolModel(
+        replies=[
+            AIMessage(
+                content="",
+                tool_calls=[
+                    {"name": "fetch_article", "args": {"url": url}, "id": "c1"},
+                    {"name": "article_metadata", "args": {"url": url}, "id": "c2"},
+                ],
+            ),
+            AIMessage(content="I have read it."),
+            AIMessage(content=analysis_json(tone="positive")),
+        ],
+        seen=[],
+        bound=[],
+    )
+    async with site.fetcher() as fetcher:
+        agent = build_news_agent(model, news_tools(fetcher))
+        report = await agent.ainvoke(url)
+    assert model.bound == ["fetch_article", "article_metadata"]
+    assert report.analysis.tone == "positive" and report.author == "Jo Reporter"
+    second = model.seen[1]  # the model's second turn saw both tool results
+    results = [m for m in second if isinstance(m, ToolMessage)]
+    assert {m.tool_call_id for m in results} == {"c1", "c2"}
+    assert "approved a new budget" in str(results[0].content)
+    assert site.hits == {"/a": 1}
+
+
+async def test_an_agent_that_never_reads_the_article_gets_it_read_for_it():
+    site = page_site()
+    model = ToolModel(
+        replies=[AIMessage(content="No need."), AIMessage(content=analysis_json())],
+        seen=[],
+        bound=[],
+    )
+    async with site.fetcher() as fetcher:
+        report = await build_news_agent(model, news_tools(fetcher)).ainvoke("http://news.test/a")
+    assert report.title == "Council passes school budget"
+    assert any(isinstance(m, ToolMessage) for m in model.seen[-1])
+
+
+async def test_an_agent_calling_an_unknown_tool_fails_the_article():
+    model = ToolModel(
+        replies=[AIMessage(content="", tool_calls=[{"name": "weather", "args": {}, "id": "w"}])],
+        seen=[],
+        bound=[],
+    )
+    async with page_site().fetcher() as fetcher:
+        agent = build_news_agent(model, news_tools(fetcher))
+        with pytest.raises(OutputValidationError, match="weather"):
+            await agent.ainvoke("http://news.test/a")
+
+
+def test_a_model_without_tools_cannot_be_an_agent():
+    fetcher = Fetcher(FetchLimits())
+    with pytest.raises(ConfigurationError, match="cannot call tools"):
+        build_news_agent(fake_llm([]), news_tools(fetcher))
+
+
+async def test_the_news_run_gives_one_record_per_article_and_per_failed_source():
+    site = Site(
+        {
+            "/world.rss": (200, "application/rss+xml", rss("/a", "/b", "/missing")),
+            "/more.rss": (200, "application/rss+xml", rss("/b?utm_source=x", "/c")),
+            "/broken.rss": (200, "application/rss+xml", "this is not xml at all"),
+            "/a": (200, "text/html", PAGE),
+            "/b": (200, "text/html", PAGE.replace("Leeds", "York")),
+            "/c": (200, "text/html", PAGE.replace("Leeds", "Hull")),
+        }
+    )
+    sources = [
+        f"http://news.test/{name}" for name in ("world.rss", "more.rss", "broken.rss", "gone.rss")
+    ]
+    async with site.fetcher() as fetcher:
+        chain = build_news_tool_chain(fake_llm([analysis_json()] * 10), news_tools(fetcher))
+        records = [r async for r in analyse_news(sources, chain, fetcher)]
+    by_input = {r.input: r for r in records}
+    assert len(records) == len(by_input) == 6  # 2 failed sources, 4 distinct articles
+    assert by_input["http://news.test/gone.rss"].error["type"] == "FetchError"
+    assert "404" in by_input["http://news.test/gone.rss"].error["message"]
+    assert by_input["http://news.test/broken.rss"].error["type"] == "FetchError"
+    assert by_input["http://news.test/missing"].error["type"] == "FetchError"
+    assert sum(r.ok for r in records) == 3
+    assert site.hits["/b"] == 1  # listed by two feeds, fetched and analysed once
+
+
+async def test_the_deadline_turns_unfinished_articles_into_records():
+    site = Site(
+        {
+            "/f.rss": (200, "application/rss+xml", rss("/a", "/hang")),
+            "/a": (200, "text/html", PAGE),
+        }
+    )
+    async with site.fetcher() as fetcher:
+        chain = build_news_tool_chain(fake_llm([analysis_json()] * 3), news_tools(fetcher))
+        records = [
+            r async for r in analyse_news(["http://news.test/f.rss"], chain, fetcher, deadline_s=1)
+        ]
+    site.hang.set()
+    errors = {r.input: r.error for r in records if not r.ok}
+    assert len(records) == 2
+    assert errors["http://news.test/hang"]["type"] == "DeadlineExceeded"
+
+
+def test_read_sources_takes_comments_and_names_a_bad_line(tmp_path):
+    good = tmp_path / "feeds.txt"
+    good.write_text(
+        "# feeds\nhttp://a.test/rss  # world\n\nhttps://b.test/atom\nhttp://a.test/rss\n"
+    )
+    assert read_sources(good) == ["http://a.test/rss", "https://b.test/atom"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("http://a.test/rss\nftp://files.test/x\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_sources(bad)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    with pytest.raises(InputError, match="no feed URL"):
+        read_sources(empty)
+    binary = tmp_path / "b.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(InputError, match="UTF-8"):
+        read_sources(binary)
