@@ -33,7 +33,7 @@ _PATTERNS = [
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
     re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
     # a user name and password inside a URL: scheme://user:password@host
-    re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
+    re.compile(r"(?<=://)[^/\s:@]*:[^/\s@]+(?=@)"),  # the user may be empty: redis://:pw@h
     # JSON web tokens
     re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
 ]

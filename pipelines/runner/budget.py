@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
@@ -47,6 +47,8 @@ _PERIOD_S = 60.0
 # against the mock: 1.255x the bound and 2.7% 429s; with one second's: 1.032x
 # and 0.4%). Refunds go back into this bucket, so it must hold a typical one.
 _TPM_DEPTH_S = 1.0
+# Room of the RPM bucket, in requests (why 2: see RateBudget._make_limits).
+_RPM_ROOM = 2
 
 
 @dataclass
@@ -96,6 +98,13 @@ class RateBudget:
     On a 429 every call of the run waits out the provider's ``Retry-After``
     (:meth:`cool_down`), rather than each item hammering on its own backoff.
 
+    The limits live in this process. To share them between processes or
+    machines, use :class:`lc_async_pipelines.runner.redis.RedisRateBudget`
+    (same arguments, plus a Redis URL and key), or ``open_budget(url, ...)``
+    there, which picks either. Both work as async context managers
+    (``async with budget:`` connects and closes; nothing to do in memory), so
+    callers can treat them alike.
+
     Attributes:
         requests_sent: requests that passed the budget (cache hits never do).
         throttled: 429s seen.
@@ -114,6 +123,9 @@ class RateBudget:
     _tokens: LeakyBucket | None = field(init=False, default=None)
     _slots: asyncio.Semaphore | None = field(init=False, default=None)
     _primed: bool = field(init=False, default=False)
+    # The shape of the limits, for a subclass that keeps them elsewhere (Redis).
+    _RPM_ROOM: ClassVar[int] = _RPM_ROOM
+    _TPM_DEPTH_S: ClassVar[float] = _TPM_DEPTH_S
 
     def __post_init__(self) -> None:
         check_number("rpm", self.rpm, minimum=0, strict=True)
@@ -124,19 +136,37 @@ class RateBudget:
         if not 0 <= self.margin < 1:
             msg = f"margin must be in [0, 1), got {self.margin}"
             raise ConfigurationError(msg)
-        share = 1.0 - self.margin
+        self._make_limits(1.0 - self.margin)
+
+    def _make_limits(self, share: float) -> None:
+        """Build the limits' meters at ``share`` of each rate (a subclass keeps its own)."""
         if self.rpm:
             # Room for 2 requests, primed with 1 on first use: no burst at the
             # start, and a waiter woken late by a busy loop (about 1 ms) does not
             # push every later request back, as with room for 1. Not more room:
             # a catch-up burst lands in a provider's next window and draws 429s
             # (measured: 0.4% of calls with room for 5 at 50 requests/s).
-            self._requests = LeakyBucket(2, self.rpm * share / _PERIOD_S)
+            self._requests = LeakyBucket(_RPM_ROOM, self.rpm * share / _PERIOD_S)
         if self.tpm:
             per_s = self.tpm * share / _PERIOD_S
             self._tokens = LeakyBucket(per_s * _TPM_DEPTH_S, per_s)
         if self.max_in_flight:
             self._slots = asyncio.Semaphore(self.max_in_flight)
+
+    async def connect(self) -> None:
+        """Get ready for calls: nothing to do in memory (a shared budget connects here)."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`connect` took: nothing in memory."""
+
+    async def __aenter__(self) -> Self:
+        """Connect (:meth:`connect`) and return the budget."""
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close (:meth:`aclose`)."""
+        await self.aclose()
 
     def cool_down(self, seconds: float | None) -> None:
         """Hold every new request of the run for ``seconds`` (default ``cooldown_s``)."""
@@ -150,20 +180,28 @@ class RateBudget:
         # A loop, not one sleep: another 429 may push the deadline while we wait.
         while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
-        await self._prime()
         if self._slots is not None and not ticket.slot:
             # A fallback's second request reuses the slot: taking two could deadlock.
             await self._slots.acquire()
             ticket.slot = True
+        if self.tpm:
+            # Capped at a minute's tokens: a bigger request could never fit any
+            # provider minute, and should fail there rather than wait here for ever.
+            ticket.charged = min(float(ticket.estimate), self.tpm * (1.0 - self.margin))
+        await self._take(ticket.charged)
+        ticket.requests += 1
+        self.requests_sent += 1
+
+    async def _take(self, tokens: float) -> None:
+        """Wait until one request and ``tokens`` tokens fit the rates; take them.
+
+        The hook a shared budget overrides (its meters live elsewhere).
+        """
+        await self._prime()
         if self._requests is not None:
             await self._requests.acquire()
         if self._tokens is not None:
-            # Capped at a minute's tokens: a bigger request could never fit any
-            # provider minute, and should fail there rather than wait here for ever.
-            ticket.charged = min(float(ticket.estimate), self._tokens.rate * _PERIOD_S)
-            await self._tokens.charge(ticket.charged)
-        ticket.requests += 1
-        self.requests_sent += 1
+            await self._tokens.charge(tokens)
 
     async def _prime(self) -> None:
         """Fill the buckets on first use, so a run does not start with a burst.
@@ -183,9 +221,17 @@ class RateBudget:
         if ticket.slot and self._slots is not None:
             ticket.slot = False
             self._slots.release()
-        if self._tokens is None or not ticket.requests or used_tokens is None:
+        if not self.tpm or not ticket.requests or used_tokens is None:
             return
-        difference = used_tokens - ticket.charged
+        await self._correct(used_tokens - ticket.charged)
+
+    async def _correct(self, difference: float) -> None:
+        """Charge (> 0) or refund (< 0) the tokens a call used beyond (or short of) its charge.
+
+        The hook a shared budget overrides.
+        """
+        if self._tokens is None:
+            return
         if difference > 0:
             await self._tokens.charge(difference)
         elif difference < 0:

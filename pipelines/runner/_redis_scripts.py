@@ -1,0 +1,141 @@
+"""The Lua scripts of the Redis rate budget: reserve a send time, settle tokens, pause.
+
+Each runs atomically in Redis (``EVALSHA``), so every process sharing a budget
+sees one schedule. Times are milliseconds on Redis' own clock (``TIME``), so
+the clocks of the processes never matter; a test may pass its own ``now``
+(milliseconds, > 0) instead. State is stored as ``"%.3f"`` strings (Lua numbers
+are doubles; Redis would cut a returned double to an integer), and the wait is
+returned as whole microseconds.
+
+The schedule is GCRA, the generic cell rate algorithm in its "virtual
+scheduling" form (ITU-T I.371; as in redis-cell, https://github.com/brandur/redis-cell,
+and https://brandur.org/rate-limiting): one number per limit, the theoretical
+arrival time (TAT) at which the limit's bucket would be empty. A leaky bucket
+of ``room`` requests draining one per ``interval`` admits a request at time S
+when ``TAT - S <= (room - 1) * interval``; admitting it moves the TAT to
+``max(TAT, S) + interval``. Tokens are the same with a weighted cost (``tokens
+/ rate``) and a depth (the bucket's capacity in milliseconds): a charge fits at
+S when ``TAT - S + cost <= depth``. A charge larger than the depth fits once
+the bucket has drained far enough, as the in-memory bucket's pieces do.
+
+Unlike redis-cell, a refused request is not sent back to poll: the script
+reserves the earliest send time S that fits every limit (and the shared
+pause), returns ``S - now``, and the client sleeps that long and sends. One
+round-trip per request, and callers across processes are served in the order
+their reservations reached Redis: S is never before a send already reserved,
+so a refund (which lowers the tokens TAT) speeds up the calls that come
+next, and does not slip a new call in among those already waiting.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ADJUST", "PAUSE", "RESERVE"]
+
+_NOW = """
+local function clock(override)
+  local now = tonumber(override)
+  if now and now > 0 then return now end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local function store(key, value, now, keep_ms)
+  redis.call('SET', key, string.format('%.3f', value), 'PX',
+             math.max(1, math.ceil(value - now + keep_ms)))
+end
+"""
+
+# KEYS: 1 requests TAT, 2 tokens TAT, 3 pause (resume at), 4 latest send reserved
+# ARGV: 1 request interval ms (0: no RPM limit), 2 room in requests,
+#       3 charge in tokens, 4 tokens per ms (0: no TPM limit), 5 token depth ms,
+#       6 requests floor, 7 tokens floor (TATs this client last saw, ms; 0: none),
+#       8 now override ms (0: Redis TIME), 9 ms an idle key is kept
+# Returns {wait in microseconds, requests TAT, tokens TAT} (TATs as strings).
+RESERVE = (
+    _NOW
+    + """
+local now = clock(ARGV[8])
+local keep = tonumber(ARGV[9])
+local send = now
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+if pause > send then send = pause end
+-- First come, first served: never before a send already reserved. A refund
+-- lowers the tokens TAT; without this, a new call could slip in between calls
+-- reserved before it and crowd them.
+local latest = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+if latest > send then send = latest end
+
+local interval = tonumber(ARGV[1])
+local room = tonumber(ARGV[2])
+local rtat = nil
+if interval > 0 then
+  rtat = tonumber(redis.call('GET', KEYS[1]) or '')
+  if rtat == nil then
+    -- A new (or lost) schedule is primed with one request, so it starts with
+    -- no burst, and never earlier than the schedule this client last saw.
+    rtat = math.max(now + interval, tonumber(ARGV[6]) or 0)
+  end
+  send = math.max(send, rtat - (room - 1) * interval)
+end
+
+local rate = tonumber(ARGV[4])
+local ttat = nil
+local cost = 0
+if rate > 0 then
+  local depth = tonumber(ARGV[5])
+  cost = tonumber(ARGV[3]) / rate
+  ttat = tonumber(redis.call('GET', KEYS[2]) or '')
+  if ttat == nil then
+    -- A new (or lost) bucket starts full: no burst at the start.
+    ttat = math.max(now + depth, tonumber(ARGV[7]) or 0)
+  end
+  send = math.max(send, ttat + cost - depth)
+end
+
+if rtat ~= nil then
+  rtat = math.max(rtat, send) + interval
+  store(KEYS[1], rtat, now, keep)
+end
+if ttat ~= nil then
+  ttat = math.max(ttat, send) + cost
+  store(KEYS[2], ttat, now, keep)
+end
+store(KEYS[4], send, now, keep)
+return {math.floor((send - now) * 1000 + 0.5),
+        string.format('%.3f', rtat or 0), string.format('%.3f', ttat or 0)}
+"""
+)
+
+# KEYS: 1 tokens TAT
+# ARGV: 1 tokens to charge (> 0) or refund (< 0), 2 tokens per ms, 3 token depth ms,
+#       4 now override ms (0: Redis TIME), 5 ms an idle key is kept
+# Returns the tokens TAT (string). A refund never takes the bucket below empty.
+ADJUST = (
+    _NOW
+    + """
+local now = clock(ARGV[4])
+local cost = tonumber(ARGV[1]) / tonumber(ARGV[2])
+local ttat = tonumber(redis.call('GET', KEYS[1]) or '')
+if ttat == nil then ttat = now + tonumber(ARGV[3]) end
+if cost >= 0 then
+  ttat = math.max(ttat, now) + cost
+else
+  ttat = math.max(now, ttat + cost)
+end
+store(KEYS[1], ttat, now, tonumber(ARGV[5]))
+return string.format('%.3f', ttat)
+"""
+)
+
+# KEYS: 1 pause (resume at)
+# ARGV: 1 pause ms from now, 2 now override ms (0: Redis TIME)
+# Returns the resume time (string); a shorter pause never cuts a longer one.
+PAUSE = (
+    _NOW
+    + """
+local now = clock(ARGV[2])
+local resume = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') or 0,
+                        now + tonumber(ARGV[1]))
+store(KEYS[1], resume, now, 1000)
+return string.format('%.3f', resume)
+"""
+)
