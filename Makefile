@@ -8,7 +8,7 @@ DATA := ../shared/data
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install server browser run serve test unit integration lint clean
+.PHONY: install server browser redis-server redis run serve test unit integration lint clean
 
 # The package folders are prerequisites: adding or removing a module changes
 # their mtime, and the strict editable install (a tree of links under build/,
@@ -36,6 +36,15 @@ browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's redis-server: the shared budget and cache tests start their own on a
+# free loopback port; `make redis` runs one in the foreground on port 6390.
+redis-server:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+
+redis: $(STAMP) redis-server
+	$(BIN)/python -m benchmarks.redis_server --port 6390
+
 serve: install
 	$(BIN)/pipelines serve --port 8000
 
@@ -61,10 +70,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-integration: install browser
+integration: install browser redis-server
 	$(BIN)/pytest tests/integration -q
 
-test: install browser lint
+test: install browser redis-server lint
 	$(BIN)/pytest -q -ra
 
 clean:

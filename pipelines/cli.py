@@ -99,6 +99,33 @@ _positive_float = _number(float, 0, strict=True)
 _seconds = _number(float, 0, strict=False)
 
 
+def _shared_flags(group: Any) -> None:
+    """--budget, --budget-key, --cache and --cache-ttl: limits and cache shared by runs."""
+    group.add_argument(
+        "--budget",
+        metavar="URL",
+        help="share RPM, TPM and 429 pauses with every run using this Redis "
+        "(redis://HOST:PORT/DB); default: this run's own, in memory",
+    )
+    group.add_argument(
+        "--budget-key",
+        metavar="KEY",
+        help="the shared budget's name (default: derived from the endpoint and model)",
+    )
+    group.add_argument(
+        "--cache",
+        metavar="FILE|URL",
+        help="LLM cache: identical calls are answered from it, unpaid; an SQLite file, "
+        "or redis://HOST:PORT/DB shared by runs",
+    )
+    group.add_argument(
+        "--cache-ttl",
+        type=_positive_float,
+        metavar="S",
+        help="seconds a Redis cache entry lives (default: for ever)",
+    )
+
+
 def _model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -190,10 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds in-flight items get after SIGINT/SIGTERM (default 30)",
     )
-    limits.add_argument(
-        "--cache", type=Path, help="SQLite LLM cache: identical calls are answered from it, unpaid"
-    )
+    _shared_flags(limits)
     limits.add_argument("--fallback-model", help="model tried when a call to the main one fails")
+    engine = run.add_argument_group("engine")
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: Ray actors, each with its own "
+        "--concurrency window, this process the only writer",
+    )
+    engine.add_argument(
+        "--workers", type=_positive_int, help="--engine ray: worker actors (default 2)"
+    )
+    engine.add_argument(
+        "--address", help="--engine ray: a running Ray cluster (default: start one here)"
+    )
     _model_flags(run)
 
     _news_parser(sub, formatter)
@@ -303,7 +342,7 @@ def _news_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     limits.add_argument(
         "--item-timeout", type=_positive_float, help="deadline per article, seconds"
     )
-    limits.add_argument("--cache", type=Path, help="SQLite LLM cache")
+    _shared_flags(limits)
     _model_flags(news)
 
 
@@ -465,16 +504,36 @@ def _check_paths(
             if not parent.is_dir():
                 _error(f"--output {args.output}: {parent} is a file, not a folder")
             break
-    if args.cache is not None:
-        cache = args.cache.resolve()
+    _check_shared(args)
+    if args.cache is not None and "://" not in args.cache:
+        cache_file = Path(args.cache)
+        cache = cache_file.resolve()
         if cache in (args.output.resolve(), args.input.resolve()):
             _error(f"--cache {args.cache}: is the {flag} or --output file; give its own file")
-        if args.cache.is_dir():
+        if cache_file.is_dir():
             _error(f"--cache {args.cache}: is a folder; give a file, e.g. {args.cache}/llm.sqlite")
-        if args.cache.is_file() and args.cache.stat().st_size:
-            with args.cache.open("rb") as fh:
+        if cache_file.is_file() and cache_file.stat().st_size:
+            with cache_file.open("rb") as fh:
                 if fh.read(16) != _SQLITE_MAGIC:
                     _error(f"--cache {args.cache}: is not an SQLite file; give a new or cache file")
+
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _check_shared(args: argparse.Namespace) -> None:
+    """--budget and --cache URLs: a Redis scheme; --cache-ttl only with a Redis cache."""
+    from lc_async_pipelines._scrub import scrub
+
+    if args.budget is not None and not args.budget.lower().startswith(_REDIS_SCHEMES):
+        _error(f"--budget {scrub(args.budget)!r}: give a redis://HOST:PORT/DB URL")
+    cache = args.cache or ""
+    if "://" in cache and not cache.lower().startswith(_REDIS_SCHEMES):
+        _error(f"--cache {scrub(cache)!r}: give an SQLite file or a redis://HOST:PORT/DB URL")
+    if args.cache_ttl is not None and "://" not in cache:
+        _error("--cache-ttl: only a Redis cache (--cache redis://...) expires its entries")
+    if args.budget_key is not None and args.budget is None:
+        _error("--budget-key goes with --budget")
 
 
 def _input_cap(args: argparse.Namespace, spec: PipelineSpec, settings: ModelSettings) -> int | None:
@@ -527,9 +586,27 @@ def _fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:
     )
 
 
+def _check_engine(args: argparse.Namespace) -> None:
+    if args.engine != "ray":
+        for flag, value in (("--workers", args.workers), ("--address", args.address)):
+            if value is not None:
+                _error(f"{flag} goes with --engine ray")
+        return
+    if args.stream:
+        _error("--stream: tokens stay on the Ray workers; drop --stream or --engine ray")
+    if args.cache is not None and "://" not in args.cache:
+        _error(
+            f"--cache {args.cache}: Ray workers need a shared cache, redis://HOST:PORT/DB "
+            "(one SQLite file cannot serve processes on many machines)"
+        )
+
+
 def _plan(args: argparse.Namespace) -> _Plan:
     _check_paths(args)  # first: a wrong path answers before LangChain loads
+    _check_engine(args)
     spec, options = _pipeline_for(args)
+    if args.engine == "ray" and spec.owns_model:
+        _error(f"--engine ray: {args.target} is a ready Runnable; Ray needs a factory to ship")
     from lc_async_pipelines.models import ModelSettings
 
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
@@ -582,6 +659,7 @@ def _chain_items(head: list[Item], rest: Iterator[Item]) -> Iterator[Item]:
 
 async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     import asyncio
+    import contextlib
     import json
     import signal
 
@@ -589,7 +667,7 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
 
     from lc_async_pipelines._progress import progress_bar
     from lc_async_pipelines.callbacks import TerminalStreamHandler
-    from lc_async_pipelines.runner import RateBudget, RetryPolicy, RunOptions, run_items
+    from lc_async_pipelines.runner import RetryPolicy, RunOptions, run_items
     from lc_async_pipelines.runner import write_records as write
     from lc_async_pipelines.session import model_session
 
@@ -627,9 +705,7 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    budget = RateBudget(
-        rpm=args.rpm, tpm=args.tpm, max_in_flight=args.max_in_flight or args.concurrency
-    )
+    budget = _budget(args, plan.settings, args.max_in_flight or args.concurrency)
     retry = RetryPolicy(max_retries=args.max_retries)
     options = RunOptions(
         concurrency=args.concurrency,
@@ -641,36 +717,86 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
         item_timeout_s=args.item_timeout,
         max_input_tokens=plan.max_input_tokens,
     )
-    async with model_session(
-        plan.settings,
-        budget=budget,
-        cache=args.cache,
-        fallback_model=args.fallback_model,
-        parallel=args.concurrency,
-        retry=retry,
-    ) as session:
-        where = (
-            "a ready Runnable with its own model" if plan.spec.owns_model else session.description
-        )
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(budget)  # Redis unreachable: exit 2 before any model
+        if args.engine == "ray":
+            from lc_async_pipelines.models import describe
+            from lc_async_pipelines.runner import ChainRecipe, run_items_on_ray
+
+            # The workers build their own sessions; the driver only writes.
+            recipe = ChainRecipe(
+                plan.spec,
+                plan.options,
+                plan.settings,
+                budget_url=args.budget,
+                budget_key=args.budget_key or getattr(budget, "key", None),
+                rpm=args.rpm,
+                tpm=args.tpm,
+                cache=args.cache,
+                cache_ttl_s=args.cache_ttl,
+                concurrency=args.concurrency,
+                max_in_flight=args.max_in_flight,
+                fallback_model=args.fallback_model,
+                retry=retry,
+            )
+            workers = args.workers or 2
+            where = f"{workers} Ray workers on {args.address or 'a local Ray'}; "
+            where += describe(plan.settings, plan.settings.base_url)
+            records = run_items_on_ray(
+                recipe, plan.items, options, workers=workers, address=args.address
+            )
+            cache: Any = None
+        else:
+            session = await stack.enter_async_context(
+                model_session(
+                    plan.settings,
+                    budget=budget,
+                    cache=args.cache,
+                    cache_ttl_s=args.cache_ttl,
+                    fallback_model=args.fallback_model,
+                    parallel=args.concurrency,
+                    retry=retry,
+                )
+            )
+            where = session.description
+            if plan.spec.owns_model:
+                where = "a ready Runnable with its own model"
+            chain = plan.spec.build(session.llm, **plan.options)
+            records = run_items(chain, plan.items, options, config=config)
+            cache = session.cache
         print(f"pipelines: {plan.spec.name} on {where}", file=sys.stderr)
-        chain = plan.spec.build(session.llm, **plan.options)
-        records = run_items(chain, plan.items, options, config=config)
         try:
             with progress_bar(plan.total) as tick:
                 summary = await write(records, run.out, on_record=tick)
         except asyncio.CancelledError:
             return 128 + received[0] if received else 130
-        extra = {
-            "requests_sent": budget.requests_sent,
-            "cache_hits": getattr(session.cache, "hits", 0),
+        extra: dict[str, Any] = {
             "duplicates_skipped": plan.reader.duplicates,
             "id_collisions": plan.reader.collisions,
         }
+        if args.engine == "local":  # Ray workers count their own; they are not summed here
+            extra["requests_sent"] = budget.requests_sent
+            extra["cache_hits"] = getattr(cache, "hits", 0)
     totals = run.finish(summary, extra)
     print(json.dumps({"summary": totals}), file=sys.stderr)
     if received:
         return 128 + received[0]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     return 0 if summary.failed == 0 else 1
+
+
+def _budget(args: argparse.Namespace, settings: Any, max_in_flight: int) -> Any:
+    """The run's budget: in memory, or shared through the Redis of --budget."""
+    from lc_async_pipelines.runner import open_budget
+
+    return open_budget(
+        args.budget,
+        key=args.budget_key,
+        base_url=settings.base_url,
+        model=settings.model,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        max_in_flight=max_in_flight,
+    )
 
 
 def _news(args: argparse.Namespace) -> int:
@@ -740,7 +866,7 @@ async def _news_run(
         build_news_tool_chain,
         news_tools,
     )
-    from lc_async_pipelines.runner import RateBudget, RetryPolicy, RunOptions
+    from lc_async_pipelines.runner import RetryPolicy, RunOptions
     from lc_async_pipelines.runner import write_records as write
     from lc_async_pipelines.session import model_session
 
@@ -757,7 +883,7 @@ async def _news_run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, on_signal, sig)
     retry = RetryPolicy(max_retries=args.max_retries)
-    budget = RateBudget(rpm=args.rpm, tpm=args.tpm, max_in_flight=args.concurrency)
+    budget = _budget(args, settings, args.concurrency)
     options = RunOptions(
         concurrency=args.concurrency,
         retry=retry,
@@ -774,8 +900,14 @@ async def _news_run(
         max_articles_per_source=args.per_source,
     )
     async with (
+        budget,
         model_session(
-            settings, budget=budget, cache=args.cache, parallel=args.concurrency, retry=retry
+            settings,
+            budget=budget,
+            cache=args.cache,
+            cache_ttl_s=args.cache_ttl,
+            parallel=args.concurrency,
+            retry=retry,
         ) as session,
         Fetcher(limits) as fetcher,
     ):
@@ -855,6 +987,14 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("lc_async_pipelines").setLevel(logging.INFO)
     service_settings = ServiceSettings.from_env()
+    if service_settings.budget_url is not None:  # unreachable: exit 2 now, not at startup
+        import asyncio
+
+        async def reachable() -> None:
+            async with service_settings.new_budget(settings.base_url, settings.model):
+                pass
+
+        asyncio.run(reachable())
     app = create_app(settings=service_settings, model_settings=settings, pipelines=specs)
     print(f"page and API at http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
     serve(app, host=args.host, port=args.port, settings=service_settings)
@@ -900,7 +1040,13 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from lc_async_pipelines.errors import ConfigurationError, EmbeddedModelError, InputError
+    from lc_async_pipelines.errors import (
+        BudgetUnavailable,
+        ConfigurationError,
+        EmbeddedModelError,
+        InputError,
+        WorkersLost,
+    )
 
     try:
         if args.command == "run":
@@ -918,7 +1064,14 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "serve-model":
             return _serve_model(args)
         return _build_server()
-    except (_UsageError, ConfigurationError, InputError, EmbeddedModelError) as exc:
+    except (
+        _UsageError,
+        ConfigurationError,
+        InputError,
+        EmbeddedModelError,
+        BudgetUnavailable,
+        WorkersLost,
+    ) as exc:
         from lc_async_pipelines._scrub import error_text
 
         print(f"pipelines: error: {error_text(exc)}", file=sys.stderr)

@@ -12,7 +12,8 @@ standard types keeps working::
     ├── EmbeddedModelError      the embedded model cannot be built or started (RuntimeError)
     ├── OutputValidationError   a structured output does not fit its schema  (OutputParserException)
     ├── FetchError              a news source or article cannot be fetched or read (OSError)
-    └── BudgetUnavailable       the shared budget's store (Redis) cannot be reached (ConnectionError)
+    ├── BudgetUnavailable       the shared budget's Redis cannot be reached    (ConnectionError)
+    └── WorkersLost             every Ray worker of a run died past its restarts (RuntimeError)
 
 Errors from a model provider (``openai.APIStatusError`` and the like) are not
 wrapped: they reach records and handlers with their own class, which is what
@@ -28,8 +29,8 @@ from __future__ import annotations
 from langchain_core.exceptions import OutputParserException
 
 __all__ = [
-    "ConfigurationError",
     "BudgetUnavailable",
+    "ConfigurationError",
     "DeadlineExceeded",
     "EmbeddedModelError",
     "FetchError",
@@ -37,6 +38,7 @@ __all__ = [
     "OutputValidationError",
     "PipelinesError",
     "RowError",
+    "WorkersLost",
 ]
 
 
@@ -105,4 +107,11 @@ class BudgetUnavailable(PipelinesError, ConnectionError):
 
     Raised at start (the command line exits 2). Lost mid-run, calls wait and
     reconnect with backoff instead: a shared budget never falls back to unlimited.
+    """
+
+
+class WorkersLost(PipelinesError, RuntimeError):
+    """Every Ray worker of a run died past its restarts (``--engine ray``).
+
+    The records written so far stay; running the same command again resumes.
     """

@@ -29,6 +29,7 @@ from lc_async_pipelines.models import ModelSettings, chat_model_session, describ
 from lc_async_pipelines.runner.budget import RateBudget, with_budget
 from lc_async_pipelines.runner.cache import SQLiteCache, with_cache
 from lc_async_pipelines.runner.core import RetryPolicy
+from lc_async_pipelines.runner.redis import RedisCache, open_cache
 
 __all__ = ["ModelSession", "model_session"]
 
@@ -61,6 +62,7 @@ async def model_session(
     *,
     budget: RateBudget | None = None,
     cache: BaseCache | str | Path | None = None,
+    cache_ttl_s: float | None = None,
     fallback_model: str | None = None,
     parallel: int = 4,
     retry: RetryPolicy | None = None,
@@ -70,9 +72,14 @@ async def model_session(
     Args:
         settings: where and how to call (default ``ModelSettings.from_env()``).
         budget: shared limits (default: a :class:`RateBudget` with no limit,
-            which still counts requests).
-        cache: a LangChain ``BaseCache``, or a path for an :class:`SQLiteCache`
-            (opened here and closed on exit).
+            which still counts requests); a
+            :class:`~lc_async_pipelines.runner.RedisRateBudget` is connected
+            here, before the model starts, and its owner closes it
+            (``async with budget``).
+        cache: a LangChain ``BaseCache``; or a path for an :class:`SQLiteCache`,
+            or a ``redis://`` URL for a :class:`~lc_async_pipelines.runner.RedisCache`
+            shared by processes (opened here and closed on exit).
+        cache_ttl_s: seconds an entry of a Redis cache opened here lives (None: for ever).
         fallback_model: another model name on the same endpoint, tried when a
             call to the main model fails (LangChain ``with_fallbacks``).
         parallel: slots of the embedded server, when it is started here.
@@ -83,10 +90,12 @@ async def model_session(
     Raises:
         ConfigurationError: the model cannot be resolved or built.
         EmbeddedModelError: the embedded server cannot start.
+        BudgetUnavailable: the shared budget's Redis cannot be reached.
     """
     settings = settings or ModelSettings.from_env()
     budget = budget if budget is not None else RateBudget()
-    owned = SQLiteCache(cache) if isinstance(cache, str | Path) else None
+    await budget.connect()  # a shared budget's Redis unreachable: fail before any model starts
+    owned = open_cache(cache, ttl_s=cache_ttl_s) if isinstance(cache, str | Path) else None
     # Not `owned or cache`: an empty SQLiteCache has len 0 and is falsy.
     the_cache: BaseCache | None = owned if owned is not None else cache  # type: ignore[assignment]
     try:
@@ -111,5 +120,7 @@ async def model_session(
                 description=describe(resolved, base_url),
             )
     finally:
-        if owned is not None:
+        if isinstance(owned, RedisCache):
+            await owned.aclose()
+        elif isinstance(owned, SQLiteCache):
             owned.close()

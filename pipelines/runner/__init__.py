@@ -1,6 +1,7 @@
 """The batch runner: items in, one record per item out, concurrently and with per-item retries."""
 
 from lc_async_pipelines.runner._errors import is_transient, retry_after
+from lc_async_pipelines.runner._ray import ChainRecipe, run_items_on_ray
 from lc_async_pipelines.runner.budget import (
     BudgetedChatModel,
     BudgetRateLimiter,
@@ -24,25 +25,39 @@ from lc_async_pipelines.runner.inputs import (
     read_items,
 )
 from lc_async_pipelines.runner.records import prepare_resume
+from lc_async_pipelines.runner.redis import (
+    RedisCache,
+    RedisRateBudget,
+    budget_key,
+    open_budget,
+    open_cache,
+)
 
 __all__ = [
     "BudgetRateLimiter",
     "BudgetedChatModel",
+    "ChainRecipe",
     "Item",
     "ItemReader",
     "RateBudget",
     "Record",
+    "RedisCache",
+    "RedisRateBudget",
     "RetryPolicy",
     "RunOptions",
     "RunSummary",
     "SQLiteCache",
+    "budget_key",
     "count_items",
     "is_transient",
     "item_id_for",
+    "open_budget",
+    "open_cache",
     "prepare_resume",
     "read_items",
     "retry_after",
     "run_items",
+    "run_items_on_ray",
     "with_budget",
     "with_cache",
     "write_records",

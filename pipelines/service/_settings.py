@@ -10,7 +10,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from lc_async_pipelines.runner import RateBudget, RetryPolicy
+from lc_async_pipelines.runner import RateBudget, RetryPolicy, open_budget
 
 __all__ = ["LOOPBACK_HOSTS", "ServiceSettings"]
 
@@ -18,6 +18,8 @@ _ENV_NAMES = {
     "api_token": "PIPELINES_API_TOKEN",
     "rpm": "PIPELINES_RPM",
     "tpm": "PIPELINES_TPM",
+    "budget_url": "PIPELINES_BUDGET_URL",
+    "budget_key": "PIPELINES_BUDGET_KEY",
     "max_in_flight": "PIPELINES_MAX_IN_FLIGHT",
     "rate_margin": "PIPELINES_RATE_MARGIN",
     "max_body_bytes": "PIPELINES_MAX_BODY_BYTES",
@@ -42,7 +44,10 @@ class ServiceSettings(BaseModel):
     ``PIPELINES_API_TOKEN``: bearer token required on ``/v1/*`` when set.
     ``PIPELINES_RPM`` / ``PIPELINES_TPM``: requests and tokens per minute shared
     by all requests, aiming ``PIPELINES_RATE_MARGIN`` (default 0.01) below them.
-    ``PIPELINES_MAX_IN_FLIGHT``: model calls at once (default 4).
+    ``PIPELINES_BUDGET_URL`` (``redis://HOST:PORT/DB``): share RPM, TPM and
+    429 pauses with every replica and run using the same Redis and
+    ``PIPELINES_BUDGET_KEY`` (default: derived from the endpoint and model).
+    ``PIPELINES_MAX_IN_FLIGHT``: model calls at once (default 4; per replica).
     ``PIPELINES_MAX_BODY_BYTES``: larger request bodies get 413 (default 1 MB).
     ``PIPELINES_REQUEST_TIMEOUT``: deadline of an invoke or a batch input,
     retries included, seconds (default 300).
@@ -72,6 +77,8 @@ class ServiceSettings(BaseModel):
     api_token: SecretStr | None = None
     rpm: float | None = Field(default=None, gt=0)
     tpm: float | None = Field(default=None, gt=0)
+    budget_url: SecretStr | None = None
+    budget_key: str | None = Field(default=None, min_length=1, max_length=200)
     max_in_flight: int = Field(default=4, ge=1)
     rate_margin: float = Field(default=0.01, ge=0, lt=1)
     request_timeout_s: float = Field(default=300.0, gt=0)
@@ -139,9 +146,19 @@ class ServiceSettings(BaseModel):
         values.update(os.environ if environ is None else environ)
         return cls.model_validate({k: values[v] for k, v in _ENV_NAMES.items() if values.get(v)})
 
-    def new_budget(self) -> RateBudget:
-        """Return a fresh :class:`RateBudget` with these limits, shared by every request."""
-        return RateBudget(
+    def new_budget(self, base_url: str | None = None, model: str | None = None) -> RateBudget:
+        """Return a fresh budget with these limits, shared by every request, not yet connected.
+
+        In memory (a :class:`RateBudget`), or with ``budget_url`` a
+        :class:`~lc_async_pipelines.runner.RedisRateBudget` shared by every
+        replica using that Redis and key (default key: from ``base_url`` and ``model``).
+        """
+        url = self.budget_url.get_secret_value() if self.budget_url is not None else None
+        return open_budget(
+            url,
+            key=self.budget_key,
+            base_url=base_url,
+            model=model,
             rpm=self.rpm,
             tpm=self.tpm,
             max_in_flight=self.max_in_flight,

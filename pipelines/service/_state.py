@@ -259,9 +259,12 @@ def lifespan(
         if llm is not None:  # the state was made with the app
             yield
             return
-        async with model_session(
-            model_settings, budget=settings.new_budget(), parallel=settings.max_in_flight
-        ) as session:
+        chosen = model_settings or ModelSettings.from_env()
+        budget = settings.new_budget(chosen.base_url, chosen.model)
+        async with (
+            budget,
+            model_session(chosen, budget=budget, parallel=settings.max_in_flight) as session,
+        ):
             register_secret(session.settings.api_key)
             app.state.pipelines = build_state(
                 session.llm,

@@ -34,14 +34,20 @@ PUBLIC = {
         "STORY_PROMPT", "SUMMARY_PROMPT",
     ],
     "lc_async_pipelines.runner": [
-        "BudgetRateLimiter", "BudgetedChatModel", "Item", "ItemReader", "RateBudget", "Record", "RetryPolicy", "RunOptions",
-        "RunSummary", "SQLiteCache", "count_items", "is_transient", "item_id_for",
+        "BudgetRateLimiter", "BudgetedChatModel", "ChainRecipe", "Item", "ItemReader", "RateBudget",
+        "Record", "run_items_on_ray",
+        "RedisCache", "RedisRateBudget", "RetryPolicy", "RunOptions", "RunSummary", "SQLiteCache",
+        "budget_key", "count_items", "is_transient", "item_id_for", "open_budget", "open_cache",
         "prepare_resume", "read_items", "retry_after", "run_items", "with_budget", "with_cache",
         "write_records",
+    ],
+    "lc_async_pipelines.runner.redis": [
+        "REDIS_SCHEMES", "RedisCache", "RedisRateBudget", "budget_key", "open_budget", "open_cache",
     ],
     "lc_async_pipelines.errors": [
         "BudgetUnavailable", "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError",
         "FetchError", "InputError", "OutputValidationError", "PipelinesError", "RowError",
+        "WorkersLost",
     ],
     "lc_async_pipelines.news": [
         "Article", "FeedEntry", "FetchLimits", "Fetched", "Fetcher", "NewsAnalysis", "NewsReport",

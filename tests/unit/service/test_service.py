@@ -18,7 +18,7 @@ async def test_health_and_listing(app_for):
         names = [p["name"] for p in (await client.get("/v1/pipelines")).json()]
     assert health["status"] == "ok"
     assert health["model"] == "GenericFakeChatModel"
-    assert names == ["story", "summary"]
+    assert names == ["news", "story", "summary"]
 
 
 async def test_invoke_returns_output_usage_and_timings(app_for):
