@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -348,7 +348,8 @@ class BudgetedChatModel(RunnableLambda[LanguageModelInput, BaseMessage]):
             msg = f"{type(self._limited).__name__} has no with_structured_output"
             raise NotImplementedError(msg)
         structured: Runnable[LanguageModelInput, Any] = method(schema, include_raw=True, **kwargs)
-        budget, max_tokens, retry = self._budget, self._max_tokens, self._retry
+        budget, retry = self._budget, self._retry
+        max_tokens = int(kwargs.get("max_tokens") or self._max_tokens)
 
         async def attempt(value: LanguageModelInput, config: RunnableConfig, _: Any) -> Any:
             async with _charged(budget, value, max_tokens) as ticket:
@@ -366,6 +367,36 @@ class BudgetedChatModel(RunnableLambda[LanguageModelInput, BaseMessage]):
             return result.get("parsed")
 
         return RunnableLambda(call, name="budgeted_structured_output")
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
+        """Return the wrapped model's ``bind_tools(tools, **kwargs)``, budgeted: an agent's model.
+
+        Every request of the tool-calling loop draws from the budget and is
+        retried on its own, as plain calls are.
+
+        Returns:
+            ``Runnable[LanguageModelInput, AIMessage]`` whose replies may hold ``tool_calls``.
+
+        Raises:
+            NotImplementedError: the wrapped model cannot call tools.
+        """
+        method = getattr(self._limited, "bind_tools", None)
+        if not callable(method):
+            msg = f"{type(self._limited).__name__} has no bind_tools"
+            raise NotImplementedError(msg)
+        bound: Runnable[LanguageModelInput, BaseMessage] = method(tools, **kwargs)
+        budget, max_tokens, retry = self._budget, self._max_tokens, self._retry
+
+        async def attempt(value: LanguageModelInput, config: RunnableConfig, _: Any) -> Any:
+            async with _charged(budget, value, max_tokens) as ticket:
+                message = await bound.ainvoke(value, config)
+                ticket.used = _total_tokens(message)
+                return message
+
+        async def call(value: LanguageModelInput, config: RunnableConfig) -> Any:
+            return await _with_retries(retry, attempt, value, config, {})
+
+        return RunnableLambda(call, name="budgeted_tool_model")
 
 
 async def _with_retries(

@@ -341,3 +341,26 @@ def test_read_sources_takes_comments_and_names_a_bad_line(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00\x81")
     with pytest.raises(InputError, match="UTF-8"):
         read_sources(binary)
+
+
+async def test_the_agent_s_model_calls_draw_from_the_run_s_budget():
+    from lc_async_pipelines.runner import RateBudget, with_budget
+
+    url = "http://news.test/a"
+    model = ToolModel(
+        replies=[
+            AIMessage(
+                content="", tool_calls=[{"name": "fetch_article", "args": {"url": url}, "id": "c1"}]
+            ),
+            AIMessage(content="Read."),
+            AIMessage(content=analysis_json()),
+        ],
+        seen=[],
+        bound=[],
+    )
+    budget = RateBudget(rpm=6000)
+    async with page_site().fetcher() as fetcher:
+        agent = build_news_agent(with_budget(model, budget), news_tools(fetcher))
+        report = await agent.ainvoke(url)
+    assert report.analysis.topic == "education"
+    assert budget.requests_sent == 3  # two turns of the loop and the analysis
