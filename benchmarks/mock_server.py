@@ -13,11 +13,27 @@ test can check that every output belongs to its own input. It can:
   503) carries the request's headers, ``Authorization`` included, both as an
   object and inside its message text.
 
+It also plays OpenAI's Batch API (https://platform.openai.com/docs/guides/batch):
+``POST /v1/files`` (multipart upload, ``purpose=batch``), ``GET
+/v1/files/{id}`` and ``/v1/files/{id}/content``, and ``POST /v1/batches``,
+``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``, ``GET /v1/batches``
+(newest first, ``limit`` and ``after``). A batch checks its input file as
+OpenAI does (JSON lines, one endpoint, one model, unique ``custom_id``s; else
+it ends ``failed`` with ``errors``), stays ``in_progress`` for
+``batch_delay_s``, then answers every line as ``/v1/chat/completions`` would
+(no rate limit, no fault) into an output file, except a ``batch_fail_rate``
+share of lines, which go to the error file (half as a 500 response, half with
+``response: null``); a ``batch_expire_rate`` share of batches end ``expired``
+with half their lines done (rounded up) and the rest in the error file as
+``batch_expired``, as OpenAI reports lines a batch did not reach.
+
 Counters (requests, 429s, faults by kind) are at ``GET /stats``, with
 ``completed`` (answers served whole, status 200), ``completions_by_prompt``
 (the same per prompt, the last user message) and ``served_again`` (the
 wall-clock times at which each prompt served more than once was served):
-a prompt served twice is a finished call paid twice.
+a prompt served twice is a finished call paid twice (batch lines count
+there too). Batch counters: ``batches_created``, ``batches_cancelled``,
+``files_uploaded``, ``batch_lines`` (lines answered), ``batch_lines_failed``.
 
 Run: ``python benchmarks/mock_server.py --port 8123 --rpm 3000 --fault-rate 0.2``
 """
@@ -27,6 +43,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import email.parser
+import email.policy
+import itertools
 import json
 import random
 import socket
@@ -62,6 +81,9 @@ class MockConfig:
     token_delay_s: float = 0.0
     seed: int = 0
     echo_headers: bool = False
+    batch_delay_s: float = 0.0
+    batch_fail_rate: float = 0.0
+    batch_expire_rate: float = 0.0
 
 
 @dataclass
@@ -79,6 +101,38 @@ def _words(messages: list[dict[str, Any]]) -> str:
     if isinstance(content, list):
         content = " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
     return str(content)
+
+
+def _reply(body: dict[str, Any]) -> tuple[str, list[str], dict[str, int]]:
+    """The mock's answer to a chat completion body: (prompt, reply words, usage)."""
+    text = _words(body.get("messages", []))
+    # Only ``max_tokens``, as before: langchain-openai sends ``max_completion_tokens``,
+    # which the mock has always left at its default of 64 words.
+    max_tokens = int(body.get("max_tokens") or 64)
+    reply_words = ("echo: " + text).split()[:max_tokens]
+    prompt_tokens = max(1, len(text) // 4)
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(reply_words),
+        "total_tokens": prompt_tokens + len(reply_words),
+    }
+    return text, reply_words, usage
+
+
+def _form_parts(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """Parse a multipart/form-data body with the standard library: name -> (filename, bytes)."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    parts: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            parts[name] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return parts
+
+
+_BATCH_OPEN = ("validating", "in_progress", "finalizing", "cancelling")
 
 
 def create_app(config: MockConfig) -> Starlette:
@@ -122,11 +176,8 @@ def create_app(config: MockConfig) -> Starlette:
         body = await request.json()
         stats["requests"] += 1
         first_request[:] = first_request or [time.monotonic()]
-        text = _words(body.get("messages", []))
-        max_tokens = int(body.get("max_tokens") or 64)
-        reply_words = ("echo: " + text).split()[:max_tokens]
-        prompt_tokens = max(1, len(text) // 4)
-        wait = over_limit(prompt_tokens + len(reply_words))
+        text, reply_words, usage = _reply(body)
+        wait = over_limit(usage["total_tokens"])
         if wait is not None:
             stats["429_rate_limit"] += 1
             if len(throttled_at) < 20:
@@ -149,11 +200,6 @@ def create_app(config: MockConfig) -> Starlette:
             if await request.is_disconnected():  # the client gave up: nothing is served
                 stats["hang_abandoned"] += 1
                 return Response(status_code=499)
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(reply_words),
-            "total_tokens": prompt_tokens + len(reply_words),
-        }
         base = {"id": f"mock-{stats['requests']}", "created": int(time.time()), "model": "mock"}
         if fault == "truncated":
             return Response('{"id": "mock", "choices": [{"mess', media_type="application/json")
@@ -186,6 +232,227 @@ def create_app(config: MockConfig) -> Starlette:
             raise ConnectionResetError("injected reset")
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    # The Batch API: files and batches in memory, a batch's lines answered when
+    # it is first looked at after batch_delay_s (no background task to stop).
+    files: dict[str, dict[str, Any]] = {}
+    contents: dict[str, bytes] = {}
+    batches: dict[str, dict[str, Any]] = {}
+    ids = itertools.count(1)
+
+    def new_file(data: bytes, purpose: str, filename: str) -> dict[str, Any]:
+        file_id = f"file-mock{next(ids):06d}"
+        meta = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
+        files[file_id], contents[file_id] = meta, data
+        return meta
+
+    def not_found(what: str) -> Response:
+        error = {"message": f"No such {what}", "type": "invalid_request_error"}
+        return JSONResponse({"error": error}, status_code=404)
+
+    async def upload(request: Request) -> Response:
+        parts = _form_parts(request.headers.get("content-type", ""), await request.body())
+        purpose = parts.get("purpose", (None, b""))[1].decode()
+        filename, data = parts.get("file", (None, b""))
+        if "file" not in parts or not purpose:
+            error = {"message": "file and purpose are required", "type": "invalid_request_error"}
+            return JSONResponse({"error": error}, status_code=400)
+        stats["files_uploaded"] += 1
+        return JSONResponse(new_file(data, purpose, filename or "upload.jsonl"))
+
+    async def file_meta(request: Request) -> Response:
+        meta = files.get(request.path_params["file_id"])
+        return JSONResponse(meta) if meta else not_found("file")
+
+    async def file_content(request: Request) -> Response:
+        data = contents.get(request.path_params["file_id"])
+        if data is None:
+            return not_found("file")
+        return Response(data, media_type="application/octet-stream")
+
+    def check_lines(batch: dict[str, Any], data: bytes) -> list[dict[str, Any]] | str:
+        """The input file's lines, or why OpenAI would fail the batch."""
+        lines, seen, models = [], set(), set()
+        for number, raw in enumerate(data.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+                custom_id, body = line["custom_id"], line["body"]
+            except (ValueError, KeyError, TypeError):
+                return f"line {number}: not a request line"
+            if line.get("url") != batch["endpoint"] or line.get("method") != "POST":
+                return f"line {number}: url or method differs from the batch's endpoint"
+            if custom_id in seen:
+                return f"line {number}: duplicate custom_id {custom_id}"
+            seen.add(custom_id)
+            models.add(body.get("model"))
+            if body.get("stream"):
+                return f"line {number}: streaming is not supported in a batch"
+            lines.append(line)
+        if len(models) > 1:
+            return f"the file mixes models: {sorted(map(str, models))}"
+        return lines or "the input file has no requests"
+
+    def answer_line(line: dict[str, Any], batch_id: str, n: int) -> tuple[bool, dict[str, Any]]:
+        """One line's result: (in the output file?, the result line)."""
+        result: dict[str, Any] = {"id": f"batch_req_{batch_id}_{n}", "custom_id": line["custom_id"]}
+        if rng.random() < config.batch_fail_rate:
+            stats["batch_lines_failed"] += 1
+            error = {"message": "injected batch line failure", "type": "server_error"}
+            if n % 2:
+                result["response"] = {
+                    "status_code": 500,
+                    "request_id": f"req_{n}",
+                    "body": {"error": error},
+                }
+                result["error"] = None
+            else:
+                result["response"] = None
+                result["error"] = {"code": "server_error", "message": error["message"]}
+            return False, result
+        text, reply_words, usage = _reply(line["body"])
+        message = {"role": "assistant", "content": " ".join(reply_words)}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        body = {
+            "id": f"chatcmpl-{batch_id}-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": line["body"].get("model", "mock"),
+            "choices": [choice],
+            "usage": usage,
+        }
+        result["response"] = {"status_code": 200, "request_id": f"req_{n}", "body": body}
+        result["error"] = None
+        stats["batch_lines"] += 1
+        completed(text)
+        return True, result
+
+    def finish(batch: dict[str, Any], status: str) -> None:
+        lines = check_lines(batch, contents.get(batch["input_file_id"], b""))
+        now = int(time.time())
+        if isinstance(lines, str):
+            batch.update(status="failed", failed_at=now)
+            batch["errors"] = {
+                "object": "list",
+                "data": [{"code": "invalid_request", "message": lines, "line": None}],
+            }
+            return
+        done_lines, error_lines = [], []
+        expire = status == "in_progress" and rng.random() < config.batch_expire_rate
+        half = (len(lines) + 1) // 2  # an expired or cancelled batch reached half its lines
+        reached = half if expire or status == "cancelling" else len(lines)
+        cut = "batch_expired" if expire else "batch_cancelled"
+        for n, line in enumerate(lines):
+            if n >= reached:
+                message = f"This request could not be executed before the batch {cut[6:]}."
+                error_lines.append(
+                    {
+                        "id": f"batch_req_{batch['id']}_{n}",
+                        "custom_id": line["custom_id"],
+                        "response": None,
+                        "error": {"code": cut, "message": message},
+                    }
+                )
+                continue
+            ok, result = answer_line(line, batch["id"], n)
+            (done_lines if ok else error_lines).append(result)
+
+        def store(rows: list[dict[str, Any]], kind: str) -> str | None:
+            if not rows:
+                return None
+            data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+            return str(new_file(data, "batch_output", f"{batch['id']}_{kind}.jsonl")["id"])
+
+        final = "cancelled" if status == "cancelling" else "expired" if expire else "completed"
+        batch.update(
+            status=final,
+            output_file_id=store(done_lines, "output"),
+            error_file_id=store(error_lines, "error"),
+            request_counts={
+                "total": len(lines),
+                "completed": len(done_lines),
+                "failed": len(error_lines),
+            },
+        )
+        batch[f"{final}_at"] = now
+
+    def advance(batch: dict[str, Any]) -> dict[str, Any]:
+        if batch["status"] == "validating":
+            batch.update(status="in_progress", in_progress_at=int(time.time()))
+        if batch["status"] == "cancelling" or (
+            batch["status"] == "in_progress"
+            and time.monotonic() - batch["_started"] >= config.batch_delay_s
+        ):
+            finish(batch, batch["status"])
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    async def create_batch(request: Request) -> Response:
+        body = await request.json()
+        file_id = body.get("input_file_id")
+        if file_id not in files:
+            return not_found("file")
+        if body.get("endpoint") not in ("/v1/chat/completions", "/v1/responses"):
+            error = {"message": "unsupported endpoint", "type": "invalid_request_error"}
+            return JSONResponse({"error": error}, status_code=400)
+        stats["batches_created"] += 1
+        batch_id = f"batch_mock{next(ids):06d}"
+        batch = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "errors": None,
+            "input_file_id": file_id,
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": int(time.time()),
+            "expires_at": int(time.time()) + 86_400,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
+            "_started": time.monotonic(),
+        }
+        batches[batch_id] = batch
+        return JSONResponse(advance(batch))
+
+    async def get_batch(request: Request) -> Response:
+        batch = batches.get(request.path_params["batch_id"])
+        return JSONResponse(advance(batch)) if batch else not_found("batch")
+
+    async def cancel_batch(request: Request) -> Response:
+        batch = batches.get(request.path_params["batch_id"])
+        if batch is None:
+            return not_found("batch")
+        if batch["status"] in _BATCH_OPEN:
+            stats["batches_cancelled"] += 1
+            batch.update(status="cancelling", cancelling_at=int(time.time()))
+        return JSONResponse({k: v for k, v in batch.items() if not k.startswith("_")})
+
+    async def list_batches(request: Request) -> Response:
+        newest = sorted(batches.values(), key=lambda b: b["id"], reverse=True)
+        after = request.query_params.get("after")
+        if after:
+            newest = [b for b in newest if b["id"] < after]
+        limit = int(request.query_params.get("limit", 20))
+        page = [advance(b) for b in newest[:limit]]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(newest) > limit,
+            }
+        )
+
     async def stats_endpoint(request: Request) -> Response:
         return JSONResponse(
             {
@@ -199,6 +466,13 @@ def create_app(config: MockConfig) -> Starlette:
     return Starlette(
         routes=[
             Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/files", upload, methods=["POST"]),
+            Route("/v1/files/{file_id}", file_meta),
+            Route("/v1/files/{file_id}/content", file_content),
+            Route("/v1/batches", create_batch, methods=["POST"]),
+            Route("/v1/batches", list_batches),
+            Route("/v1/batches/{batch_id}", get_batch),
+            Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
             Route("/stats", stats_endpoint),
         ]
     )
@@ -263,6 +537,18 @@ def main() -> None:
         "--hang", type=float, default=3600.0, help="seconds a 'hang' fault holds its answer"
     )
     parser.add_argument(
+        "--batch-delay-s", type=float, default=0.0, help="seconds a batch stays in progress"
+    )
+    parser.add_argument(
+        "--batch-fail-rate", type=float, default=0.0, help="share of batch lines that fail"
+    )
+    parser.add_argument(
+        "--batch-expire-rate",
+        type=float,
+        default=0.0,
+        help="share of batches that expire with half their lines done",
+    )
+    parser.add_argument(
         "--echo-headers",
         action="store_true",
         help="a leaky endpoint: error bodies carry the request's headers (Authorization too)",
@@ -277,6 +563,9 @@ def main() -> None:
         seed=args.seed,
         hang_s=args.hang,
         echo_headers=args.echo_headers,
+        batch_delay_s=args.batch_delay_s,
+        batch_fail_rate=args.batch_fail_rate,
+        batch_expire_rate=args.batch_expire_rate,
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning")
 

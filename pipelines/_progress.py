@@ -1,4 +1,4 @@
-"""The command line's progress bar (rich): done, failed, tokens, items/s and an ETA."""
+"""The command line's progress bar (rich): done, failed, tokens, cost so far, items/s and an ETA."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from lc_async_pipelines.runner.core import Record
 @contextlib.contextmanager
 def progress_bar(total: int | None) -> Iterator[Callable[[Record], None]]:
     """Yield a per-record callback drawing a progress bar on stderr, or a no-op off a terminal.
+
+    The cost shown is the sum of the records' ``cost_usd`` in this session
+    (USD; shown once a record carries one), marked ``+`` when some records
+    have no price.
 
     Args:
         total: items expected in this session (None: unknown, no ETA is shown).
@@ -28,7 +32,8 @@ def progress_bar(total: int | None) -> Iterator[Callable[[Record], None]]:
         TimeRemainingColumn,
     )
 
-    counts = {"done": 0, "failed": 0, "tokens": 0}
+    counts = {"done": 0, "failed": 0, "tokens": 0, "unpriced": 0}
+    cost: list[float] = []  # empty until a record carries a cost
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -43,6 +48,10 @@ def progress_bar(total: int | None) -> Iterator[Callable[[Record], None]]:
         def tick(record: Record) -> None:
             counts["done" if record.ok else "failed"] += 1
             counts["tokens"] += record.usage.get("total_tokens", 0)
+            if record.cost_usd is not None:
+                cost[:] = [(cost[0] if cost else 0.0) + record.cost_usd]
+            elif record.calls:
+                counts["unpriced"] += 1
             elapsed = progress.tasks[0].elapsed or 0.0
             finished = counts["done"] + counts["failed"]
             if total is not None and finished > total:  # the count was an estimate
@@ -52,7 +61,14 @@ def progress_bar(total: int | None) -> Iterator[Callable[[Record], None]]:
                 advance=1,
                 rate=finished / elapsed if elapsed else 0.0,
                 description=f"done {counts['done']} failed {counts['failed']} "
-                f"tokens {counts['tokens']}",
+                f"tokens {counts['tokens']}" + _cost_text(cost, counts["unpriced"]),
             )
 
         yield tick
+
+
+def _cost_text(cost: list[float], unpriced: int) -> str:
+    """`` $0.0123`` (``+`` when some records have no price), or nothing before any cost."""
+    if not cost:
+        return ""
+    return f" ${cost[0]:.4f}" + ("+" if unpriced else "")

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -36,6 +36,9 @@ from lc_async_pipelines.errors import ConfigurationError, DeadlineExceeded, RowE
 from lc_async_pipelines.runner._errors import is_transient, retry_after
 from lc_async_pipelines.runner._history import AttemptLog, logging_into
 from lc_async_pipelines.runner.inputs import Item
+
+if TYPE_CHECKING:  # costs imports this module; the runner only calls the meter's methods
+    from lc_async_pipelines.runner.costs import CostMeter
 
 __all__ = ["Record", "RetryPolicy", "RunOptions", "RunSummary", "run_items", "write_records"]
 
@@ -133,6 +136,10 @@ class Record:
             most 20): ``{"stage", "error" (class), "status" (HTTP or None),
             "seconds", "wait_s" (backoff honoured after it, None for the last)}``.
         history_dropped: failed attempts past the 20 kept.
+        cost_usd: what the item's model calls cost, USD (``RunOptions.costs``);
+            None when a call's model has no price, or costs are not counted.
+        cache_saved_usd: what its LLM cache hits would have cost, USD.
+        batch_saved_usd: standard price minus Batch API price of its calls, USD.
         exception: the exception behind ``error``, for callers to match by
             class (never written to the records file).
     """
@@ -150,6 +157,9 @@ class Record:
     throttled: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     history_dropped: int = 0
+    cost_usd: float | None = None
+    cache_saved_usd: float = 0.0
+    batch_saved_usd: float = 0.0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -173,6 +183,9 @@ class Record:
             "throttled": self.throttled,
             "history": self.history,
             "history_dropped": self.history_dropped,
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 9),
+            "cache_saved_usd": round(self.cache_saved_usd, 9),
+            "batch_saved_usd": round(self.batch_saved_usd, 9),
         }
 
 
@@ -223,6 +236,10 @@ class RunOptions:
             seconds; past it the item is a ``DeadlineExceeded`` error record.
         max_input_tokens: an item whose input is estimated larger (3.5
             characters a token) is a ``RowError`` record and is not sent.
+        costs: prices every record's calls (:class:`~lc_async_pipelines.runner.costs.CostMeter`)
+            and holds the run's cost cap: once the money spent plus the
+            estimate of the items in flight would pass it, no item starts
+            (``costs.capped``), and the run ends when those in flight are done.
 
     Raises:
         ConfigurationError: a value out of range (the message names it).
@@ -236,6 +253,7 @@ class RunOptions:
     grace_s: float = 30.0
     item_timeout_s: float | None = None
     max_input_tokens: int | None = None
+    costs: CostMeter | None = None
 
     def __post_init__(self) -> None:
         check_number("concurrency", self.concurrency, minimum=1, whole=True)
@@ -251,7 +269,9 @@ class RunSummary:
 
     ``attempt_errors`` counts every failed attempt (model calls and items) by
     error class and HTTP status (``"RateLimitError 429"``); ``failed_by_class``
-    counts the items that failed, by their final error's class.
+    counts the items that failed, by their final error's class. ``cost_usd``,
+    ``cache_saved_usd`` and ``batch_saved_usd`` sum the records' (USD);
+    ``unpriced`` counts the records that made calls of a model with no price.
     """
 
     done: int = 0
@@ -262,6 +282,10 @@ class RunSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cost_usd: float = 0.0
+    cache_saved_usd: float = 0.0
+    batch_saved_usd: float = 0.0
+    unpriced: int = 0
     attempt_errors: dict[str, int] = field(default_factory=dict)
     failed_by_class: dict[str, int] = field(default_factory=dict)
     ttft_s: list[float] = field(default_factory=list, repr=False)
@@ -284,6 +308,12 @@ class RunSummary:
         self.input_tokens += record.usage.get("input_tokens", 0)
         self.output_tokens += record.usage.get("output_tokens", 0)
         self.total_tokens += record.usage.get("total_tokens", 0)
+        if record.cost_usd is not None:
+            self.cost_usd += record.cost_usd
+        elif record.calls:
+            self.unpriced += 1
+        self.cache_saved_usd += record.cache_saved_usd
+        self.batch_saved_usd += record.batch_saved_usd
         if record.ttft_s is not None:
             self.ttft_s.append(record.ttft_s)
         if record.attempts:
@@ -301,6 +331,10 @@ class RunSummary:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "cache_saved_usd": round(self.cache_saved_usd, 6),
+            "batch_saved_usd": round(self.batch_saved_usd, 6),
+            "unpriced": self.unpriced,
             "output_tokens_per_s": round(self.output_tokens / self.wall_s, 2) if self.wall_s else 0,
             "items_per_s": round(items / self.wall_s, 3) if self.wall_s else 0,
             "latency_p50_s": _percentile(self.latency_s, 0.50),
@@ -351,7 +385,8 @@ async def _run_one(
         _fail(record, RowError(message))
         return record
     metrics = MetricsCallbackHandler()
-    callbacks = [metrics, *_handlers(config)]
+    costs = options.costs.item(item.id) if options.costs is not None else None
+    callbacks = [metrics, *([costs] if costs is not None else []), *_handlers(config)]
     item_config: RunnableConfig = {
         **config,
         "callbacks": callbacks,
@@ -383,6 +418,11 @@ async def _run_one(
     record.history = log.entries
     record.history_dropped = log.dropped
     record.throttled = log.throttled
+    if costs is not None and options.costs is not None:
+        record.cost_usd = costs.cost_usd
+        record.cache_saved_usd = costs.cache_saved_usd
+        record.batch_saved_usd = costs.batch_saved_usd
+        options.costs.finish(item, costs)
     return record
 
 
@@ -436,7 +476,9 @@ async def run_items(
 
     Items are pulled from ``items`` lazily: at most ``options.concurrency``
     (else ``config["max_concurrency"]``, else 4) are in flight, so memory does
-    not grow with the input. Items whose id was already seen in this run are
+    not grow with the input. With ``options.costs`` holding a cap, no item
+    starts once the cap would be passed (the item pulled then is not run: a
+    resumed run does it). Items whose id was already seen in this run are
     skipped (identical inputs share an id). Records come in completion order;
     each carries its item's id and input.
 
@@ -456,6 +498,7 @@ async def run_items(
     options = options or RunOptions()
     window = options.concurrency or max(1, int(config.get("max_concurrency") or 4))
     limit, skip, stop, grace_s = options.limit, options.skip, options.stop, options.grace_s
+    costs = options.costs
     source = iter(items)
     seen: set[str] = set()
     pending: set[asyncio.Task[Record]] = set()
@@ -463,6 +506,7 @@ async def run_items(
     def refill() -> None:
         while (
             not (stop and stop.is_set())
+            and not (costs is not None and costs.capped)
             and len(pending) < window
             and (limit is None or len(seen) < limit)
         ):
@@ -474,6 +518,8 @@ async def run_items(
             seen.add(item.id)
             if skip and item.id in skip:
                 continue
+            if costs is not None and item.error is None and not costs.admit(item):
+                return  # the cap: nothing more starts in this session
             pending.add(asyncio.create_task(_run_one(chain, item, config, options)))
 
     try:

@@ -12,7 +12,10 @@ object a line, nothing else, so any JSON-lines reader keeps working):
 - ``OUTPUT.lock``: held with ``fcntl.flock`` while a run writes, holding its
   pid; the kernel drops the lock when the process dies, even by ``kill -9``;
 - ``OUTPUT.summary.json``: the whole run's totals (:func:`whole_run_summary`),
-  written atomically at the end of each session.
+  written atomically at the end of each session;
+- ``OUTPUT.batches.json``: with the Batch API, the batches the run submitted
+  (:mod:`lc_async_pipelines.runner.batch_api`), so a resume waits on them
+  instead of paying twice.
 
 :func:`open_run` takes the lock, refuses a file that is not ours or belongs to
 another run (changing nothing), moves an old run aside on restart (never
@@ -48,12 +51,14 @@ __all__ = [
     "RunManifest",
     "RunTotals",
     "chain_fingerprint",
+    "done_ids",
     "lock_path",
     "manifest_path",
     "open_run",
     "prepare_resume",
     "run_totals",
     "whole_run_summary",
+    "write_atomic",
 ]
 
 MANIFEST_FORMAT = 1
@@ -61,7 +66,7 @@ MANIFEST_FORMAT = 1
 
 _RECORD_KEYS = ("id", "output", "error")
 _RECORD_START = b'{"id"'  # how every line written by ``write_records`` begins
-_SIDECARS = (".manifest.json", ".summary.json")
+_SIDECARS = (".manifest.json", ".summary.json", ".batches.json")
 
 
 def manifest_path(output: Path) -> Path:
@@ -218,6 +223,7 @@ class PriorTotals:
         input_tokens: input tokens of the kept records.
         output_tokens: output tokens of the kept records.
         total_tokens: total tokens of the kept records.
+        cost_usd: cost of the kept records, USD (records without a cost count 0).
         dropped_failed: failed records dropped (their items run again).
         dropped_duplicates: repeated done records of an item dropped.
         dropped_partial: 1 when a partial last line left by a kill was cut, else 0.
@@ -229,6 +235,7 @@ class PriorTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cost_usd: float = 0.0
     dropped_failed: int = 0
     dropped_duplicates: int = 0
     dropped_partial: int = 0
@@ -295,6 +302,7 @@ class _Scan:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cost_usd: float = 0.0
     failed: int = 0
     duplicates: int = 0
     partial: int = 0
@@ -341,11 +349,16 @@ def _scan(output: Path) -> _Scan:
                 scan.input_tokens += _count(usage.get("input_tokens"))
                 scan.output_tokens += _count(usage.get("output_tokens"))
                 scan.total_tokens += _count(usage.get("total_tokens"))
+            scan.cost_usd += _usd(record.get("cost_usd"))
     return scan
 
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _usd(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -358,8 +371,11 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` through ``PATH.tmp``, fsync and ``os.replace``."""
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` (UTF-8) through ``PATH.tmp``, ``fsync`` and ``os.replace``.
+
+    A kill at any moment leaves the old file or the new one, whole.
+    """
     staged = _staging_path(path)
     with staged.open("w", encoding="utf-8") as fh:
         fh.write(text)
@@ -381,6 +397,27 @@ def _rewrite(output: Path, scan: _Scan) -> None:
         os.fsync(fh.fileno())
     os.replace(staged, output)
     _fsync_dir(output.parent)
+
+
+def done_ids(output: Path) -> set[str]:
+    """Return the ids of the items done in ``output``, changing nothing (for a dry run).
+
+    Args:
+        output: the records file (need not exist).
+
+    Returns:
+        Ids of done records (``error`` null); empty when ``output`` does not exist.
+
+    Raises:
+        ConfigurationError: a line is not a record (the file is not a records file).
+    """
+    if not output.is_file():
+        return set()
+    try:
+        return _scan(output).done
+    except _Foreign as exc:
+        msg = f"{output}: {exc}; not a records file"
+        raise ConfigurationError(msg) from None
 
 
 def prepare_resume(output: Path) -> set[str]:
@@ -537,9 +574,9 @@ class RunFile:
             previous_wall_s=self.prior.wall_s,
             extra={**(extra or {}), **resume},
         )
-        _write_atomic(self.summary_path, json.dumps(summary, indent=2) + "\n")
+        write_atomic(self.summary_path, json.dumps(summary, indent=2) + "\n")
         self.manifest = replace(self.manifest, wall_s=self.prior.wall_s + session.wall_s)
-        _write_atomic(manifest_path(self.output), _manifest_text(self.manifest))
+        write_atomic(manifest_path(self.output), _manifest_text(self.manifest))
         return summary
 
     def close(self) -> None:
@@ -642,11 +679,11 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
       counted in :attr:`RunFile.prior`, the file rewritten atomically.
       ``sessions`` grows by one, ``created_at`` and ``wall_s`` carry over.
     - Records and no manifest (written before manifests): adopted as this run's.
-    - ``restart=True``: ``OUTPUT``, ``OUTPUT.manifest.json`` and
-      ``OUTPUT.summary.json`` are renamed to ``OUTPUT.bak-YYYYmmdd-HHMMSS``
-      (``-2``, ``-3`` ... when taken) and its sidecars; nothing is deleted;
-      :attr:`RunFile.backup` says where. A file that is not a records file is
-      refused even then.
+    - ``restart=True``: ``OUTPUT``, ``OUTPUT.manifest.json``,
+      ``OUTPUT.summary.json`` and ``OUTPUT.batches.json`` are renamed to
+      ``OUTPUT.bak-YYYYmmdd-HHMMSS`` (``-2``, ``-3`` ... when taken) and its
+      sidecars; nothing is deleted; :attr:`RunFile.backup` says where. A file
+      that is not a records file is refused even then.
 
     Stale ``OUTPUT.tmp`` / ``OUTPUT.manifest.json.tmp`` (a kill before their
     ``os.replace``) are removed: the file they were to replace is whole.
@@ -708,7 +745,9 @@ def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: _L
             )
             raise ConfigurationError(msg)
     # Checked: from here on we change things, each step whole under a kill.
-    for stale in (_staging_path(output), _staging_path(manifest_path(output))):
+    staged = [_staging_path(output), _staging_path(manifest_path(output))]
+    staged.append(_staging_path(output.with_name(output.name + ".batches.json")))
+    for stale in staged:
         stale.unlink(missing_ok=True)
     backup: Path | None = None
     adopted = False
@@ -733,6 +772,7 @@ def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: _L
             input_tokens=scan.input_tokens,
             output_tokens=scan.output_tokens,
             total_tokens=scan.total_tokens,
+            cost_usd=scan.cost_usd,
             dropped_failed=scan.failed,
             dropped_duplicates=scan.duplicates,
             dropped_partial=scan.partial,
@@ -740,7 +780,7 @@ def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: _L
     else:
         previous = None  # a manifest beside no records describes nothing
         manifest = replace(manifest, sessions=1, wall_s=0.0)
-    _write_atomic(manifest_path(output), _manifest_text(manifest))
+    write_atomic(manifest_path(output), _manifest_text(manifest))
     return RunFile(
         output,
         manifest,
@@ -765,6 +805,10 @@ class RunTotals:
         input_tokens: input tokens of all records.
         output_tokens: output tokens of all records.
         total_tokens: total tokens of all records.
+        cost_usd: cost of all records, USD.
+        cache_saved_usd: what the LLM cache saved over all records, USD.
+        batch_saved_usd: what the Batch API price saved over all records, USD.
+        unpriced: records that made model calls but carry no cost (no price).
         attempt_errors: failed attempts by error class and HTTP status.
         failed_by_class: failed records by their error's class.
         unreadable: lines that are not records (a partial last line), skipped.
@@ -777,6 +821,10 @@ class RunTotals:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cost_usd: float = 0.0
+    cache_saved_usd: float = 0.0
+    batch_saved_usd: float = 0.0
+    unpriced: int = 0
     attempt_errors: dict[str, int] = field(default_factory=dict)
     failed_by_class: dict[str, int] = field(default_factory=dict)
     unreadable: int = 0
@@ -805,6 +853,13 @@ class RunTotals:
             self.input_tokens += _count(usage.get("input_tokens"))
             self.output_tokens += _count(usage.get("output_tokens"))
             self.total_tokens += _count(usage.get("total_tokens"))
+        cost = record.get("cost_usd")
+        if isinstance(cost, int | float) and not isinstance(cost, bool):
+            self.cost_usd += cost
+        elif _count(record.get("calls")):
+            self.unpriced += 1
+        self.cache_saved_usd += _usd(record.get("cache_saved_usd"))
+        self.batch_saved_usd += _usd(record.get("batch_saved_usd"))
 
     def as_dict(self) -> dict[str, Any]:
         """Return the totals under the names ``RunSummary.as_dict`` uses."""
@@ -816,6 +871,10 @@ class RunTotals:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "cache_saved_usd": round(self.cache_saved_usd, 6),
+            "batch_saved_usd": round(self.batch_saved_usd, 6),
+            "unpriced": self.unpriced,
             "attempt_errors": dict(sorted(self.attempt_errors.items())),
             "failed_by_class": dict(sorted(self.failed_by_class.items())),
         }
@@ -855,14 +914,15 @@ def whole_run_summary(
 
     Top level, over all records in the file (all sessions): ``done``,
     ``failed``, ``retries``, ``throttled_429``, ``input_tokens``,
-    ``output_tokens``, ``total_tokens``, ``attempt_errors``,
-    ``failed_by_class``; then ``sessions``, ``session_wall_s`` and
-    ``total_wall_s`` (``previous_wall_s`` + this session's). The figures only
-    this session can give keep their place and meaning at top level: ``wall_s``,
-    the rates and p50/p95 percentiles, and ``extra`` (``requests_sent``,
-    ``cache_hits``). ``"session"`` holds this session's own
-    ``RunSummary.as_dict()`` with ``extra``. On a first session the top level
-    equals what ``RunSummary.as_dict()`` gave, plus the new keys.
+    ``output_tokens``, ``total_tokens``, ``cost_usd``, ``cache_saved_usd``,
+    ``batch_saved_usd``, ``unpriced``, ``attempt_errors``, ``failed_by_class``;
+    then ``sessions``, ``session_wall_s`` and ``total_wall_s``
+    (``previous_wall_s`` + this session's). The figures only this session
+    can give keep their place and meaning at top level: ``wall_s``, the rates
+    and p50/p95 percentiles, and ``extra`` (``requests_sent``, ``cache_hits``).
+    ``"session"`` holds this session's own ``RunSummary.as_dict()`` with
+    ``extra``. On a first session the top level equals what
+    ``RunSummary.as_dict()`` gave, plus the new keys.
 
     Args:
         output: the records file (flushed).
