@@ -43,7 +43,12 @@ TARGET is a registered pipeline (pipelines list) or package.module:attr, where
 attr is a factory taking the chat model, a PipelineSpec or a ready Runnable.
 Input: .jsonl, .json (array), .csv (header row) or .txt (one item a line).
 Output: one JSON record a line; running the same command again resumes.
-Exit: 0 all done, 1 some items failed, 2 bad arguments or input, 130/143 stopped.
+Exit: 0 all done, 1 some items failed, 2 bad arguments or input, 3 stopped at
+--max-cost (run again with a higher cap), 130/143 stopped.
+
+Batch API and costs:
+  pipelines run summary --input docs.jsonl --output out/s.jsonl --dry-run -m gpt-4o-mini
+  pipelines run summary --input docs.jsonl --output out/s.jsonl --batch-api --max-cost 5
 """
 
 _MAIN_EXAMPLES = """\
@@ -187,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
     limits = run.add_argument_group("concurrency, budget and retries")
     limits.add_argument(
-        "--concurrency", type=_positive_int, default=4, help="items in flight (default 4)"
+        "--concurrency",
+        type=_positive_int,
+        help="items in flight (default 4; 10,000 with --batch-api, so a stage fills a batch)",
     )
     limits.add_argument(
         "--max-retries",
@@ -219,6 +226,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _shared_flags(limits)
     limits.add_argument("--fallback-model", help="model tried when a call to the main one fails")
+    costs = run.add_argument_group("Batch API and costs")
+    costs.add_argument(
+        "--batch-api",
+        action="store_true",
+        help="send the model calls through the provider's Batch API (OpenAI /v1/batches): "
+        "about half the price, results within 24 h; resumable",
+    )
+    costs.add_argument(
+        "--batch-retry",
+        choices=("batch", "request"),
+        default="batch",
+        help="failed batch lines: retry in the next batch (default) or as single requests",
+    )
+    costs.add_argument(
+        "--batch-window",
+        type=_positive_float,
+        default=600.0,
+        help="longest a stage waits for more calls before it is sent, seconds (default 600)",
+    )
+    costs.add_argument(
+        "--max-enqueued-tokens",
+        type=_positive_int,
+        help="your tier's Batch API enqueued-token limit per model",
+    )
+    costs.add_argument(
+        "--prices", type=Path, help="price table JSON over the shipped one (USD per 1M tokens)"
+    )
+    costs.add_argument(
+        "--max-cost",
+        type=_number(float, 0, strict=False),
+        metavar="USD",
+        help="cap for the whole run: no new item once spent + in-flight estimate would pass "
+        "it (exit 3; run again with a higher cap to go on)",
+    )
+    costs.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="render every prompt; print estimated tokens, cost and wall time; call no model",
+    )
     engine = run.add_argument_group("engine")
     engine.add_argument(
         "--engine",
@@ -363,6 +409,7 @@ class _Plan:
     settings: ModelSettings
     max_input_tokens: int | None = None
     done: set[str] = field(default_factory=set)
+    prices: Any = None
 
 
 def _error(message: str) -> NoReturn:
@@ -587,6 +634,23 @@ def _fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:
 
 
 def _check_engine(args: argparse.Namespace) -> None:
+    if args.prices is not None and not args.prices.is_file():
+        _error(f"--prices {args.prices}: no such file")
+    if args.batch_api:
+        if args.engine == "ray":
+            _error("--batch-api: one process collects the calls into batches; drop --engine ray")
+        if args.stream:
+            _error("--stream: Batch API replies come whole, not as tokens; drop --stream")
+    if args.max_cost is not None and args.engine == "ray":
+        _error("--max-cost: one run-wide cap needs one process; drop --engine ray")
+    else:
+        for flag, given in (
+            ("--batch-retry", args.batch_retry != "batch"),
+            ("--batch-window", args.batch_window != 600.0),
+            ("--max-enqueued-tokens", args.max_enqueued_tokens is not None),
+        ):
+            if given:
+                _error(f"{flag} goes with --batch-api")
     if args.engine != "ray":
         for flag, value in (("--workers", args.workers), ("--address", args.address)):
             if value is not None:
@@ -611,6 +675,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
 
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     model = _model_identity(args, spec, settings)
+    if args.batch_api and settings.uses_embedded:
+        _error("--batch-api: the embedded model has no Batch API; set OPENAI_API_KEY or -m")
 
     from lc_async_pipelines.runner import count_items, read_items
     from lc_async_pipelines.runner.records import RunManifest, open_run
@@ -633,6 +699,9 @@ def _plan(args: argparse.Namespace) -> _Plan:
         args.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _error(f"--output {args.output}: cannot make its folder ({exc.strerror})")
+    from lc_async_pipelines.runner.costs import load_prices
+
+    prices = load_prices(args.prices)  # a bad price file: exit 2 before the model starts
     total = count_items(args.input)
     manifest = RunManifest.new(
         pipeline=str(args.prompt) if args.prompt else args.target,
@@ -649,7 +718,62 @@ def _plan(args: argparse.Namespace) -> _Plan:
     if total is not None:
         total = max(0, min(total, args.limit if args.limit is not None else total) - len(done))
     cap = _input_cap(args, spec, settings)
-    return _Plan(spec, options, _chain_items(head, rest), total, run, items, settings, cap, done)
+    return _Plan(
+        spec, options, _chain_items(head, rest), total, run, items, settings, cap, done, prices
+    )
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """``--dry-run``: every prompt rendered on a stand-in model; tokens, cost, time; no call."""
+    _check_paths(args)
+    _check_engine(args)
+    spec, options = _pipeline_for(args)
+    import asyncio
+    import json
+
+    from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME
+    from lc_async_pipelines.models import DEFAULT_OPENAI_MODEL, ModelSettings
+    from lc_async_pipelines.runner import read_items
+    from lc_async_pipelines.runner.costs import estimate_run, load_prices
+    from lc_async_pipelines.runner.records import done_ids
+
+    prices = load_prices(args.prices)
+    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    whole_rows, required, reads = _input_shape(spec, options)
+    if args.field and whole_rows:
+        _error(f"--field: pipeline {spec.name!r} takes whole rows (fields: {', '.join(required)})")
+    items = read_items(
+        args.input,
+        field=args.field,
+        id_field=args.id_field,
+        whole_rows=whole_rows,
+        text_key=required[0] if len(required) == 1 else "input",
+        keep_fields=reads,
+    )
+    if settings.uses_embedded:
+        model = EMBEDDED_MODEL_NAME
+    else:
+        model = settings.model_name or (
+            DEFAULT_OPENAI_MODEL if not settings.base_url else "(unnamed: give -m to price it)"
+        )
+    estimate = asyncio.run(
+        estimate_run(
+            lambda llm: spec.build(llm, **options),
+            items,
+            model=model,
+            prices=prices,
+            batch=args.batch_api,
+            max_tokens=settings.max_tokens or 512,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            limit=args.limit,
+            skip=frozenset(done_ids(args.output)),
+            max_input_tokens=_input_cap(args, spec, settings),
+        )
+    )
+    print(estimate.describe(), file=sys.stderr)
+    print(json.dumps({"estimate": estimate.to_dict()}))
+    return 0
 
 
 def _chain_items(head: list[Item], rest: Iterator[Item]) -> Iterator[Item]:
@@ -660,6 +784,7 @@ def _chain_items(head: list[Item], rest: Iterator[Item]) -> Iterator[Item]:
 async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     import asyncio
     import contextlib
+    import dataclasses
     import json
     import signal
 
@@ -706,6 +831,26 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     budget = _budget(args, plan.settings, args.max_in_flight or args.concurrency)
+    batch = None
+    if args.batch_api:
+        from lc_async_pipelines.runner.batch_api import BatchLimits, BatchOptions, batches_path
+        from lc_async_pipelines.runner.budget import RateBudget
+
+        if args.rpm or args.tpm or args.max_in_flight or args.budget:
+            print(
+                "pipelines: warning: --rpm, --tpm, --max-in-flight and --budget do not apply "
+                "to the Batch API (a call held back would miss its stage)",
+                file=sys.stderr,
+            )
+        batch = BatchOptions(
+            state_path=batches_path(run.output),
+            retry=args.batch_retry,
+            window_s=args.batch_window,
+            limits=BatchLimits(max_tokens=args.max_enqueued_tokens),
+        )
+        budget = RateBudget()  # unlimited: batches have no RPM or TPM
+        # no max_concurrency: every chunk of a map-reduce joins the same stage
+        config = RunnableConfig(callbacks=callbacks)  # type: ignore[typeddict-item]
     retry = RetryPolicy(max_retries=args.max_retries)
     options = RunOptions(
         concurrency=args.concurrency,
@@ -746,6 +891,8 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
                 recipe, plan.items, options, workers=workers, address=args.address
             )
             cache: Any = None
+            meter = None
+            batch_session = None
         else:
             session = await stack.enter_async_context(
                 model_session(
@@ -756,14 +903,29 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
                     fallback_model=args.fallback_model,
                     parallel=args.concurrency,
                     retry=retry,
+                    batch=batch,
                 )
             )
+            from lc_async_pipelines.runner.costs import CostMeter
+
+            meter = CostMeter(
+                plan.prices,
+                model=session.settings.model_name,
+                batch=args.batch_api,
+                max_cost_usd=args.max_cost,
+                prior_usd=run.prior.cost_usd,
+                output_tokens=plan.settings.max_tokens or 512,
+            )
+            options = dataclasses.replace(options, costs=meter)
             where = session.description
+            if args.batch_api:
+                where += ", through the Batch API"
             if plan.spec.owns_model:
                 where = "a ready Runnable with its own model"
             chain = plan.spec.build(session.llm, **plan.options)
             records = run_items(chain, plan.items, options, config=config)
             cache = session.cache
+            batch_session = session.batch
         print(f"pipelines: {plan.spec.name} on {where}", file=sys.stderr)
         try:
             with progress_bar(plan.total) as tick:
@@ -777,10 +939,21 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
         if args.engine == "local":  # Ray workers count their own; they are not summed here
             extra["requests_sent"] = budget.requests_sent
             extra["cache_hits"] = getattr(cache, "hits", 0)
+        if meter is not None:
+            extra["cost_capped"] = meter.capped
+        if batch_session is not None:
+            extra["batch"] = batch_session.stats.as_dict()
     totals = run.finish(summary, extra)
     print(json.dumps({"summary": totals}), file=sys.stderr)
     if received:
         return 128 + received[0]  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+    if meter is not None and meter.capped:
+        print(
+            f"pipelines: stopped at --max-cost ${args.max_cost:g}: ${meter.spent_usd:.4f} spent "
+            "over the run; give the same command with a higher --max-cost to go on",
+            file=sys.stderr,
+        )
+        return 3
     return 0 if summary.failed == 0 else 1
 
 
@@ -1049,6 +1222,10 @@ def _main(argv: list[str] | None) -> int:
     )
 
     try:
+        if args.command == "run" and args.concurrency is None:
+            args.concurrency = 10_000 if args.batch_api else 4
+        if args.command == "run" and args.dry_run:
+            return _dry_run(args)
         if args.command == "run":
             plan = _plan(args)  # every check before any import of the model stack
             import asyncio

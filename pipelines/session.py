@@ -15,11 +15,12 @@ spends no budget (``BaseChatModel._agenerate_with_cache``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
@@ -30,6 +31,9 @@ from lc_async_pipelines.runner.budget import RateBudget, with_budget
 from lc_async_pipelines.runner.cache import SQLiteCache, with_cache
 from lc_async_pipelines.runner.core import RetryPolicy
 from lc_async_pipelines.runner.redis import RedisCache, open_cache
+
+if TYPE_CHECKING:
+    from lc_async_pipelines.runner.batch_api import BatchOptions, BatchSession
 
 __all__ = ["ModelSession", "model_session"]
 
@@ -46,6 +50,7 @@ class ModelSession:
         cache: the LLM cache, or None.
         settings: the settings the model was built from (model name resolved).
         description: one line naming model, endpoint and key source; no secret.
+        batch: the Batch API session the calls go through, or None.
     """
 
     llm: ChatModel
@@ -54,6 +59,7 @@ class ModelSession:
     cache: BaseCache | None
     settings: ModelSettings
     description: str
+    batch: BatchSession | None = None
 
 
 @asynccontextmanager
@@ -66,6 +72,7 @@ async def model_session(
     fallback_model: str | None = None,
     parallel: int = 4,
     retry: RetryPolicy | None = None,
+    batch: BatchOptions | None = None,
 ) -> AsyncIterator[ModelSession]:
     """Yield a :class:`ModelSession`: the model for ``settings``, wired.
 
@@ -86,6 +93,10 @@ async def model_session(
         retry: retries of each model call on its own, inside its item (None:
             a call fails at its first error and the caller retries, as the
             service does before a stream's first token).
+        batch: send every call through the provider's Batch API
+            (:class:`~lc_async_pipelines.runner.batch_api.BatchSession`, OpenAI
+            ``/v1/batches``): calls are collected per stage, submitted, polled,
+            and each result handed back to its caller; cache hits never enter a batch.
 
     Raises:
         ConfigurationError: the model cannot be resolved or built.
@@ -99,8 +110,16 @@ async def model_session(
     # Not `owned or cache`: an empty SQLiteCache has len 0 and is falsy.
     the_cache: BaseCache | None = owned if owned is not None else cache  # type: ignore[assignment]
     try:
-        async with chat_model_session(settings, parallel=parallel) as chat_model:
-            model: Any = chat_model
+        async with (
+            chat_model_session(settings, parallel=parallel) as chat_model,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            batch_session = None
+            if batch is not None:
+                from lc_async_pipelines.runner.batch_api import BatchSession
+
+                batch_session = await stack.enter_async_context(BatchSession(chat_model, batch))
+            model: Any = batch_session.chat_model if batch_session is not None else chat_model
             if the_cache is not None:
                 model = with_cache(model, the_cache)
             if fallback_model:
@@ -118,6 +137,7 @@ async def model_session(
                 cache=the_cache,
                 settings=resolved,
                 description=describe(resolved, base_url),
+                batch=batch_session,
             )
     finally:
         if isinstance(owned, RedisCache):

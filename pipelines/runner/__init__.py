@@ -2,6 +2,7 @@
 
 from lc_async_pipelines.runner._errors import is_transient, retry_after
 from lc_async_pipelines.runner._ray import ChainRecipe, run_items_on_ray
+from lc_async_pipelines.runner.batch_api import BatchOptions, BatchSession, batches_path
 from lc_async_pipelines.runner.budget import (
     BudgetedChatModel,
     BudgetRateLimiter,
@@ -17,6 +18,7 @@ from lc_async_pipelines.runner.core import (
     run_items,
     write_records,
 )
+from lc_async_pipelines.runner.costs import CostMeter, PriceTable, estimate_run, load_prices
 from lc_async_pipelines.runner.inputs import (
     Item,
     ItemReader,
@@ -34,11 +36,15 @@ from lc_async_pipelines.runner.redis import (
 )
 
 __all__ = [
+    "BatchOptions",
+    "BatchSession",
     "BudgetRateLimiter",
     "BudgetedChatModel",
     "ChainRecipe",
+    "CostMeter",
     "Item",
     "ItemReader",
+    "PriceTable",
     "RateBudget",
     "Record",
     "RedisCache",
@@ -47,10 +53,13 @@ __all__ = [
     "RunOptions",
     "RunSummary",
     "SQLiteCache",
+    "batches_path",
     "budget_key",
     "count_items",
+    "estimate_run",
     "is_transient",
     "item_id_for",
+    "load_prices",
     "open_budget",
     "open_cache",
     "prepare_resume",

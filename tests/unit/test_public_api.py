@@ -34,12 +34,21 @@ PUBLIC = {
         "STORY_PROMPT", "SUMMARY_PROMPT",
     ],
     "lc_async_pipelines.runner": [
-        "BudgetRateLimiter", "BudgetedChatModel", "ChainRecipe", "Item", "ItemReader", "RateBudget",
-        "Record", "run_items_on_ray",
+        "BatchOptions", "BatchSession", "BudgetRateLimiter", "BudgetedChatModel", "ChainRecipe",
+        "CostMeter", "Item", "ItemReader", "PriceTable", "RateBudget", "Record", "batches_path",
+        "estimate_run", "load_prices", "run_items_on_ray",
         "RedisCache", "RedisRateBudget", "RetryPolicy", "RunOptions", "RunSummary", "SQLiteCache",
         "budget_key", "count_items", "is_transient", "item_id_for", "open_budget", "open_cache",
         "prepare_resume", "read_items", "retry_after", "run_items", "with_budget", "with_cache",
         "write_records",
+    ],
+    "lc_async_pipelines.runner.batch_api": [
+        "BATCH_STATE_FORMAT", "BatchLimits", "BatchOptions", "BatchSession", "BatchStats",
+        "batches_path",
+    ],
+    "lc_async_pipelines.runner.costs": [
+        "CostMeter", "DryRunModel", "ItemCosts", "ModelPrice", "PRICES_FORMAT", "PriceTable",
+        "RunEstimate", "estimate_message_tokens", "estimate_run", "load_prices", "usage_cost",
     ],
     "lc_async_pipelines.runner.redis": [
         "REDIS_SCHEMES", "RedisCache", "RedisRateBudget", "budget_key", "open_budget", "open_cache",
