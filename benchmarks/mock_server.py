@@ -200,7 +200,9 @@ def create_app(config: MockConfig) -> Starlette:
             if await request.is_disconnected():  # the client gave up: nothing is served
                 stats["hang_abandoned"] += 1
                 return Response(status_code=499)
-        base = {"id": f"mock-{stats['requests']}", "created": int(time.time()), "model": "mock"}
+        # the model asked for, as OpenAI answers (a price table finds it by name)
+        model = str(body.get("model") or "mock")
+        base = {"id": f"mock-{stats['requests']}", "created": int(time.time()), "model": model}
         if fault == "truncated":
             return Response('{"id": "mock", "choices": [{"mess', media_type="application/json")
         if not body.get("stream"):
