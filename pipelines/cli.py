@@ -710,6 +710,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         input=args.input,
         options=options,
     )
+    _check_budget(args, settings)  # Redis unreachable: exit 2 with the output untouched
     try:  # last: it takes the lock, which only the caller's `with` releases
         run = open_run(args.output, manifest, restart=args.restart)
     except OSError as exc:
@@ -957,6 +958,19 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     return 0 if summary.failed == 0 else 1
 
 
+def _check_budget(args: argparse.Namespace, settings: Any) -> None:
+    """--budget's Redis not answering: BudgetUnavailable (exit 2) before the output is touched."""
+    if args.budget is None:
+        return
+    import asyncio
+
+    async def reach() -> None:
+        async with _budget(args, settings, 1):
+            pass
+
+    asyncio.run(reach())
+
+
 def _budget(args: argparse.Namespace, settings: Any, max_in_flight: int) -> Any:
     """The run's budget: in memory, or shared through the Redis of --budget."""
     from lc_async_pipelines.runner import open_budget
@@ -975,7 +989,7 @@ def _budget(args: argparse.Namespace, settings: Any, max_in_flight: int) -> Any:
 def _news(args: argparse.Namespace) -> int:
     """``pipelines news``: checks first, then the run (:func:`_news_run`)."""
     args.input = args.sources
-    _check_paths(args, "--sources", "a text file of feed URLs, one a line,")
+    _check_paths(args, "--sources", "a text file of feed URLs (one a line)")
     from lc_async_pipelines.news import read_sources
     from lc_async_pipelines.registry import load_pipeline
 
@@ -1000,6 +1014,7 @@ def _news(args: argparse.Namespace) -> int:
         input=args.sources,
         options=options,
     )
+    _check_budget(args, settings)
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         run = open_run(args.output, manifest, restart=args.restart)

@@ -55,6 +55,8 @@ def build_news_agent(
     Raises:
         ConfigurationError: ``llm`` cannot bind tools; no ``fetch_article`` tool.
         OutputValidationError: on invocation, the model called a tool it was not given.
+            A call about another URL than the article's is refused: the model
+            gets an error ``ToolMessage`` and the page is not fetched.
         FetchError: on invocation, a tool could not fetch the page.
     """
     found = _by_name(tools)
@@ -86,10 +88,23 @@ def build_news_agent(
             unknown = [c["name"] for c in calls if c["name"] not in found]
             if unknown:
                 raise OutputValidationError(f"the model called unknown tools: {unknown}")
+            # Only this article's URL is fetched: a model steered by a page's
+            # text must not make the run fetch other addresses (SSRF).
+            allowed = [c for c in calls if str(c["args"].get("url", "")).strip() == url]
             turn: list[ToolMessage] = await asyncio.gather(
-                *(found[c["name"]].ainvoke(c, config) for c in calls)
+                *(found[c["name"]].ainvoke(c, config) for c in allowed)
             )
-            messages.extend(turn)
+            refused = [
+                ToolMessage(
+                    content=f"refused: only the article's URL ({url}) may be read",
+                    tool_call_id=str(c["id"]),
+                    name=c["name"],
+                    status="error",
+                )
+                for c in calls
+                if c not in allowed
+            ]
+            messages.extend([*turn, *refused])
             results.extend(turn)
         if not any(m.name == FETCH_ARTICLE for m in results):
             call = tool_call(FETCH_ARTICLE, url, "agent-fetch")

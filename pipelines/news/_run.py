@@ -8,17 +8,19 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from lc_async_pipelines._scrub import scrub
-from lc_async_pipelines.errors import DeadlineExceeded, FetchError, InputError
+from lc_async_pipelines.errors import ConfigurationError, DeadlineExceeded, FetchError, InputError
 from lc_async_pipelines.news._feeds import parse_feed
 from lc_async_pipelines.news._fetch import Fetcher, canonical_url, shown_url
 from lc_async_pipelines.runner import Item, Record, RunOptions, item_id_for, run_items
 
 _MAX_SOURCES = 10_000
+_MAX_SOURCES_BYTES = 10_000_000
+_MAX_URL_CHARS = 2_048
 
 
 def read_sources(path: Path) -> list[str]:
@@ -27,11 +29,14 @@ def read_sources(path: Path) -> list[str]:
     Repeated URLs are kept once, in first-seen order.
 
     Raises:
-        InputError: the file cannot be read, is not UTF-8 text, holds no URL,
-            more than 10,000, or a line that is not an ``http(s)://`` URL
-            (the message names the line).
+        InputError: the file cannot be read, is over 10 MB or not UTF-8 text,
+            holds no URL or more than 10,000, or a line that is not an
+            ``http(s)://`` URL of at most 2,048 characters (the message names
+            the line; credentials in it are not shown).
     """
     try:
+        if path.stat().st_size > _MAX_SOURCES_BYTES:
+            raise InputError(f"{path}: over 10 MB; a sources file lists feed URLs, one a line")
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text; give one feed URL per line") from None
@@ -42,9 +47,19 @@ def read_sources(path: Path) -> list[str]:
         url = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
         if not url:
             continue
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            shown = scrub(url)[:80]
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises on a port out of range)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or " " in url
+            or len(url) > _MAX_URL_CHARS
+        ):
+            shown = shown_url(url)[:80]
             raise InputError(f"{path}: line {number}: {shown!r} is not an http(s) URL")
         urls.setdefault(url)
     if not urls:
@@ -64,11 +79,26 @@ def article_id(url: str) -> str:
     return item_id_for(canonical_url(url))
 
 
+def without_credentials(url: str) -> str:
+    """Return ``url`` without a ``user:password@`` part: an article link is fetched and kept so.
+
+    A feed's links are not the user's to vouch for; a credential in one would
+    otherwise reach the records, the screen and the model's prompt.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def _failure(item_id: str, line: int, url: str, exc: BaseException) -> Record:
     return Record(
         id=item_id,
         line=line,
-        input=scrub(url),
+        input=shown_url(url),
         error={"type": type(exc).__name__, "message": scrub(str(exc))},
         exception=exc,
     )
@@ -79,8 +109,13 @@ async def _entries(
     fetcher: Fetcher,
     failures: list[Record],
     wait_s: float | None,
+    stop: asyncio.Event | None,
 ) -> list[Item]:
-    """Fetch and parse every source at once; one item per distinct article, failures aside."""
+    """Fetch and parse every source at once; one item per distinct article, failures aside.
+
+    A stop (``stop`` set: Ctrl-C) ends the wait at once; feeds not read then
+    get no record, so a run again reads them.
+    """
     most = fetcher.limits.max_articles_per_source
 
     async def one(url: str) -> list[str]:
@@ -94,17 +129,32 @@ async def _entries(
         return [entry.url for entry in entries[:most]]
 
     tasks = [asyncio.ensure_future(one(url)) for url in sources]
+    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
-        await asyncio.wait(tasks, timeout=wait_s)
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        loop = asyncio.get_running_loop()
+        ends_at = None if wait_s is None else loop.time() + wait_s
+        while pending and not (stop is not None and stop.is_set()):
+            left = None if ends_at is None else ends_at - loop.time()
+            if left is not None and left <= 0:
+                break
+            waiting = pending | ({stopping} if stopping is not None else set())
+            done, _ = await asyncio.wait(waiting, timeout=left, return_when="FIRST_COMPLETED")
+            pending -= done
     finally:
+        if stopping is not None:
+            stopping.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     items: dict[str, Item] = {}
+    stopped = stop is not None and stop.is_set()
     for line, (url, task) in enumerate(zip(sources, tasks, strict=True), 1):
+        if task.cancelled() and stopped:
+            continue  # no record: a run again reads it
         if task.cancelled():
             exc: BaseException | None = DeadlineExceeded(
-                f"{scrub(url)}: the deadline passed before the feed was read"
+                f"{shown_url(url)}: the deadline passed before the feed was read"
             )
         else:
             exc = task.exception()
@@ -112,6 +162,7 @@ async def _entries(
             failures.append(_failure(source_id(url), line, url, exc))
             continue
         for link in task.result():
+            link = without_credentials(link)
             key = article_id(link)
             if key not in items:
                 items[key] = Item(id=key, line=len(items) + 1, input=link)
@@ -152,11 +203,19 @@ async def analyse_news(
     Yields:
         Records in completion order: failed sources first, then articles.
     """
+    if isinstance(sources, str):
+        raise ConfigurationError("sources: give a list of feed URLs, not one string")
+    if deadline_s is not None and not (0 < deadline_s < float("inf")):
+        msg = f"deadline_s must be a positive number of seconds, got {deadline_s}"
+        raise ConfigurationError(msg)
+    sources = list(dict.fromkeys(sources))
+    if not sources:
+        return
     options = options or RunOptions()
     loop = asyncio.get_running_loop()
     ends_at = None if deadline_s is None else loop.time() + deadline_s
     failures: list[Record] = []
-    items = await _entries(sources, fetcher, failures, deadline_s)
+    items = await _entries(sources, fetcher, failures, deadline_s, options.stop)
     for record in failures:
         yield record
     skip = options.skip or frozenset()

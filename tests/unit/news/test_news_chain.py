@@ -364,3 +364,74 @@ async def test_the_agent_s_model_calls_draw_from_the_run_s_budget():
         report = await agent.ainvoke(url)
     assert report.analysis.topic == "education"
     assert budget.requests_sent == 3  # two turns of the loop and the analysis
+
+
+async def test_the_agent_fetches_only_the_article_s_url():
+    site = Site({"/a": (200, "text/html", PAGE), "/admin": (200, "text/html", PAGE)})
+    url = "http://news.test/a"
+    model = ToolModel(
+        replies=[
+            AIMessage(
+                content="",
+                tool_calls=[
+                    {"name": "fetch_article", "args": {"url": url}, "id": "ok"},
+                    {
+                        "name": "article_metadata",
+                        "args": {"url": "http://news.test/admin"},
+                        "id": "x",
+                    },
+                ],
+            ),
+            AIMessage(content="Done."),
+            AIMessage(content=analysis_json()),
+        ],
+        seen=[],
+        bound=[],
+    )
+    async with site.fetcher() as fetcher:
+        report = await build_news_agent(model, news_tools(fetcher)).ainvoke(url)
+    assert "/admin" not in site.hits
+    refused = [m for m in model.seen[1] if isinstance(m, ToolMessage) and m.tool_call_id == "x"]
+    assert refused and refused[0].status == "error"
+    assert report.url == url
+
+
+async def test_article_links_lose_their_credentials_and_stop_ends_the_feed_wait():
+    site = Site(
+        {
+            "/f.rss": (
+                200,
+                "application/rss+xml",
+                FEED.format(
+                    items="<item><title>a</title><link>http://user:hunter2@news.test/a</link></item>"
+                ),
+            ),
+            "/a": (200, "text/html", PAGE),
+        }
+    )
+    async with site.fetcher() as fetcher:
+        chain = build_news_tool_chain(fake_llm([analysis_json()]), news_tools(fetcher))
+        records = [r async for r in analyse_news(["http://news.test/f.rss"], chain, fetcher)]
+        assert [r.input for r in records] == ["http://news.test/a"]
+        assert "hunter2" not in json.dumps([r.to_dict() for r in records])
+        stop = asyncio.Event()
+        stop.set()
+        site.routes["/g.rss"] = site.routes["/f.rss"]
+        stopped = [
+            r
+            async for r in analyse_news(
+                ["http://news.test/hang"], chain, fetcher, RunOptions(stop=stop)
+            )
+        ]
+        site.hang.set()
+    assert stopped == []  # a feed not read when stopped has no record: a run again reads it
+    assert [r async for r in analyse_news([], chain, fetcher)] == []
+
+
+def test_read_sources_hides_credentials_and_refuses_odd_urls(tmp_path):
+    for text in ("ftp://secrettoken@host/feed\n", "http://[invalid/feed\n", "http://h:99999/x\n"):
+        path = tmp_path / "s.txt"
+        path.write_text(text)
+        with pytest.raises(InputError, match="line 1") as info:
+            read_sources(path)
+        assert "secrettoken" not in str(info.value)
