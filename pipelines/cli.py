@@ -379,7 +379,12 @@ def _news_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "--max-bytes", type=_positive_int, default=5_000_000, help="size cap per page (5 MB)"
     )
     limits = news.add_argument_group("concurrency, budget and retries")
-    limits.add_argument("--concurrency", type=_positive_int, default=4, help="articles at once")
+    limits.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="model calls at once (default 4); pages are fetched 4 times as far ahead",
+    )
     limits.add_argument(
         "--max-retries", type=_count, default=3, help="retries of each model call (3)"
     )
@@ -1071,9 +1076,11 @@ async def _news_run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, on_signal, sig)
     retry = RetryPolicy(max_retries=args.max_retries)
+    # Pages are fetched ahead of the model: 4 articles in flight per model
+    # call, so a broken link fails at once instead of waiting for a model slot.
     budget = _budget(args, settings, args.concurrency)
     options = RunOptions(
-        concurrency=args.concurrency,
+        concurrency=args.concurrency * 4,
         retry=retry,
         limit=args.limit,
         skip=frozenset(done),
