@@ -604,6 +604,8 @@ def _model_identity(args: argparse.Namespace, spec: PipelineSpec, settings: Mode
     if spec.owns_model:
         return "the Runnable's own model"
     if settings.uses_embedded:
+        if args.model and args.embedded:
+            _error(f"-m {args.model}: --embedded runs the embedded model; drop one of them")
         if args.model and settings.provider is None:
             _error(
                 f"-m {args.model}: no endpoint is configured (OPENAI_BASE_URL or "
@@ -638,9 +640,13 @@ def _fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:
     )
 
 
+_NO_BATCH_EMBEDDED = "--batch-api: the embedded model has no Batch API; use an OpenAI endpoint"
+
+
 def _check_engine(args: argparse.Namespace) -> None:
     if args.prices is not None and not args.prices.is_file():
-        _error(f"--prices {args.prices}: no such file")
+        what = "is a folder" if args.prices.is_dir() else "no such file"
+        _error(f"--prices {args.prices}: {what}; give a price table JSON file")
     if args.batch_api:
         if args.engine == "ray":
             _error("--batch-api: one process collects the calls into batches; drop --engine ray")
@@ -648,7 +654,7 @@ def _check_engine(args: argparse.Namespace) -> None:
             _error("--stream: Batch API replies come whole, not as tokens; drop --stream")
     if args.max_cost is not None and args.engine == "ray":
         _error("--max-cost: one run-wide cap needs one process; drop --engine ray")
-    else:
+    if not args.batch_api:
         for flag, given in (
             ("--batch-retry", args.batch_retry != "batch"),
             ("--batch-window", args.batch_window != 600.0),
@@ -681,7 +687,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     model = _model_identity(args, spec, settings)
     if args.batch_api and settings.uses_embedded:
-        _error("--batch-api: the embedded model has no Batch API; set OPENAI_API_KEY or -m")
+        _error(_NO_BATCH_EMBEDDED + (" (drop --embedded)" if args.embedded else ""))
 
     from lc_async_pipelines.runner import count_items, read_items
     from lc_async_pipelines.runner.records import RunManifest, open_run
@@ -700,13 +706,11 @@ def _plan(args: argparse.Namespace) -> _Plan:
     )
     head, rest = _peek(items, 5)
     _check_rows(head, args, required)
+    prices = _prices(args, settings)  # a bad price file: exit 2 before anything is written
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _error(f"--output {args.output}: cannot make its folder ({exc.strerror})")
-    from lc_async_pipelines.runner.costs import load_prices
-
-    prices = load_prices(args.prices)  # a bad price file: exit 2 before the model starts
     total = count_items(args.input)
     manifest = RunManifest.new(
         pipeline=str(args.prompt) if args.prompt else args.target,
@@ -729,6 +733,19 @@ def _plan(args: argparse.Namespace) -> _Plan:
     )
 
 
+def _prices(args: argparse.Namespace, settings: Any) -> Any:
+    """The price table (--prices over the shipped one); --max-cost needs the model's price."""
+    from lc_async_pipelines.runner.costs import load_prices
+
+    prices = load_prices(args.prices)
+    if args.max_cost is not None and not settings.uses_embedded:
+        name = settings.model_name
+        if name is None or prices.price_of(name) is None:
+            shown = name or "the endpoint's model (give -m)"
+            _error(f"--max-cost: no price for {shown}; give one with --prices FILE")
+    return prices
+
+
 def _dry_run(args: argparse.Namespace) -> int:
     """``--dry-run``: every prompt rendered on a stand-in model; tokens, cost, time; no call."""
     _check_paths(args)
@@ -740,11 +757,13 @@ def _dry_run(args: argparse.Namespace) -> int:
     from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME
     from lc_async_pipelines.models import DEFAULT_OPENAI_MODEL, ModelSettings
     from lc_async_pipelines.runner import read_items
-    from lc_async_pipelines.runner.costs import estimate_run, load_prices
+    from lc_async_pipelines.runner.costs import estimate_run
     from lc_async_pipelines.runner.records import done_ids
 
-    prices = load_prices(args.prices)
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    if args.batch_api and settings.uses_embedded:
+        _error(_NO_BATCH_EMBEDDED + (" (drop --embedded)" if args.embedded else ""))
+    prices = _prices(args, settings)
     whole_rows, required, reads = _input_shape(spec, options)
     if args.field and whole_rows:
         _error(f"--field: pipeline {spec.name!r} takes whole rows (fields: {', '.join(required)})")
