@@ -7,9 +7,8 @@ of the shell that runs the tests. Inputs are real text from ``../shared/data``:
 news paragraphs, and Project Gutenberg stories long enough for the summary
 pipeline to map-reduce them (issue 13).
 
-Prices: the mock answers single requests as model ``mock`` and batch lines as
-the model asked for, so the test's price file gives both names the same
-figures, with the batch price exactly half.
+Prices: the mock answers with the model asked for; the test's price file
+prices it (and ``mock``) with the batch price exactly half.
 """
 
 from __future__ import annotations
