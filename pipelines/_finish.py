@@ -45,23 +45,49 @@ The stretch is measured in characters of the reply, not in chunks: ``ainvoke``
 gives this step the whole message at once, where a chunk count could not be
 reproduced, and streamed and invoked outputs would disagree; characters also
 need no assumption about how many tokens a provider puts in a chunk.
+
+The summaries use a second rule, :func:`finish_to_length`, for a target
+length of N words met within ±30% (:func:`~lc_async_pipelines._text.word_range`:
+low = ceil(0.7N), high = floor(1.3N), words counted as ``str.split`` does):
+
+- **In range or short, and ended on its own:** kept whole (a short reply
+  cannot be lengthened here).
+- **Over high words, or cut by ``max_tokens``:** it ends at its last sentence
+  end that has between low and high words before it. With none there, a cut
+  reply of at most high words is kept whole, and a longer reply keeps its
+  first high words, trailing ``,;:`` and dashes dropped, with ``...`` added.
+  So the finished text is never over high words.
+- **Streaming:** text is passed on at once until a sentence end is seen in
+  the range, then held after the latest such end; as soon as the reply passes
+  high words, the finished text is known and passed on, and the rest of the
+  reply is read (for its usage) but dropped.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableGenerator
 
-from lc_async_pipelines._text import CHARS_PER_TOKEN, SENTENCE_END, estimate_tokens
+from lc_async_pipelines._text import (
+    CHARS_PER_TOKEN,
+    SENTENCE_END,
+    WORD,
+    estimate_tokens,
+    word_range,
+)
 
 __all__ = [
+    "LengthFinisher",
     "ModelOutput",
     "ReplyFinisher",
     "finish_reply",
     "finish_reply_text",
+    "finish_to_length",
+    "fit_to_length",
     "hold_from_chars",
     "reply_was_cut",
 ]
@@ -77,6 +103,9 @@ _CUT_REASONS = frozenset({"length", "max_tokens"})
 # (224 characters, about 40 words: longer than nearly any sentence, so a cut
 # reply's unfinished sentence rarely starts before the stretch).
 _MIN_STRETCH_TOKENS = 64
+# Dropped from the end of a reply cut at a word boundary, before the "...".
+_DANGLING = ",;:-\u2013\u2014"
+_ELLIPSIS = "..."  # ASCII: a reader checking for a final "." sees an ending
 
 
 def hold_from_chars(max_tokens: int) -> int:
@@ -128,6 +157,57 @@ def finish_reply_text(text: str, *, cut: bool, hold_from: int) -> str:
         if ends and hold_from <= ends[-1] < len(text):
             return text[: ends[-1]]
     return text
+
+
+def _last_end_in_range(text: str, low: int, high: int, *, growing: bool = False) -> int | None:
+    """Return the last sentence end of ``text`` with ``low``..``high`` words before it.
+
+    ``growing``: ``text`` is a reply still being streamed, where an end at its
+    very end is tentative ("3." of "3.5") and not counted.
+    """
+    words = [m.end() for m in WORD.finditer(text)]
+    best = None
+    for match in SENTENCE_END.finditer(text):
+        if growing and match.end() == len(text):
+            break
+        # A sentence end closes a word: the words before it are those ending at or before it.
+        count = bisect.bisect_right(words, match.end())
+        if count > high:
+            break
+        if count >= low:
+            best = match.end()
+    return best
+
+
+def fit_to_length(text: str, target_words: int, *, cut: bool) -> str:
+    """Return the reply finished to a target length (the module's length rule).
+
+    Args:
+        text: the whole reply.
+        target_words: the asked length N, in words.
+        cut: whether it stopped on the token limit (:func:`reply_was_cut`).
+
+    Returns:
+        The stripped reply: whole when it ended on its own within
+        ``floor(1.3N)`` words; else up to its last sentence end with
+        ``ceil(0.7N)`` to ``floor(1.3N)`` words before it; else (no such end)
+        whole when it has at most ``floor(1.3N)`` words, or its first
+        ``floor(1.3N)`` words and ``...``. Never over ``floor(1.3N)`` words.
+
+    Raises:
+        ConfigurationError: ``target_words`` is below 1.
+    """
+    low, high = word_range(target_words)
+    text = text.strip()
+    words = list(WORD.finditer(text))
+    if len(words) <= high and not cut:
+        return text
+    end = _last_end_in_range(text, low, high)
+    if end is not None:
+        return text[:end]
+    if len(words) <= high:
+        return text
+    return text[: words[high - 1].end()].rstrip(_DANGLING) + _ELLIPSIS
 
 
 class ReplyFinisher:
@@ -204,6 +284,84 @@ class ReplyFinisher:
         return text
 
 
+class LengthFinisher(ReplyFinisher):
+    """The streaming form of :func:`fit_to_length`, one reply at a time.
+
+    Used as :class:`ReplyFinisher` is: the pieces :meth:`feed` and :meth:`close`
+    return join to ``fit_to_length(whole_reply, target_words, cut=...)``.
+
+    Raises:
+        ConfigurationError: ``target_words`` is below 1.
+    """
+
+    def __init__(self, target_words: int, max_tokens: int) -> None:
+        super().__init__(max_tokens)
+        self.target_words = target_words
+        self.low, self.high = word_range(target_words)
+        self._decided = False  # past high words: the finished text is known and sent
+
+    def feed(self, chunk: ModelOutput) -> str:
+        """Take the next chunk; return the text that can be passed on now (may be empty)."""
+        piece = self._observe(chunk)
+        if self._decided:
+            return ""
+        if not self._text:
+            piece = piece.lstrip()
+        if not piece:
+            return ""
+        self._text += piece
+        text = self._text.rstrip()
+        words = list(WORD.finditer(text))
+        if len(words) > self.high:
+            # Every sentence end within high words is followed by whitespace by
+            # now: the finished text no longer depends on what comes next.
+            self._decided = True
+            return self._emit(fit_to_length(text, self.target_words, cut=True))
+        end = _last_end_in_range(self._text, self.low, self.high, growing=True)
+        if end is None:
+            limit = len(text)
+            if len(words) == self.high:
+                # This word may end the reply cut at a word boundary, without its ",;:".
+                limit = len(text.rstrip(_DANGLING))
+        else:
+            limit = end
+        return self._pass_on(limit)
+
+    def close(self) -> str:
+        """End the reply; return the rest of the finished text (may be empty)."""
+        if self._decided:
+            return ""
+        cut = reply_was_cut(self._finish_reason, self._output_tokens, self._text, self.max_tokens)
+        return self._emit(fit_to_length(self._text, self.target_words, cut=cut))
+
+    def _emit(self, final: str) -> str:
+        rest = final[self._sent :]
+        self._sent = len(final)
+        return rest
+
+
+def finish_to_length(
+    target_words: int, max_tokens: int, *, name: str = "finish_to_length"
+) -> Runnable[ModelOutput, str]:
+    """Return the streaming last step of a summary chain: chunks in, text of about N words out.
+
+    Args:
+        target_words: the asked length N, in words; the text is finished to
+            ``ceil(0.7N)``..``floor(1.3N)`` words (the module's length rule).
+        max_tokens: the ``max_tokens`` the model step is bound to.
+        name: the step's run name.
+
+    Returns:
+        A ``RunnableGenerator`` applying :func:`fit_to_length`; ``ainvoke``
+        returns the join of what ``astream`` yields.
+
+    Raises:
+        ConfigurationError: ``target_words`` is below 1.
+    """
+    word_range(target_words)  # refuse a bad target when the chain is built
+    return _generator(lambda: LengthFinisher(target_words, max_tokens), name)
+
+
 def finish_reply(max_tokens: int, *, name: str = "finish_reply") -> Runnable[ModelOutput, str]:
     """Return the streaming last step of a chain: model chunks in, finished text out.
 
@@ -215,9 +373,12 @@ def finish_reply(max_tokens: int, *, name: str = "finish_reply") -> Runnable[Mod
         A ``RunnableGenerator`` applying the module's rule; ``ainvoke`` returns
         the join of what ``astream`` yields.
     """
+    return _generator(lambda: ReplyFinisher(max_tokens), name)
 
+
+def _generator(new_finisher: Callable[[], ReplyFinisher], name: str) -> Runnable[ModelOutput, str]:
     def finish(chunks: Iterator[ModelOutput]) -> Iterator[str]:
-        finisher = ReplyFinisher(max_tokens)
+        finisher = new_finisher()
         yielded = False
         for chunk in chunks:
             if text := finisher.feed(chunk):
@@ -228,7 +389,7 @@ def finish_reply(max_tokens: int, *, name: str = "finish_reply") -> Runnable[Mod
             yield rest
 
     async def afinish(chunks: AsyncIterator[ModelOutput]) -> AsyncIterator[str]:
-        finisher = ReplyFinisher(max_tokens)
+        finisher = new_finisher()
         yielded = False
         async for chunk in chunks:
             if text := finisher.feed(chunk):

@@ -1,9 +1,11 @@
-"""Text helpers shared by the pipelines: token estimates, output clean-up, loop checks."""
+"""Text helpers shared by the pipelines: token estimates, lengths, output clean-up, loop checks."""
 
 from __future__ import annotations
 
 import math
 import re
+
+from lc_async_pipelines.errors import ConfigurationError
 
 # English runs at about 4 characters per token for BPE tokenizers; 3.5 errs on
 # the side of smaller chunks. tiktoken is not used: it downloads its encodings.
@@ -12,10 +14,26 @@ TOKENS_PER_WORD = 1.6
 
 # Closing quotes and brackets that may follow a sentence's final mark.
 _CLOSERS = "\"'\u201d\u2019)]"
+# Words whose period rarely ends a sentence: titles before a name ("Dr. Oz") and
+# Latin abbreviations; a single capital letter is an initial ("J. K. Rowling"). A
+# sentence ending in "U.S." is missed: a lost cut point, never a cut inside a name.
+_ABBREVIATIONS = (
+    "Mr", "Mrs", "Ms", "Dr", "Prof", "Rev", "Sen", "Rep", "Gov", "Gen", "Col", "Capt", "Lt",
+    "Sgt", "St", "vs", "e.g", "i.e",
+)  # fmt: skip
+# One fixed-width look-behind each: Python's look-behinds take no alternatives of
+# different widths.
+_NOT_ABBREVIATION = "".join(rf"(?<!\b{re.escape(a)})" for a in _ABBREVIATIONS) + r"(?<!\b[A-Z])"
 # A sentence's end: its final mark and any closers, then whitespace or the end of
 # the text. A match at the end of a text still being streamed is tentative: the
 # next character may turn out not to be whitespace ("3." of "3.5").
-SENTENCE_END = re.compile(r"[.!?\u2026][" + re.escape(_CLOSERS) + r"]*(?=\s|$)")
+SENTENCE_END = re.compile(
+    r"(?:[!?\u2026]|" + _NOT_ABBREVIATION + r"\.)[" + re.escape(_CLOSERS) + r"]*(?=\s|$)"
+)
+# A word, as ``str.split`` counts them: a run of non-whitespace.
+WORD = re.compile(r"\S+")
+# A target length in words is met within this many percent either way.
+LENGTH_TOLERANCE_PCT = 30
 
 
 def estimate_tokens(text: str) -> int:
@@ -26,6 +44,34 @@ def estimate_tokens(text: str) -> int:
 def max_tokens_for_words(max_words: int) -> int:
     """Return a ``max_tokens`` cap that fits ``max_words`` words plus room to end a sentence."""
     return math.ceil(max_words * TOKENS_PER_WORD) + 24
+
+
+def word_range(target_words: int) -> tuple[int, int]:
+    """Return the accepted length, in words, for a target of ``target_words``.
+
+    Returns:
+        ``(low, high)``: ``ceil(0.7 * target_words)`` and ``floor(1.3 * target_words)``
+        (``LENGTH_TOLERANCE_PCT`` percent either way, in integer arithmetic so
+        that 0.7 * 10 is 7, not 8).
+
+    Raises:
+        ConfigurationError: ``target_words`` is below 1.
+    """
+    if target_words < 1:
+        raise ConfigurationError(f"target_words must be at least 1, not {target_words}")
+    low = -(-target_words * (100 - LENGTH_TOLERANCE_PCT) // 100)
+    high = target_words * (100 + LENGTH_TOLERANCE_PCT) // 100
+    return low, high
+
+
+def max_tokens_for_target(target_words: int) -> int:
+    """Return a ``max_tokens`` cap for a reply of about ``target_words`` words.
+
+    Room for the upper end of :func:`word_range` at ``TOKENS_PER_WORD``, plus 16
+    tokens: the model can end a sentence just past the target, and what lies
+    beyond the upper end is cut by the finishing step anyway.
+    """
+    return math.ceil(word_range(target_words)[1] * TOKENS_PER_WORD) + 16
 
 
 def finish_text(text: str) -> str:

@@ -3,6 +3,15 @@
 Map-reduce follows LangChain's summarization how-to (split, summarize each chunk
 concurrently, combine, collapsing again while the combined summaries exceed one
 chunk): https://python.langchain.com/docs/how_to/summarize_map_reduce/
+
+Length: every factory's ``max_words`` (and ``map_words``, ``long_max_words``)
+is a target N met within ±30%: the prompt asks for about N words, ``max_tokens``
+leaves room for 1.3N words and the end of a sentence, and the last step
+(:func:`lc_async_pipelines._finish.finish_to_length`) ends an overlong reply at
+its last sentence end between 0.7N and 1.3N words, or, lacking one, after 1.3N
+words with ``...``. A summary is never over ``floor(1.3N)`` words; one the
+model ends below ``ceil(0.7N)`` words is kept as it is. The option keeps its
+name ``max_words`` for the command line, the service and saved settings.
 """
 
 from __future__ import annotations
@@ -13,8 +22,8 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableSequence
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from lc_async_pipelines._finish import finish_reply
-from lc_async_pipelines._text import estimate_tokens, max_tokens_for_words
+from lc_async_pipelines._finish import finish_to_length
+from lc_async_pipelines._text import estimate_tokens, max_tokens_for_target
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
 
@@ -53,8 +62,8 @@ def _text_chain(
     llm: ChatModel, prompt: Runnable[dict[str, Any], PromptValue], max_words: int
 ) -> list[Runnable[Any, Any]]:
     """Return the steps prompt → model (``max_tokens`` sized from ``max_words``) → text."""
-    max_tokens = max_tokens_for_words(max_words)
-    return [prompt, llm.bind(max_tokens=max_tokens), finish_reply(max_tokens)]
+    max_tokens = max_tokens_for_target(max_words)
+    return [prompt, llm.bind(max_tokens=max_tokens), finish_to_length(max_words, max_tokens)]
 
 
 def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str, str]:
@@ -62,12 +71,17 @@ def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str,
 
     Args:
         llm: the chat model (injected, never built here).
-        max_words: summary length cap in words; ``max_tokens`` is sized from it.
+        max_words: target summary length N in words, met within ±30%: never
+            over ``floor(1.3N)`` words, and at least ``ceil(0.7N)`` unless the
+            model ends sooner (the module's length rule).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out, streamed by ``astream`` as the model writes it
-        (the clean-up rule: :mod:`lc_async_pipelines._finish`).
+        (the rule: :func:`lc_async_pipelines._finish.finish_to_length`).
+
+    Raises:
+        ConfigurationError: ``max_words`` is below 1.
     """
     to_vars: Runnable[str, dict[str, Any]] = RunnableLambda(
         lambda text: {"text": text, "max_words": max_words}, name="summary_inputs"
@@ -96,13 +110,17 @@ def build_map_reduce_summary_chain(
 
     Args:
         llm: the chat model.
-        max_words: final summary cap in words.
+        max_words: target length N of the final summary in words, met within
+            ±30% as in :func:`build_summary_chain`.
         chunk_tokens: chunk size in estimated tokens.
-        map_words: cap in words for each chunk summary.
+        map_words: target length in words of each chunk summary (same rule).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out.
+
+    Raises:
+        ConfigurationError: ``max_words`` or ``map_words`` is below 1.
     """
     map_chain: Runnable[dict[str, Any], str] = RunnableSequence(
         *_text_chain(llm, MAP_PROMPT, map_words), name="map_summary"
@@ -140,14 +158,19 @@ def build_auto_summary_chain(
 
     Args:
         llm: the chat model.
-        max_words: summary cap in words for a stuffed document.
-        long_max_words: summary cap in words for a map-reduced document.
+        max_words: target summary length in words for a stuffed document (±30%,
+            as in :func:`build_summary_chain`).
+        long_max_words: target summary length in words for a map-reduced
+            document (same rule).
         chunk_tokens: map-reduce chunk size in estimated tokens.
         stuff_max_tokens: longest document (estimated tokens) stuffed into one prompt.
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out, streamed by ``astream`` through the chosen chain.
+
+    Raises:
+        ConfigurationError: ``max_words`` or ``long_max_words`` is below 1.
     """
     stuff = build_summary_chain(llm, max_words=max_words)
     map_reduce = build_map_reduce_summary_chain(

@@ -1,3 +1,4 @@
+import itertools
 import json
 import re
 from collections.abc import AsyncIterator
@@ -5,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
@@ -22,7 +23,19 @@ from lc_async_pipelines import (
 from lc_async_pipelines._finish import hold_from_chars
 from lc_async_pipelines._text import max_tokens_for_words
 from lc_async_pipelines.callbacks import QueueCallbackHandler
-from tests.unit.fakes import cycling_llm, fake_llm
+from tests.unit.fakes import fake_llm
+
+
+def cycling_llm(reply: str):
+    """A model that always streams ``reply``, safe from several threads at once.
+
+    ``GenericFakeChatModel`` has no async methods: concurrent map calls run it in
+    executor threads, where two ``next()`` on one generator raise "generator
+    already executing" (``tests.unit.fakes.cycling_llm`` uses a generator);
+    ``itertools.repeat`` is a C iterator, which they may share.
+    """
+    model = GenericFakeChatModel(messages=itertools.repeat(AIMessage(content=reply)))
+    return model.bind(stream=True)
 
 
 async def test_story_chain_returns_text_and_streams_tokens():
@@ -204,7 +217,12 @@ async def test_a_reply_cut_by_length_is_trimmed_to_its_last_sentence(name, layou
 async def test_a_reply_that_ended_normally_is_not_trimmed(name, layout):
     factory, kwargs = FACTORIES[name]
     model = ChunkedChatModel(reply=CUT_REPLY + "  \n", finish_reason="stop", layout=layout)
-    chain = factory(model, **_forty_words(name), **kwargs)
+    # 55 words: within 1.3 x 43 words, so the summaries' length rule keeps it whole too.
+    assert len(CUT_REPLY.split()) == 55
+    words = (
+        {"max_words": 43, "long_max_words": 43} if name.startswith("auto") else {"max_words": 43}
+    )
+    chain = factory(model, **words, **kwargs)
     chunks = [c async for c in chain.astream(_input_for(name))]
     assert len(chunks) > 1
     assert "".join(chunks) == await chain.ainvoke(_input_for(name)) == CUT_REPLY

@@ -11,6 +11,7 @@ from lc_async_pipelines._finish import (
     reply_was_cut,
 )
 from lc_async_pipelines._text import (
+    SENTENCE_END,
     distinct_ngram_ratio,
     estimate_tokens,
     finish_text,
@@ -26,6 +27,25 @@ def test_finish_text_keeps_closing_quote_and_whole_text():
     assert finish_text('He said "go." She went') == 'He said "go."'
     assert finish_text("All done!") == "All done!"
     assert finish_text("no sentence end at all") == "no sentence end at all"
+
+
+@pytest.mark.parametrize(
+    ("text", "ends"),
+    [
+        ("He met Dr. Oz. Then", ["He met Dr. Oz."]),  # a title is no end
+        ("Mrs. May and Mr. Smith left. Then", ["Mrs. May and Mr. Smith left."]),
+        ("J. K. Rowling wrote it. Yes", ["J. K. Rowling wrote it."]),  # initials
+        ("Cats, e.g. this one. And", ["Cats, e.g. this one."]),
+        ("It is 3.5 now. ok", ["It is 3.5 now."]),
+        ("Go! Why? Dr.", ["Go!", "Go! Why?"]),
+    ],
+)
+def test_sentence_ends_skip_titles_and_initials(text, ends):
+    assert [text[: m.end()] for m in SENTENCE_END.finditer(text)] == ends
+
+
+def test_a_cut_reply_never_ends_on_a_title():
+    assert finish_text("The show had reactions. Dr. Oz said") == "The show had reactions."
 
 
 def test_distinct_ngram_ratio_flags_loops():
