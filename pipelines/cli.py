@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument(
         "--max-words",
         type=_number(int, 0, strict=True, maximum=_MAX_WORDS),
-        help=f"output length cap in words (1 to {_MAX_WORDS:,})",
+        help=f"target output length in words; summaries: within ±30%%, never over 1.3x "
+        f"(1 to {_MAX_WORDS:,})",
     )
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
     limits = run.add_argument_group("concurrency, budget and retries")

@@ -85,7 +85,8 @@ class InvokeRequest(BaseModel):
             may accept less: ``GET /v1/pipelines`` lists its ``max_input_chars``),
             or a JSON object for a pipeline whose input is an object (its
             ``input_schema`` in ``GET /v1/pipelines``).
-        max_words: output length cap, words (default: the pipeline's); only
+        max_words: target output length in words (summaries: within ±30%, never over
+            1.3x; default: the pipeline's); only
             for a pipeline that takes the ``max_words`` option.
     """
 
@@ -100,7 +101,8 @@ class BatchRequest(BaseModel):
 
     Attributes:
         inputs: texts or JSON objects, as :attr:`InvokeRequest.input`.
-        max_words: output length cap, words, for every input.
+        max_words: target output length in words, for every input (summaries: within
+            ±30%, never over 1.3x).
     """
 
     model_config = ConfigDict(extra="forbid")

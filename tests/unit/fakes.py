@@ -23,7 +23,8 @@ def fake_llm(replies: Iterable[str]) -> Runnable:
 
 
 def cycling_llm(reply: str) -> Runnable:
-    model = GenericFakeChatModel(messages=(AIMessage(content=reply) for _ in itertools.count()))
+    # itertools.repeat, not a generator: concurrent map calls run the fake in threads
+    model = GenericFakeChatModel(messages=itertools.repeat(AIMessage(content=reply)))
     return model.bind(stream=True)
 
 
