@@ -74,7 +74,7 @@ integration: install browser redis-server
 	$(BIN)/pytest tests/integration -q
 
 test: install browser redis-server lint
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=15
 
 clean:
 	rm -rf $(VENV) build out .pytest_cache .mypy_cache .ruff_cache

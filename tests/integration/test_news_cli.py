@@ -12,7 +12,7 @@ from benchmarks.news_server import BROKEN_CASES, spawn, write_sources
 from lc_async_pipelines.news import NewsReport
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTICLES = 6  # the 50-article figures are in the README; this proves the plumbing
+ARTICLES = 4  # the 50-article figures are in the README; this proves the plumbing
 
 
 def _env(embedded_server):

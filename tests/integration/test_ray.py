@@ -6,13 +6,9 @@ so every story must end with its own topic.
 """
 
 import asyncio
-import json
 import logging
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -33,32 +29,8 @@ RETRY = RetryPolicy(max_retries=10, initial=0.05, max_wait=0.5, jitter=0.05)
 
 # The driver of the second test: a run through run_items_on_ray, written by the
 # runner's own records machinery (lock, manifest, resume), as the command line does.
-DRIVER = """
-import asyncio, sys
-from pathlib import Path
-from lc_async_pipelines.builtin import STORY
-from lc_async_pipelines.models import ModelSettings
-from lc_async_pipelines.runner import RetryPolicy, RunOptions, read_items, write_records
-from lc_async_pipelines.runner import ChainRecipe, run_items_on_ray
-from lc_async_pipelines.runner.records import RunManifest, chain_fingerprint, open_run
-
-base, address, src, out = sys.argv[1:5]
-retry = RetryPolicy(max_retries=10, initial=0.05, max_wait=0.5, jitter=0.05)
-settings = ModelSettings(api_key=sys.argv[5], base_url=base + "/v1", model="mock", timeout=1)
-recipe = ChainRecipe(STORY, {"max_words": 20}, settings, concurrency=16, retry=retry)
-manifest = RunManifest.new(pipeline="story", model="mock", input=Path(src),
-                           fingerprint=chain_fingerprint({"target": "story", "max_words": 20}))
-
-async def main():
-    with open_run(Path(out), manifest, restart=False) as run:
-        options = RunOptions(retry=retry, skip=run.done_ids)
-        records = run_items_on_ray(recipe, read_items(Path(src)), options, workers=2,
-                                   address=address)
-        summary = await write_records(records, run.out)
-        run.finish(summary, {})
-
-asyncio.run(main())
-"""
+# The driver killed with kill -9 and resumed: tests/integration/test_distributed_cli.py, through
+# the command line as a user runs it.
 
 
 def topics(n):
@@ -143,56 +115,3 @@ async def test_skip_limit_repeats_and_stop_as_in_run_items(cluster):
                 stop.set()
     assert 20 <= len(got) <= 20 + 2 * 16 and len(set(got)) == len(got)
     assert our_actors() == []
-
-
-def test_the_driver_killed_then_resumed_loses_nothing(cluster, tmp_path):
-    texts = topics(ITEMS)
-    src = tmp_path / "topics.txt"
-    src.write_text("\n".join(texts) + "\n")
-    out = tmp_path / "out.jsonl"
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env["PYTHONPATH"] = str(ROOT)
-    with mock() as base:
-        cmd = [sys.executable, str(script), base, cluster, str(src), str(out), KEY]
-
-        def start(name):
-            with (tmp_path / f"{name}.stderr").open("w") as err:
-                return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                        stderr=err)  # fmt: skip
-
-        first = start("s1")
-        deadline = time.monotonic() + 90
-        while first.poll() is None and time.monotonic() < deadline and lines(out) < 300:
-            time.sleep(0.01)
-        assert first.poll() is None, (tmp_path / "s1.stderr").read_text()[-3000:]
-        first.send_signal(signal.SIGKILL)
-        assert first.wait(30) == -signal.SIGKILL
-        at_kill = lines(out)
-        assert 300 <= at_kill < ITEMS
-        wait_until(lambda: our_actors() == [], 30)  # its workers died with it
-        second = start("s2")
-        assert second.wait(120) == 0, (tmp_path / "s2.stderr").read_text()[-3000:]
-    raw = out.read_bytes()
-    assert raw.endswith(b"\n")
-    assert_each_once_and_matched([json.loads(line) for line in raw.splitlines()], texts)
-    manifest = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
-    summary = json.loads((tmp_path / "out.jsonl.summary.json").read_text())
-    assert manifest["sessions"] == summary["sessions"] == 2
-    assert summary["done"] == ITEMS and summary["failed"] == 0
-    assert not (tmp_path / "out.jsonl.lock").exists()
-    for path in tmp_path.iterdir():
-        if path.suffix in (".jsonl", ".json", ".stderr"):
-            assert KEY not in path.read_text(errors="replace"), path.name
-
-
-def lines(out):
-    return out.read_bytes().count(b"\n") if out.exists() else 0
-
-
-def wait_until(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.1)
