@@ -152,7 +152,7 @@ async def test_page_runs_an_object_input_pipeline(browser, embedded_server):
         page = await browser.new_page()
         await page.goto(base + "/")
         await page.wait_for_selector("#pipeline option[value='letter']", state="attached")
-        assert await page.locator("#pipeline option").count() == 3
+        assert await page.locator("#pipeline option").count() == 4  # news, story, summary, letter
         await page.select_option("#pipeline", "letter")
         # An object input: the box is a JSON skeleton of the prompt's variables, max words is off.
         assert await page.is_checked("#as-json")
