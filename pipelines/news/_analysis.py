@@ -84,7 +84,13 @@ class NewsAnalysis(BaseModel):
             raise ValueError("is empty")
         return text
 
-    @field_validator("key_facts", "people", "organizations", "places")
+    @field_validator("key_facts")
+    @classmethod
+    def _facts(cls, values: list[str]) -> list[str]:
+        # spaces tidied, none dropped: exactly three stay three (a record re-validates)
+        return [" ".join(str(v).split()) for v in values]
+
+    @field_validator("people", "organizations", "places")
     @classmethod
     def _names(cls, values: list[str]) -> list[str]:
         return _clean_list(values)

@@ -435,3 +435,9 @@ def test_read_sources_hides_credentials_and_refuses_odd_urls(tmp_path):
         with pytest.raises(InputError, match="line 1") as info:
             read_sources(path)
         assert "secrettoken" not in str(info.value)
+
+
+async def test_repeated_key_facts_stay_three_so_a_record_validates_again():
+    chain = build_news_analysis_chain(fake_llm([analysis_json(key_facts=["Pep", "pep", "Santo"])]))
+    result = await chain.ainvoke("text")
+    assert NewsAnalysis.model_validate(result.model_dump()).key_facts == ["Pep", "pep", "Santo"]
