@@ -321,38 +321,6 @@ def ray_command(src: Path, out: Path, redis_url: str, key: str) -> list[str]:
                        "--max-retries", "10")  # fmt: skip
 
 
-def test_a_ray_run_with_faults_writes_each_item_once_and_a_second_run_resumes(
-    redis_url, tmp_path, sessions
-):
-    texts = write_items(tmp_path / "items.txt", "ray", RAY_ITEMS)
-    out = tmp_path / "out.jsonl"
-    cmd = ray_command(tmp_path / "items.txt", out, redis_url, "ray-faults")
-    with ray_mock() as base:
-        env = environment(base, PIPELINES_TIMEOUT="1")
-        first = ray_run(cmd, env, tmp_path, "s1", sessions)
-        assert finish(first, tmp_path, "s1") == 0, stderr_of(tmp_path, "s1")[-3000:]
-        assert wait_session_gone(first.pid, 20) == []  # Ray shut down with the run
-        seen = stats(base)
-        assert_each_once_and_matched(out, texts)
-        records = out.read_bytes()
-        second = ray_run(cmd, env, tmp_path, "s2", sessions)
-        assert finish(second, tmp_path, "s2") == 0, stderr_of(tmp_path, "s2")[-3000:]
-        assert stats(base)["requests"] == seen["requests"]  # nothing ran again
-    assert sum(v for k, v in seen.items() if k.startswith("fault_")) > 0  # faults were met
-    assert seen["completed"] == RAY_ITEMS
-    assert f"resuming: {RAY_ITEMS} items already done" in stderr_of(tmp_path, "s2")
-    assert out.read_bytes() == records
-    manifest = json.loads((tmp_path / "out.jsonl.manifest.json").read_text())
-    summary = json.loads((tmp_path / "out.jsonl.summary.json").read_text())
-    assert manifest["sessions"] == summary["sessions"] == 2
-    assert summary["done"] == RAY_ITEMS and summary["failed"] == 0
-    client = redis.Redis.from_url(redis_url)
-    try:  # the workers drew from the shared budget (its keys live 60 s past last use)
-        assert client.exists("{ray-faults}:rpm") == 1
-    finally:
-        client.close()
-
-
 def test_a_ray_driver_killed_then_resumed_writes_each_item_once(redis_url, tmp_path, sessions):
     texts = write_items(tmp_path / "items.txt", "killed", RAY_ITEMS)
     out = tmp_path / "out.jsonl"
