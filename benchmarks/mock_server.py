@@ -48,21 +48,21 @@ import email.policy
 import itertools
 import json
 import random
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from benchmarks._process import answers, free_port, running
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "hang")
 
@@ -491,37 +491,13 @@ def spawn(*options: str, log: Path | None = None) -> Iterator[str]:
     Raises:
         RuntimeError: the mock exited, or did not answer ``/stats`` within 10 s.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port), *options]
-    sink = log.open("wb") if log is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.Popen(
-            cmd, cwd=Path(__file__).resolve().parents[1], stdout=sink, stderr=subprocess.STDOUT
-        )
-    finally:
-        if log is not None:
-            sink.close()  # type: ignore[union-attr]
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the mock exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(base + "/stats", timeout=1, trust_env=False)
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("the mock did not answer in 10 s")
+    root = Path(__file__).resolve().parents[1]
+    ready = partial(answers, base + "/stats")
+    with running(cmd, ready=ready, name="the mock", log=log, cwd=root):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def main() -> None:

@@ -42,8 +42,6 @@ import json
 import os
 import random
 import re
-import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -51,14 +49,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from benchmarks._process import answers, free_port, running
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_FILE = Path("news_summaries") / "writer_summaries.json"
@@ -370,35 +370,12 @@ def spawn(*options: str, log: Path | None = None) -> Iterator[str]:
     Raises:
         RuntimeError: the server exited (data missing?), or did not answer within 10 s.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "benchmarks.news_server", "--port", str(port), *options]
-    sink = log.open("wb") if log is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-    finally:
-        if log is not None:
-            sink.close()  # type: ignore[union-attr]
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the news server exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(base + "/stats", timeout=1, trust_env=False)
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("the news server did not answer in 10 s")
+    ready = partial(answers, base + "/stats")
+    with running(cmd, ready=ready, name="the news server", log=log, cwd=ROOT):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def main() -> None:

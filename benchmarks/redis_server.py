@@ -12,8 +12,6 @@ import argparse
 import contextlib
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+
+from benchmarks._process import free_port, running
 
 REDIS_SERVER = "/usr/bin/redis-server"
 _MISSING = (
@@ -41,13 +41,6 @@ def redis_server_path() -> str:
     if found is None:
         raise RuntimeError(_MISSING.format(path=REDIS_SERVER))
     return found
-
-
-def free_port() -> int:
-    """Return a loopback TCP port free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def command(binary: str, port: int, folder: Path) -> list[str]:
@@ -84,37 +77,23 @@ def spawn(*, port: int | None = None, log: Path | None = None) -> Iterator[str]:
     binary = redis_server_path()  # before any folder or process
     port = port or free_port()
     folder = Path(tempfile.mkdtemp(prefix="redis-"))
-    sink = log.open("wb") if log is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.Popen(
-            command(binary, port, folder), stdout=sink, stderr=subprocess.STDOUT
-        )
-    finally:
-        if log is not None:
-            sink.close()  # type: ignore[union-attr]
     url = f"redis://127.0.0.1:{port}/0"
-    try:
+
+    def ready() -> bool:
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
         try:
-            for _ in range(200):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {proc.returncode} (port {port})")
-                with contextlib.suppress(redis.RedisError):
-                    client.ping()
-                    break
-                time.sleep(0.05)
-            else:
-                raise RuntimeError("redis-server did not answer PING in 10 s")
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
         finally:
             client.close()
-        yield url
+
+    try:
+        with running(
+            command(binary, port, folder), ready=ready, name=f"redis-server (port {port})", log=log
+        ):
+            yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -48,6 +48,17 @@ def _normalize(llm_string: str) -> str:
     return scrub(_LOOPBACK_PORT.sub(r"\1", llm_string))
 
 
+def _generation(text: str) -> Generation:
+    """Read one generation stored by ``langchain_core.load.dumps``, allowing only output types."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # loads() is marked beta
+        value = loads(text, allowed_objects=_ALLOWED)
+    if not isinstance(value, Generation):
+        msg = f"cached value is a {type(value).__name__}, not a Generation"
+        raise TypeError(msg)
+    return value
+
+
 class SQLiteCache(BaseCache):
     """LangChain LLM cache in one SQLite file, keyed by (model settings, prompt).
 
@@ -86,7 +97,7 @@ class SQLiteCache(BaseCache):
             self.misses += 1
             return None
         try:
-            generations = [self._load(row[0]) for row in rows]
+            generations = [_generation(row[0]) for row in rows]
         except (ValueError, TypeError, KeyError, json.JSONDecodeError):
             # An entry this version cannot read is a miss, not a failed call.
             self.misses += 1
@@ -126,16 +137,6 @@ class SQLiteCache(BaseCache):
         """Close the database file."""
         with self._lock:
             self._db.close()
-
-    @staticmethod
-    def _load(text: str) -> Generation:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # loads() is marked beta
-            value = loads(text, allowed_objects=_ALLOWED)
-        if not isinstance(value, Generation):
-            msg = f"cached value is a {type(value).__name__}, not a Generation"
-            raise TypeError(msg)
-        return value
 
 
 def with_cache(llm: Runnable[Any, Any], cache: BaseCache) -> Runnable[Any, Any]:

@@ -27,7 +27,6 @@ import json
 import logging
 import re
 import time
-import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import ModuleType
@@ -35,16 +34,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
-from langchain_core.load import Serializable, dumps, loads
-from langchain_core.messages import AIMessage
-from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.load import dumps
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from lc_async_pipelines._scrub import REDACTED, register_secret, scrub
 from lc_async_pipelines.errors import BudgetUnavailable, ConfigurationError
 from lc_async_pipelines.runner import _redis_scripts as scripts
 from lc_async_pipelines.runner.budget import RateBudget
-from lc_async_pipelines.runner.cache import SQLiteCache
+
+# one key and value format for both caches; cache.py holds it
+from lc_async_pipelines.runner.cache import SQLiteCache, _generation, _normalize
 
 if TYPE_CHECKING:
     import redis
@@ -77,10 +76,6 @@ _BACKOFF_MAX_S = 2.0
 _BACKOFF_JITTER_S = 0.1
 _CONNECT_TIMEOUT_S = 2.0
 _SOCKET_TIMEOUT_S = 5.0
-# Cache keys and values as SQLiteCache's (runner/cache.py): the embedded server's
-# loopback port and any credentials in the settings never enter a key.
-_LOOPBACK_PORT = re.compile(r"(https?://(?:127\.0\.0\.1|localhost|\[::1\])):\d+")
-_ALLOWED: list[type[Serializable]] = [ChatGeneration, Generation, AIMessage]
 # The user and password of a URL: everything between "://" and the host's last "@".
 _USERINFO = re.compile(r"(?<=://)[^/?#]*@")
 _INSTALL_HINT = "the Redis budget and cache need redis-py: pip install 'lc-async-pipelines[redis]'"
@@ -521,17 +516,6 @@ def open_budget(
     return RedisRateBudget(url=url, key=key or budget_key(base_url, model), **limits)
 
 
-def _generation(text: str) -> Generation:
-    """Read one generation stored by ``langchain_core.load.dumps``, allowing only output types."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # loads() is marked beta
-        value = loads(text, allowed_objects=_ALLOWED)
-    if not isinstance(value, Generation):
-        msg = f"cached value is a {type(value).__name__}, not a Generation"
-        raise TypeError(msg)
-    return value
-
-
 class RedisCache(BaseCache):
     """LangChain LLM cache in Redis, keyed by (model settings, prompt), shared by every process.
 
@@ -588,7 +572,7 @@ class RedisCache(BaseCache):
         return f"RedisCache({_redacted_url(self.url)!r}, ttl_s={self.ttl_s!r})"
 
     def _key(self, prompt: str, llm_string: str) -> str:
-        settings = scrub(_LOOPBACK_PORT.sub(r"\1", llm_string))
+        settings = _normalize(llm_string)
         digest = hashlib.sha256(f"{settings}\0{prompt}".encode()).hexdigest()
         return self.prefix + digest
 
