@@ -10,21 +10,17 @@ or globally (``langchain_core.globals.set_llm_cache``).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
-from langchain_core.load import Serializable, dumps, loads
-from langchain_core.messages import AIMessage
-from langchain_core.outputs import ChatGeneration, Generation
+from langchain_core.load import dumps
 from langchain_core.runnables import Runnable
 
-from lc_async_pipelines._scrub import scrub
 from lc_async_pipelines.runner._attach import update_chat_models
+from lc_async_pipelines.runner._cache_codec import load_generation, normalize_llm_string
 
 __all__ = ["SQLiteCache", "with_cache"]
 
@@ -37,26 +33,6 @@ CREATE TABLE IF NOT EXISTS llm_cache (
     PRIMARY KEY (llm, prompt, idx)
 )
 """
-# The embedded llama-server listens on a new loopback port each run; the port
-# must not change the key, or nothing would ever hit across runs.
-_LOOPBACK_PORT = re.compile(r"(https?://(?:127\.0\.0\.1|localhost|\[::1\])):\d+")
-_ALLOWED: list[type[Serializable]] = [ChatGeneration, Generation, AIMessage]
-
-
-def _normalize(llm_string: str) -> str:
-    # Scrubbed too: the settings may hold a password inside the endpoint's URL.
-    return scrub(_LOOPBACK_PORT.sub(r"\1", llm_string))
-
-
-def _generation(text: str) -> Generation:
-    """Read one generation stored by ``langchain_core.load.dumps``, allowing only output types."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # loads() is marked beta
-        value = loads(text, allowed_objects=_ALLOWED)
-    if not isinstance(value, Generation):
-        msg = f"cached value is a {type(value).__name__}, not a Generation"
-        raise TypeError(msg)
-    return value
 
 
 class SQLiteCache(BaseCache):
@@ -91,13 +67,13 @@ class SQLiteCache(BaseCache):
         with self._lock:
             rows = self._db.execute(
                 "SELECT generation FROM llm_cache WHERE llm = ? AND prompt = ? ORDER BY idx",
-                (_normalize(llm_string), prompt),
+                (normalize_llm_string(llm_string), prompt),
             ).fetchall()
         if not rows:
             self.misses += 1
             return None
         try:
-            generations = [_generation(row[0]) for row in rows]
+            generations = [load_generation(row[0]) for row in rows]
         except (ValueError, TypeError, KeyError, json.JSONDecodeError):
             # An entry this version cannot read is a miss, not a failed call.
             self.misses += 1
@@ -107,7 +83,7 @@ class SQLiteCache(BaseCache):
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store the generations of one call (replacing any earlier ones)."""
-        key = _normalize(llm_string)
+        key = normalize_llm_string(llm_string)
         rows = [(key, prompt, i, dumps(g)) for i, g in enumerate(return_val)]
         with self._lock, self._db:  # one transaction: committed, or rolled back on error
             self._db.execute("DELETE FROM llm_cache WHERE llm = ? AND prompt = ?", (key, prompt))

@@ -40,10 +40,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from lc_async_pipelines._scrub import REDACTED, register_secret, scrub
 from lc_async_pipelines.errors import BudgetUnavailable, ConfigurationError
 from lc_async_pipelines.runner import _redis_scripts as scripts
+from lc_async_pipelines.runner._cache_codec import load_generation, normalize_llm_string
 from lc_async_pipelines.runner.budget import RateBudget
-
-# one key and value format for both caches; cache.py holds it
-from lc_async_pipelines.runner.cache import SQLiteCache, _generation, _normalize
+from lc_async_pipelines.runner.cache import SQLiteCache
 
 if TYPE_CHECKING:
     import redis
@@ -572,7 +571,7 @@ class RedisCache(BaseCache):
         return f"RedisCache({_redacted_url(self.url)!r}, ttl_s={self.ttl_s!r})"
 
     def _key(self, prompt: str, llm_string: str) -> str:
-        settings = _normalize(llm_string)
+        settings = normalize_llm_string(llm_string)
         digest = hashlib.sha256(f"{settings}\0{prompt}".encode()).hexdigest()
         return self.prefix + digest
 
@@ -588,7 +587,7 @@ class RedisCache(BaseCache):
             return None
         try:
             texts = json.loads(raw)
-            generations = [_generation(text) for text in texts]
+            generations = [load_generation(text) for text in texts]
         except (ValueError, TypeError, KeyError):
             self.misses += 1  # an entry this version cannot read is a miss
             return None
