@@ -172,8 +172,11 @@ def test_two_processes_sharing_a_budget_hold_the_endpoint_s_limit(redis_url):
     assert [r["ok"] for r in results] == [per_worker, per_worker]  # all done, each its own
     assert seen["completed"] == 2 * per_worker
     assert max(seen["completions_by_prompt"].values()) == 1
+    # Unshared, about half would be 429s. Shared, a few may still be: the mock scales
+    # per-minute limits to one-second windows, the same span as the budget's bucket,
+    # so room saved up while a loaded machine is slow to send can fill a window twice.
     throttled = seen.get("429_rate_limit", 0)
-    assert throttled <= 0.01 * seen["requests"], seen
+    assert throttled <= 0.05 * seen["requests"], seen
     # one reservation per call (a retry after a 429 is a call too)
     assert sum(r["round_trips"] for r in results) == seen["requests"] + sum(
         r["throttled"] for r in results
@@ -196,7 +199,8 @@ async def test_two_budgets_share_tokens_per_minute_corrected_by_usage(redis_url)
             await budget.aclose()
         seen = stats(base)
     assert all(all_matched(r, t) for r, t in zip(results, texts, strict=True))
-    assert seen.get("429_rate_limit", 0) <= 0.01 * seen["requests"], seen
+    # Unshared, about half would be 429s; shared, a few may be (see the test above).
+    assert seen.get("429_rate_limit", 0) <= 0.05 * seen["requests"], seen
     # each call: a reservation, then the estimate corrected by the reported usage
     calls = sum(b.requests_sent for b in budgets)
     assert sum(b.round_trips for b in budgets) == 2 * calls + sum(b.throttled for b in budgets)

@@ -93,13 +93,21 @@ async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, em
         await page.fill("#token", "")
         await page.dispatch_event("#token", "change")
         await page.wait_for_selector("#pipeline option", state="attached")
-        await _start_run(page, "story", "a lighthouse keeper who collects storms", "120")
-        # Streamed text is on the page while the run is still streaming.
-        await page.wait_for_function(
-            """() => { const c = document.querySelector('.run');
-                       return c.dataset.state === 'streaming'
-                              && c.querySelector('.output').textContent.trim().length > 0; }"""
+        # Streamed text is on the page while the run is still streaming. An observer
+        # notes it the moment it happens, so a slow first token on a loaded machine
+        # (or a run that ends between two polls) cannot make the check miss it.
+        await page.evaluate(
+            """() => { window.sawStreaming = false;
+                new MutationObserver(() => {
+                  const c = document.querySelector('.run');
+                  if (c && c.dataset.state === 'streaming'
+                      && c.querySelector('.output').textContent.trim().length > 0) {
+                    window.sawStreaming = true; }
+                }).observe(document.body, {subtree: true, childList: true,
+                                           characterData: true, attributes: true}); }"""
         )
+        await _start_run(page, "story", "a lighthouse keeper who collects storms", "120")
+        await page.wait_for_function("() => window.sawStreaming", timeout=180_000)
         await _start_run(page, "summary", NEWS)
         await page.wait_for_function(
             "() => [...document.querySelectorAll('.run')]"
