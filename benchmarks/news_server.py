@@ -27,6 +27,12 @@ Broken cases (``BROKEN_CASES``), one error each when a run reads
   (7 MB of HTML streamed without a length) and ``/file.bin``
   (``application/octet-stream``).
 
+Not in ``write_sources``: ``/feeds/local.rss`` (``LOCAL_FEED``), a feed
+whose links reach this server under another name, as a hostile feed's would
+reach a private address: ``http://localhost:PORT/articles/ID.html`` directly,
+and ``/to-local?id=ID`` redirecting there. Read from ``http://127.0.0.1:PORT``,
+only ``127.0.0.1`` is the user's own host.
+
 ``GET /stats`` counts the requests per path.
 
 Run: ``python -m benchmarks.news_server --port 8200 --articles 50 --slow-s 30``
@@ -55,7 +61,7 @@ from xml.sax.saxutils import escape
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from benchmarks._process import answers, free_port, running
@@ -68,6 +74,7 @@ UNIQUE_ARTICLES = 109  # unique article_id values in the data file
 # The good feeds, and the three that hold every article between them.
 FEEDS = ("/feeds/world.rss", "/feeds/business.atom", "/feeds/all.json")
 EXTRA_FEED = "/feeds/extra.rss"
+LOCAL_FEED = "/feeds/local.rss"
 # url path -> the start of the FetchError cause a run reports for it.
 BROKEN_SOURCES = {
     "/feeds/broken.rss": "not a feed",
@@ -273,6 +280,25 @@ def create_app(stories: list[Story], *, slow_s: float = 30.0) -> Starlette:
             _rss(base(request), f"Extra | {SITE}", items), media_type="application/rss+xml"
         )
 
+    def local(request: Request) -> str:
+        return f"http://localhost:{request.url.port}"
+
+    async def local_feed(request: Request) -> Response:
+        first, second = stories[0], stories[1]
+        items = [
+            (first.title, f"{local(request)}{first.path}", first.published, _summary(first)),
+            (second.title, f"{base(request)}/to-local?id={second.id}", None, _summary(second)),
+        ]
+        return Response(
+            _rss(base(request), f"Local | {SITE}", items), media_type="application/rss+xml"
+        )
+
+    async def to_local(request: Request) -> Response:
+        story = by_id.get(request.query_params.get("id", ""))
+        if story is None:
+            return Response("no such article", status_code=404, media_type="text/plain")
+        return RedirectResponse(f"{local(request)}{story.path}", status_code=302)
+
     async def broken_feed(request: Request) -> Response:
         garbage = "this is not a feed {{{ <<< ]]> \x00 just text, not XML\n" * 20
         return Response(garbage, media_type="application/rss+xml")
@@ -319,6 +345,8 @@ def create_app(stories: list[Story], *, slow_s: float = 30.0) -> Starlette:
         ("/feeds/business.atom", business),
         ("/feeds/all.json", everything),
         (EXTRA_FEED, extra),
+        (LOCAL_FEED, local_feed),
+        ("/to-local", to_local),
         ("/feeds/broken.rss", broken_feed),
         ("/feeds/missing.rss", not_found),
         ("/feeds/error.rss", server_error),

@@ -379,6 +379,12 @@ def _news_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     fetch.add_argument(
         "--max-bytes", type=_positive_int, default=5_000_000, help="size cap per page (5 MB)"
     )
+    fetch.add_argument(
+        "--allow-private-addresses",
+        action="store_true",
+        help="let feeds' links and redirects reach loopback and private addresses "
+        "(off: only the sources file's own hosts may)",
+    )
     limits = news.add_argument_group("concurrency, budget and retries")
     limits.add_argument(
         "--concurrency",
@@ -1113,6 +1119,7 @@ async def _news_run(
         read_timeout_s=args.fetch_timeout,
         max_bytes=args.max_bytes,
         max_articles_per_source=args.per_source,
+        allow_private_addresses=args.allow_private_addresses,
     )
     async with (
         budget,

@@ -261,6 +261,8 @@ async def iter_articles(
 
     Args:
         sources: feed URLs (RSS, Atom or JSON Feed); repeats are read once.
+            Their hosts are given to :meth:`Fetcher.trust`: they may be on
+            this machine or network, the other hosts their feeds link to may not.
         fetcher: the :class:`Fetcher` every request goes through.
 
     Yields:
@@ -277,6 +279,7 @@ async def iter_articles(
     seen: set[str] = set()
     pending = 0  # outcomes still owed to the queue (None for a feed read whole)
     most = fetcher.limits.max_articles_per_source
+    fetcher.trust(sources)  # the user's own hosts may be local; their feeds' links may not
 
     def start(work: Coroutine[Any, Any, None]) -> None:
         nonlocal pending

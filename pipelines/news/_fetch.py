@@ -14,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import getproxies
 
 import httpx
 
 from lc_async_pipelines._scrub import REDACTED, scrub
 from lc_async_pipelines._version import __version__
 from lc_async_pipelines.errors import ConfigurationError, FetchError
+from lc_async_pipelines.news._address import AddressGuard, Refused, Resolve, system_resolve
 
 __all__ = ["FetchLimits", "Fetched", "Fetcher", "canonical_url", "shown_url"]
 
@@ -74,6 +76,11 @@ class FetchLimits:
         max_articles_per_source: at most this many entries read from each feed
             (in feed order), None for all.
         user_agent: the ``User-Agent`` header sent.
+        allow_private_addresses: let any host reach loopback, private,
+            link-local and other non-public addresses. Off, only hosts given
+            to :meth:`Fetcher.trust` may (the hosts of the user's sources
+            file): a feed's links and redirects are someone else's and must
+            not reach this machine's or network's services (SSRF).
 
     Raises:
         ConfigurationError: a value out of range (the message names the field).
@@ -85,6 +92,7 @@ class FetchLimits:
     max_bytes: int = 5_000_000
     max_articles_per_source: int | None = None
     user_agent: str = f"lc-async-pipelines/{__version__} (+news)"
+    allow_private_addresses: bool = False
 
     def __post_init__(self) -> None:
         for name in ("per_host", "max_bytes"):
@@ -111,6 +119,11 @@ class FetchLimits:
         if not isinstance(agent, str) or not agent.strip() or "\r" in agent or "\n" in agent:
             raise ConfigurationError(
                 f"FetchLimits.user_agent must be one non-empty line, got {agent!r}"
+            )
+        if not isinstance(self.allow_private_addresses, bool):
+            raise ConfigurationError(
+                "FetchLimits.allow_private_addresses must be True or False, "
+                f"got {self.allow_private_addresses!r}"
             )
 
 
@@ -207,9 +220,15 @@ class Fetcher:
     """An ``httpx.AsyncClient`` wrapper: per-host semaphores, timeouts, a size cap, a type check.
 
     Use it as an async context manager, or call :meth:`aclose` when done.
-    Redirects are followed (httpx's limit of 20; the per-host slot taken is
-    the first URL's host). One instance may be shared by any number of tasks
-    on one event loop.
+    Redirects are followed (the client's ``max_redirects``, httpx's 20; the
+    per-host slot taken is the first URL's host). One instance may be shared
+    by any number of tasks on one event loop.
+
+    Every request, each redirect's too, is refused when its host resolves to a
+    loopback, private, link-local or otherwise non-public address, unless the
+    host was given to :meth:`trust` or ``limits.allow_private_addresses`` is
+    set; the address connected to is checked again before the body is read
+    (DNS rebinding). See :mod:`lc_async_pipelines.news._address`.
 
     Args:
         limits: the :class:`FetchLimits`; its timeouts apply to every request,
@@ -217,13 +236,27 @@ class Fetcher:
         client: an ``httpx.AsyncClient`` to send through (tests inject one over
             ``httpx.MockTransport``); the caller closes it. Without it, one is
             built and :meth:`aclose` closes it.
+        resolve: ``async (host, port) -> [IP address, ...]`` for the address
+            check. Default: the system resolver for the built client; an
+            injected client's requests are checked only when it is given.
     """
 
     def __init__(
-        self, limits: FetchLimits = FetchLimits(), *, client: httpx.AsyncClient | None = None
+        self,
+        limits: FetchLimits = FetchLimits(),
+        *,
+        client: httpx.AsyncClient | None = None,
+        resolve: Resolve | None = None,
     ) -> None:
         self.limits = limits
         self._owned = client is None
+        guarded = self._owned or resolve is not None
+        self._guard = AddressGuard(
+            resolve or system_resolve,
+            allow_private=limits.allow_private_addresses or not guarded,
+            # behind a proxy the address connected to is the proxy's
+            check_peer=not (self._owned and getproxies()),
+        )
         self._timeout = httpx.Timeout(
             connect=limits.connect_timeout_s,
             read=limits.read_timeout_s,
@@ -254,6 +287,21 @@ class Fetcher:
         if self._owned:
             await self._client.aclose()
 
+    def trust(self, urls: Iterable[str]) -> None:
+        """Let the hosts of ``urls`` (any port) reach non-public addresses.
+
+        Give it the URLs the user wrote (a sources file): a feed on this
+        machine or the local network is the user's choice, its links to
+        other local hosts are not. Unparseable URLs are skipped.
+        """
+        hosts = []
+        for url in urls:
+            try:
+                hosts.append(urlsplit(url).hostname or "")
+            except ValueError:
+                continue
+        self._guard.trust(hosts)
+
     @asynccontextmanager
     async def _slot(self, host: str) -> AsyncIterator[None]:
         semaphore = self._hosts.get(host)
@@ -281,7 +329,8 @@ class Fetcher:
                 ``"not http(s)"``, ``"HTTP 404"`` (``status`` set),
                 ``"timed out after 15 s"``, ``"connection failed (...)"``,
                 ``"larger than 5000000 bytes"``, ``"not HTML (image/png)"``,
-                ``"not a feed (image/png)"``, ``"redirect loop (...)"``.
+                ``"not a feed (image/png)"``, ``"redirect loop (...)"``,
+                ``"refused: a loopback address (127.0.0.1), ..."``.
         """
         shown = shown_url(url)
         try:
@@ -295,10 +344,9 @@ class Fetcher:
         headers = {"User-Agent": limits.user_agent, "Accept": _ACCEPT[expect]}
         async with self._slot(host):
             try:
-                async with self._client.stream(
-                    "GET", url, headers=headers, timeout=self._timeout, follow_redirects=True
-                ) as response:
-                    return await self._read(response, shown, expect)
+                return await self._follow(url, headers, shown, expect)
+            except Refused as exc:
+                raise FetchError(shown, exc.cause) from None
             except httpx.ConnectTimeout:
                 cause = f"timed out after {_seconds(limits.connect_timeout_s)} s connecting"
                 raise FetchError(shown, cause) from None
@@ -317,6 +365,25 @@ class Fetcher:
                 raise FetchError(shown, f"connection failed ({_detail(exc)})") from None
             except httpx.HTTPError as exc:
                 raise FetchError(shown, f"request failed ({_detail(exc)})") from None
+
+    async def _follow(
+        self, url: str, headers: dict[str, str], shown: str, expect: Expect
+    ) -> Fetched:
+        # Redirects one hop at a time (httpx's next_request), so each hop's
+        # address is checked before it is sent.
+        request = self._client.build_request("GET", url, headers=headers, timeout=self._timeout)
+        for _ in range(self._client.max_redirects + 1):
+            await self._guard.before(request.url)
+            response = await self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                self._guard.after(response)
+                following = response.next_request
+                if following is None:
+                    return await self._read(response, shown, expect)
+            finally:
+                await response.aclose()
+            request = following
+        raise httpx.TooManyRedirects("too many redirects", request=request)
 
     async def _read(self, response: httpx.Response, shown: str, expect: Expect) -> Fetched:
         status = response.status_code

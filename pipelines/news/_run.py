@@ -117,6 +117,7 @@ async def _entries(
     get no record, so a run again reads them.
     """
     most = fetcher.limits.max_articles_per_source
+    fetcher.trust(sources)  # the user's own hosts may be local; their feeds' links may not
 
     async def one(url: str) -> list[str]:
         fetched = await fetcher.get(url, expect="feed")
@@ -189,7 +190,10 @@ async def analyse_news(
     fetched or analysed becomes its own error record and the others go on.
 
     Args:
-        sources: feed URLs (:func:`read_sources`).
+        sources: feed URLs (:func:`read_sources`). Their hosts are given to
+            ``fetcher.trust``: they may be on this machine or network, the
+            other hosts their feeds link to may not (a chain's tools should
+            fetch through the same fetcher, as the CLI's do).
         chain: URL in, report out: :func:`build_news_tool_chain` or :func:`build_news_agent`.
         fetcher: the HTTP client the feeds are read with (the chain's tools
             have their own or the same); at most its

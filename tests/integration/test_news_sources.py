@@ -3,9 +3,12 @@
 import time
 from urllib.parse import urlsplit
 
+import httpx
+
 from benchmarks.news_server import (
     AUTHORS,
     BROKEN_CASES,
+    LOCAL_FEED,
     SITE,
     load_stories,
     spawn,
@@ -60,3 +63,40 @@ async def test_feeds_of_real_articles_with_every_broken_case(data_dir, tmp_path,
     assert causes["/slow"] == "timed out after 2 s"
     assert causes["/big"] == "larger than 5000000 bytes"
     assert causes["/file.bin"] == "not HTML (application/octet-stream)"
+
+
+async def test_a_feed_s_links_to_this_machine_under_another_name_are_refused(
+    data_dir, tmp_path, monkeypatch
+):
+    """SSRF: the user named 127.0.0.1; the feed's links reach the same server as localhost."""
+    monkeypatch.setenv("PIPELINES_DATA_DIR", str(data_dir))
+    first, second = load_stories(2, data_dir)
+    with spawn("--articles", "2", log=tmp_path / "server.log") as base:
+        async with Fetcher() as fetcher:
+            out = [x async for x in iter_articles([base + LOCAL_FEED], fetcher)]
+        async with httpx.AsyncClient(trust_env=False) as client:
+            hits = (await client.get(base + "/stats")).json()
+        async with Fetcher(FetchLimits(allow_private_addresses=True)) as fetcher:
+            allowed = [x async for x in iter_articles([base + LOCAL_FEED], fetcher)]
+
+        async def says_public(host: str, port: int) -> list[str]:
+            return ["93.184.216.34"]  # DNS rebinding: checked public, connected private
+
+        rebound: FetchError | None = None
+        async with Fetcher(resolve=says_public) as fetcher:
+            try:
+                await fetcher.get(f"http://localhost:{urlsplit(base).port}{first.path}",
+                                  expect="html")  # fmt: skip
+            except FetchError as exc:
+                rebound = exc
+    assert len(out) == 2 and all(isinstance(x, FetchError) for x in out), out
+    for error in out:
+        assert error.cause.startswith("refused: a loopback address"), error.cause
+    assert hits.get(first.path, 0) == 0  # refused before it was sent
+    assert hits.get("/to-local", 0) == 1  # the user's host answered; its redirect was refused
+    assert hits.get(second.path, 0) == 0
+    assert sorted(a.title for a in allowed if isinstance(a, Article)) == sorted(
+        [first.title, second.title]
+    )
+    assert isinstance(rebound, FetchError), rebound
+    assert rebound.cause.startswith("refused: a loopback address"), rebound.cause

@@ -1,0 +1,141 @@
+"""Which addresses a fetch may reach: public ones, and private ones only on hosts the user named.
+
+A feed is somebody else's text: an entry's link, or a redirect, may point at
+loopback, the local network or a cloud metadata service (169.254.169.254).
+Fetching it is server-side request forgery (OWASP's SSRF prevention cheat
+sheet, https://cheatsheetseries.owasp.org/cheatsheets/Server_Side_Request_Forgery_Prevention_Cheat_Sheet.html).
+So every request (each hop of a redirect) is checked before it is sent, by
+resolving its host, and the address actually connected to is checked again
+before the body is read (httpcore's ``network_stream`` response extension,
+``get_extra_info("server_addr")``, https://www.encode.io/httpcore/extensions/),
+which also catches a name that resolves to a public address first and a
+private one at connect time (DNS rebinding). The request has been sent by
+then, but nothing of the answer is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+
+import httpx
+
+__all__ = ["AddressGuard", "Refused", "Resolve", "non_public_kind", "system_resolve"]
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+"""``(host, port) -> IP addresses`` the host resolves to; raises ``OSError`` when it does not."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Refused(Exception):
+    """A request the guard stops; ``cause`` is the one-line reason."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+def non_public_kind(ip: str) -> str | None:
+    """Return what kind of non-public address ``ip`` is (``"loopback"``...), None when public."""
+    address = ipaddress.ip_address(ip.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) aside
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_private:
+        return "private"
+    if address.is_multicast or address.is_unspecified or not address.is_global:
+        return "non-public"
+    return None
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    """Resolve ``host`` with the system resolver (``getaddrinfo``, off the event loop)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class AddressGuard:
+    """Refuses requests to non-public addresses unless their host is trusted.
+
+    Args:
+        resolve: how host names are resolved (tests inject a fake).
+        allow_private: when True, nothing is refused.
+        check_peer: check the address connected to as well (off behind an
+            HTTP proxy, where that address is the proxy's).
+    """
+
+    def __init__(self, resolve: Resolve, *, allow_private: bool, check_peer: bool) -> None:
+        self._resolve = resolve
+        self._allow_private = allow_private
+        self._check_peer = check_peer
+        self._trusted: set[str] = set()
+        self._verdicts: dict[tuple[str, int], str | None] = {}
+
+    def trust(self, hosts: Iterable[str]) -> None:
+        """Let these host names (any port) reach non-public addresses."""
+        self._trusted.update(host.lower().strip("[]") for host in hosts if host)
+
+    def _open(self, host: str) -> bool:
+        return self._allow_private or host.lower() in self._trusted
+
+    async def before(self, url: httpx.URL) -> None:
+        """Raise :class:`Refused` when ``url``'s host resolves to a non-public address.
+
+        A name that does not resolve passes: connecting fails on its own, and
+        behind a proxy only the proxy may know the name.
+        """
+        host = url.host
+        if self._open(host):
+            return
+        port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
+        key = (host.lower(), port)
+        if key not in self._verdicts:
+            self._verdicts[key] = await self._verdict(host, port)
+        cause = self._verdicts[key]
+        if cause is not None:
+            raise Refused(cause)
+
+    async def _verdict(self, host: str, port: int) -> str | None:
+        try:
+            addresses = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            try:
+                addresses = await self._resolve(host, port)
+            except OSError:
+                return None
+        for address in addresses:
+            kind = non_public_kind(address)
+            if kind is not None:
+                return _cause(kind, address)
+        return None
+
+    def after(self, response: httpx.Response) -> None:
+        """Raise :class:`Refused` when ``response`` came from a non-public address.
+
+        Only real connections say where they went (httpcore's HTTP/1.1
+        ``network_stream``); other responses pass.
+        """
+        if not self._check_peer or self._open(response.request.url.host):
+            return
+        stream = response.extensions.get("network_stream")
+        if stream is None:
+            return
+        peer = stream.get_extra_info("server_addr")
+        if not isinstance(peer, tuple) or not peer:
+            return
+        kind = non_public_kind(str(peer[0]))
+        if kind is not None:
+            raise Refused(_cause(kind, str(peer[0])))
+
+
+def _cause(kind: str, address: str) -> str:
+    return (
+        f"refused: a {kind} address ({address}), and the host is not one of the sources' "
+        "(--allow-private-addresses lets it)"
+    )
