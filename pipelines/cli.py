@@ -990,14 +990,27 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
 
 
 def _check_budget(args: argparse.Namespace, settings: Any) -> None:
-    """--budget's Redis not answering: BudgetUnavailable (exit 2) before the output is touched."""
-    if args.budget is None:
+    """A Redis of --budget or --cache not answering: exit 2 before the output is touched.
+
+    BudgetUnavailable or CacheUnavailable; a mistyped cache URL would
+    otherwise send every call to the model with only a warning.
+    """
+    cache = getattr(args, "cache", None)
+    shared_cache = isinstance(cache, str) and "://" in cache
+    if args.budget is None and not shared_cache:
         return
     import asyncio
 
+    from lc_async_pipelines.runner.redis import RedisCache, open_cache
+
     async def reach() -> None:
-        async with _budget(args, settings, 1):
-            pass
+        if args.budget is not None:
+            async with _budget(args, settings, 1):
+                pass
+        opened = open_cache(cache, ttl_s=args.cache_ttl) if shared_cache else None
+        if isinstance(opened, RedisCache):
+            await opened.connect()
+            await opened.aclose()
 
     asyncio.run(reach())
 
@@ -1264,6 +1277,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     from lc_async_pipelines.errors import (
         BudgetUnavailable,
+        CacheUnavailable,
         ConfigurationError,
         EmbeddedModelError,
         InputError,
@@ -1296,6 +1310,7 @@ def _main(argv: list[str] | None) -> int:
         InputError,
         EmbeddedModelError,
         BudgetUnavailable,
+        CacheUnavailable,
         WorkersLost,
     ) as exc:
         from lc_async_pipelines._scrub import error_text

@@ -13,13 +13,15 @@ standard types keeps working::
     ├── OutputValidationError   a structured output does not fit its schema  (OutputParserException)
     ├── FetchError              a news source or article cannot be fetched or read (OSError)
     ├── BudgetUnavailable       the shared budget's Redis cannot be reached    (ConnectionError)
+    ├── CacheUnavailable        the shared cache's Redis cannot be reached at start (ConnectionError)
     └── WorkersLost             every Ray worker of a run died past its restarts (RuntimeError)
 
 Errors from a model provider (``openai.APIStatusError`` and the like) are not
 wrapped: they reach records and handlers with their own class, which is what
 the retry decisions (:func:`lc_async_pipelines.runner.is_transient`) read.
 The command line exits 2 on :class:`ConfigurationError`, :class:`InputError`
-and :class:`EmbeddedModelError`; the runner turns :class:`RowError`,
+and :class:`EmbeddedModelError`, :class:`BudgetUnavailable` and
+:class:`CacheUnavailable`; the runner turns :class:`RowError`,
 :class:`DeadlineExceeded` and :class:`OutputValidationError` into that item's
 error record. Match errors by class, never by their text.
 """
@@ -30,6 +32,7 @@ from langchain_core.exceptions import OutputParserException
 
 __all__ = [
     "BudgetUnavailable",
+    "CacheUnavailable",
     "ConfigurationError",
     "DeadlineExceeded",
     "EmbeddedModelError",
@@ -107,6 +110,16 @@ class BudgetUnavailable(PipelinesError, ConnectionError):
 
     Raised at start (the command line exits 2). Lost mid-run, calls wait and
     reconnect with backoff instead: a shared budget never falls back to unlimited.
+    """
+
+
+class CacheUnavailable(PipelinesError, ConnectionError):
+    """The shared LLM cache's store (Redis) cannot be reached when a run or service starts.
+
+    Raised at start (the command line exits 2), so a mistyped ``--cache`` URL
+    does not quietly send every call to the model. Lost mid-run, lookups miss
+    and updates are skipped instead (one warning per outage): the cache saves
+    money, it never fails a call.
     """
 
 

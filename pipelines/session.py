@@ -102,6 +102,7 @@ async def model_session(
         ConfigurationError: the model cannot be resolved or built.
         EmbeddedModelError: the embedded server cannot start.
         BudgetUnavailable: the shared budget's Redis cannot be reached.
+        CacheUnavailable: a Redis cache cannot be reached.
     """
     settings = settings or ModelSettings.from_env()
     budget = budget if budget is not None else RateBudget()
@@ -110,6 +111,8 @@ async def model_session(
     # Not `owned or cache`: an empty SQLiteCache has len 0 and is falsy.
     the_cache: BaseCache | None = owned if owned is not None else cache  # type: ignore[assignment]
     try:
+        if isinstance(the_cache, RedisCache):  # unreachable: fail before any model starts
+            await the_cache.connect()
         async with (
             chat_model_session(settings, parallel=parallel) as chat_model,
             contextlib.AsyncExitStack() as stack,

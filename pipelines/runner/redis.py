@@ -38,7 +38,7 @@ from langchain_core.load import dumps
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from lc_async_pipelines._scrub import REDACTED, register_secret, scrub
-from lc_async_pipelines.errors import BudgetUnavailable, ConfigurationError
+from lc_async_pipelines.errors import BudgetUnavailable, CacheUnavailable, ConfigurationError
 from lc_async_pipelines.runner import _redis_scripts as scripts
 from lc_async_pipelines.runner._cache_codec import load_generation, normalize_llm_string
 from lc_async_pipelines.runner.budget import RateBudget
@@ -532,8 +532,10 @@ class RedisCache(BaseCache):
     langchain-redis' ``RedisCache`` needs RedisJSON (not in Debian's
     redis-server) and pulls redisvl and numpy.
 
-    A Redis that does not answer makes a lookup a miss and an update a no-op
-    (one warning per outage): the cache saves money, it never fails a call.
+    :meth:`connect` checks once that Redis answers (``model_session`` and the
+    command line call it at start: :class:`CacheUnavailable`, exit 2). After
+    that, a Redis that does not answer makes a lookup a miss and an update a
+    no-op (one warning per outage): the cache saves money, it never fails a call.
 
     Args:
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` or
@@ -692,6 +694,27 @@ class RedisCache(BaseCache):
                 batch.clear()
         if batch:
             await client.unlink(*batch)
+
+    async def connect(self) -> None:
+        """Check that Redis answers (``PING``), on this event loop's client.
+
+        Raises:
+            CacheUnavailable: Redis cannot be reached; one line naming the URL
+                (credentials redacted) and the cause.
+            ConfigurationError: the URL is malformed.
+        """
+        try:
+            client = self._aclient()
+        except ValueError as exc:
+            msg = f"cache URL {_redacted_url(self.url)!r}: {_one_line(exc)}"
+            raise ConfigurationError(msg) from exc
+        try:
+            await client.ping()
+        except (_redis().RedisError, OSError) as exc:
+            await self.aclose()
+            msg = f"LLM cache at {_redacted_url(self.url)} unreachable: {_one_line(exc)}"
+            raise CacheUnavailable(msg) from exc
+        self._down = False
 
     def close(self) -> None:
         """Close the sync connection; the async one is closed by :meth:`aclose`."""

@@ -307,6 +307,24 @@ def test_an_unreachable_budget_on_resume_says_the_error_alone(tmp_path):
     assert (tmp_path / "out.jsonl.manifest.json").read_bytes() == manifest
 
 
+def test_an_unreachable_redis_cache_exits_2_before_the_output_is_touched(tmp_path):
+    """A mistyped --cache URL must not quietly send every call to the model."""
+    write_items(tmp_path / "items.txt", "cached", 5)
+    out = tmp_path / "out.jsonl"
+    with mock_server.spawn() as base:
+        cmd = run_command(tmp_path / "items.txt", out, "--cache", "redis://:pw-123@127.0.0.1:1/0")
+        proc = subprocess.run(cmd, env=environment(base), cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        seen = stats(base)
+    assert proc.returncode == 2, proc.stderr
+    message = proc.stderr.strip().splitlines()
+    assert len(message) == 1, message
+    assert "LLM cache at redis://" in message[0] and "unreachable" in message[0], message
+    assert "pw-123" not in proc.stderr
+    assert not out.exists()
+    assert seen.get("requests", 0) == 0
+
+
 # 4 and 5. The Ray engine: faults, a second run, a kill -9 of the driver.
 
 

@@ -54,7 +54,7 @@ PUBLIC = {
         "REDIS_SCHEMES", "RedisCache", "RedisRateBudget", "budget_key", "open_budget", "open_cache",
     ],
     "lc_async_pipelines.errors": [
-        "BudgetUnavailable", "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError",
+        "BudgetUnavailable", "CacheUnavailable", "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError",
         "FetchError", "InputError", "OutputValidationError", "PipelinesError", "RowError",
         "WorkersLost",
     ],
