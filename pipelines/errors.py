@@ -13,7 +13,7 @@ standard types keeps working::
     ├── OutputValidationError   a structured output does not fit its schema  (OutputParserException)
     ├── FetchError              a news source or article cannot be fetched or read (OSError)
     ├── BudgetUnavailable       the shared budget's Redis cannot be reached    (ConnectionError)
-    ├── CacheUnavailable        the shared cache's Redis cannot be reached at start (ConnectionError)
+    ├── CacheUnavailable        the shared cache's Redis cannot be reached     (ConnectionError)
     └── WorkersLost             every Ray worker of a run died past its restarts (RuntimeError)
 
 Errors from a model provider (``openai.APIStatusError`` and the like) are not
