@@ -1,5 +1,6 @@
 """The page in a real headless browser (Debian's chromium driven by Playwright) on the embedded model."""
 
+import json
 import os
 import re
 import shutil
@@ -180,6 +181,36 @@ async def test_page_runs_an_object_input_pipeline(browser, embedded_server):
         assert await page.input_value("#input") == '{"name": "Ada", "topic": "the new garden"}'
     assert title.startswith('letter: {"name":"Ada"')
     assert len(text.split()) >= 5
+
+
+def build_facts_chain(llm):
+    """A structured output with no model call: what the news pipeline's JSON looks like."""
+    from langchain_core.runnables import RunnableLambda
+
+    return RunnableLambda(lambda text: {"topic": text.upper(), "key_facts": ["one", "two"]})
+
+
+async def test_page_shows_a_structured_output_as_json_and_keeps_the_choice_on_reload(browser):
+    from tests.unit.fakes import cycling_llm
+
+    facts = PipelineSpec("facts", build_facts_chain, "Facts (JSON).")
+    app = create_app(cycling_llm("unused"), settings=ServiceSettings(),
+                     pipelines={**registered_pipelines(), "facts": facts})  # fmt: skip
+    with serve(app) as base:
+        page = await browser.new_page()
+        await page.goto(base + "/")
+        await page.wait_for_selector("#pipeline option[value='facts']", state="attached")
+        await page.select_option("#pipeline", "facts")
+        # A new token reloads the list (as CI once raced a run against): the choice stays.
+        await page.fill("#token", "another-token")
+        await page.dispatch_event("#token", "change")
+        await page.wait_for_load_state("networkidle")
+        assert await page.input_value("#pipeline") == "facts"
+        await page.fill("#input", "bridge vote")
+        await page.click("#run")
+        await page.wait_for_selector(".run[data-state='done']", timeout=60_000)
+        text = await page.locator(".run .output").inner_text()
+    assert json.loads(text) == {"topic": "BRIDGE VOTE", "key_facts": ["one", "two"]}
 
 
 async def test_page_shows_the_model_error(browser, tmp_path):
