@@ -68,12 +68,18 @@ class AddressGuard:
         allow_private: when True, nothing is refused.
         check_peer: check the address connected to as well (off behind an
             HTTP proxy, where that address is the proxy's).
+        timeout_s: the longest wait for the resolver, seconds (the fetch's
+            connect timeout); a name not resolved by then is left to the
+            connection, and asked again next time.
     """
 
-    def __init__(self, resolve: Resolve, *, allow_private: bool, check_peer: bool) -> None:
+    def __init__(
+        self, resolve: Resolve, *, allow_private: bool, check_peer: bool, timeout_s: float
+    ) -> None:
         self._resolve = resolve
         self._allow_private = allow_private
         self._check_peer = check_peer
+        self._timeout_s = timeout_s
         self._trusted: set[str] = set()
         self._verdicts: dict[tuple[str, int], str | None] = {}
 
@@ -96,24 +102,24 @@ class AddressGuard:
         port = url.port or _DEFAULT_PORTS.get(url.scheme, 80)
         key = (host.lower(), port)
         if key not in self._verdicts:
-            self._verdicts[key] = await self._verdict(host, port)
+            addresses = await self._addresses(host, port)
+            if addresses is None:
+                return
+            self._verdicts[key] = _verdict(addresses)
         cause = self._verdicts[key]
         if cause is not None:
             raise Refused(cause)
 
-    async def _verdict(self, host: str, port: int) -> str | None:
+    async def _addresses(self, host: str, port: int) -> list[str] | None:
         try:
-            addresses = [str(ipaddress.ip_address(host))]
+            return [str(ipaddress.ip_address(host))]
         except ValueError:
-            try:
-                addresses = await self._resolve(host, port)
-            except OSError:
-                return None
-        for address in addresses:
-            kind = non_public_kind(address)
-            if kind is not None:
-                return _cause(kind, address)
-        return None
+            pass
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._resolve(host, port)
+        except (OSError, TimeoutError):
+            return None
 
     def after(self, response: httpx.Response) -> None:
         """Raise :class:`Refused` when ``response`` came from a non-public address.
@@ -132,6 +138,14 @@ class AddressGuard:
         kind = non_public_kind(str(peer[0]))
         if kind is not None:
             raise Refused(_cause(kind, str(peer[0])))
+
+
+def _verdict(addresses: list[str]) -> str | None:
+    for address in addresses:
+        kind = non_public_kind(address)
+        if kind is not None:
+            return _cause(kind, address)
+    return None
 
 
 def _cause(kind: str, address: str) -> str:

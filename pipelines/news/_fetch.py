@@ -256,6 +256,7 @@ class Fetcher:
             allow_private=limits.allow_private_addresses or not guarded,
             # behind a proxy the address connected to is the proxy's
             check_peer=not (self._owned and getproxies()),
+            timeout_s=limits.connect_timeout_s,
         )
         self._timeout = httpx.Timeout(
             connect=limits.connect_timeout_s,

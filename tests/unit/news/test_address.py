@@ -1,5 +1,7 @@
 """The fetcher's address check (SSRF): non-public addresses only on trusted hosts, every hop."""
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -129,6 +131,22 @@ async def test_a_name_that_does_not_resolve_is_left_to_the_connection():
     async with fetcher(server) as f:
         got = await f.get("http://unknown.example/a", expect="html")
     assert got.status == 200
+
+
+async def test_a_resolver_that_hangs_is_given_up_at_the_connect_timeout_and_asked_again():
+    asked = []
+
+    async def hangs(host: str, port: int) -> list[str]:
+        asked.append(host)
+        await asyncio.Event().wait()  # never answers
+        return []
+
+    server = Server()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(server))
+    async with Fetcher(FetchLimits(connect_timeout_s=0.05), client=client, resolve=hangs) as f:
+        for _ in range(2):
+            assert (await f.get("http://slow-dns.example/a", expect="html")).status == 200
+    assert asked == ["slow-dns.example", "slow-dns.example"]  # no verdict kept from a timeout
 
 
 async def test_the_address_connected_to_is_checked_too():
