@@ -56,6 +56,7 @@ from lc_async_pipelines.errors import (
     RowError,
     WorkersLost,
 )
+from lc_async_pipelines.runner._fresh import fresh_items
 from lc_async_pipelines.runner.core import Record, RetryPolicy, RunOptions, check_number, run_items
 from lc_async_pipelines.runner.inputs import Item
 
@@ -402,6 +403,7 @@ async def run_items_on_ray(
         ConfigurationError: ``workers`` < 1, Ray not installed, or a worker's
             model session cannot be built (the cause's class and scrubbed text).
         BudgetUnavailable: a worker cannot reach the shared budget at start.
+        CacheUnavailable: a worker cannot reach the shared cache at start.
         EmbeddedModelError: the embedded model cannot start.
         WorkersLost: every worker died past its restarts.
     """
@@ -518,10 +520,9 @@ async def _drive(
     it then would fail too and count as losses.
     """
     errors = ray.exceptions
-    limit, skip, stop, grace_s = options.limit, options.skip, options.stop, options.grace_s
-    source = iter(items)
+    stop, grace_s = options.stop, options.grace_s
+    source = fresh_items(items, options.skip, options.limit)
     exhausted = False
-    seen: set[str] = set()
     again: deque[Item] = deque()  # items whose worker died under them: sent first
     losses: dict[str, int] = {}
     load = [0] * len(actors)
@@ -542,18 +543,9 @@ async def _drive(
             return None
         if again:
             return again.popleft()
-        while limit is None or len(seen) < limit:
-            item = next(source, None)
-            if item is None:
-                break
-            if item.id in seen:
-                continue
-            seen.add(item.id)
-            if skip and item.id in skip:
-                continue
-            return item
-        exhausted = True
-        return None
+        item = next(source, None)
+        exhausted = item is None
+        return item
 
     def refill() -> None:
         while True:

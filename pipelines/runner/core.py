@@ -34,6 +34,7 @@ from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
 from lc_async_pipelines.errors import ConfigurationError, DeadlineExceeded, RowError
 from lc_async_pipelines.runner._errors import is_transient, retry_after
+from lc_async_pipelines.runner._fresh import fresh_items
 from lc_async_pipelines.runner._history import AttemptLog, logging_into
 from lc_async_pipelines.runner.inputs import Item
 
@@ -497,10 +498,9 @@ async def run_items(
     config = config or RunnableConfig()
     options = options or RunOptions()
     window = options.concurrency or max(1, int(config.get("max_concurrency") or 4))
-    limit, skip, stop, grace_s = options.limit, options.skip, options.stop, options.grace_s
+    stop, grace_s = options.stop, options.grace_s
     costs = options.costs
-    source = iter(items)
-    seen: set[str] = set()
+    source = fresh_items(items, options.skip, options.limit)
     pending: set[asyncio.Task[Record]] = set()
 
     def refill() -> None:
@@ -508,16 +508,10 @@ async def run_items(
             not (stop and stop.is_set())
             and not (costs is not None and costs.capped)
             and len(pending) < window
-            and (limit is None or len(seen) < limit)
         ):
             item = next(source, None)
             if item is None:
                 return
-            if item.id in seen:
-                continue
-            seen.add(item.id)
-            if skip and item.id in skip:
-                continue
             if costs is not None and item.error is None and not costs.admit(item):
                 return  # the cap: nothing more starts in this session
             pending.add(asyncio.create_task(_run_one(chain, item, config, options)))
