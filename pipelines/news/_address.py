@@ -49,7 +49,7 @@ def non_public_kind(ip: str) -> str | None:
         return "link-local"
     if address.is_private:
         return "private"
-    if address.is_multicast or address.is_unspecified or not address.is_global:
+    if address.is_multicast or not address.is_global:  # multicast counts as global
         return "non-public"
     return None
 
