@@ -1,29 +1,36 @@
-"""The errors this library raises, all under one base class.
+"""The errors this library raises, all under one base class, and what the command line exits with.
 
 Catch :class:`PipelinesError` to catch every one of them. Each subclass also
 derives from the standard exception it refines, so code written against the
-standard types keeps working::
+standard types keeps working. The right-hand column is what ``pipelines``
+does when the error reaches it: an exit code, or the item's error record
+(the run goes on with the other items)::
 
-    PipelinesError
-    ├── ConfigurationError      a setting, flag, target or schema is wrong   (ValueError)
-    ├── InputError              the input file as a whole cannot be read     (ValueError)
-    │   └── RowError            one row cannot be used; becomes its record   (ValueError)
-    ├── DeadlineExceeded        an item or request ran past its deadline     (TimeoutError)
-    ├── EmbeddedModelError      the embedded model cannot be built or started (RuntimeError)
-    ├── OutputValidationError   a structured output does not fit its schema  (OutputParserException)
-    ├── FetchError              a news source or article cannot be fetched or read (OSError)
-    ├── BudgetUnavailable       the shared budget's Redis cannot be reached    (ConnectionError)
-    ├── CacheUnavailable        the shared cache's Redis cannot be reached     (ConnectionError)
-    └── WorkersLost             every Ray worker of a run died past its restarts (RuntimeError)
+    PipelinesError                                          CLI     refines
+    ├── ConfigurationError     a setting, flag or schema    exit 2  ValueError
+    ├── InputError             the input file as a whole    exit 2  ValueError
+    │   └── RowError           one row cannot be used       record  ValueError
+    ├── DeadlineExceeded       an item or request too late  record  TimeoutError
+    ├── EmbeddedModelError     llama-server or the GGUF     exit 2  RuntimeError
+    ├── OutputValidationError  output does not fit schema   record  OutputParserException
+    ├── FetchError             a feed or article unread     record  OSError
+    ├── BudgetUnavailable      the budget's Redis is down   exit 2  ConnectionError
+    ├── CacheUnavailable       the cache's Redis is down    exit 2  ConnectionError
+    └── WorkersLost            every Ray worker died        exit 2  RuntimeError
+
+The command line's exit codes (``lc_async_pipelines.cli.ExitCode``): 0 every
+item done; 1 the run ended and some items failed (their records say why); 2
+bad arguments, configuration or input, or a store or the embedded model that
+cannot be reached, with the output untouched or resumable; 3 the
+``--max-cost`` cap stopped the run (resumable with a higher cap); 130 and 143
+stopped by SIGINT or SIGTERM (resumable: run the same command again).
+
+In the web service, :class:`DeadlineExceeded` is HTTP 504 and a bad input HTTP 422.
 
 Errors from a model provider (``openai.APIStatusError`` and the like) are not
 wrapped: they reach records and handlers with their own class, which is what
 the retry decisions (:func:`lc_async_pipelines.runner.is_transient`) read.
-The command line exits 2 on :class:`ConfigurationError`, :class:`InputError`
-and :class:`EmbeddedModelError`, :class:`BudgetUnavailable` and
-:class:`CacheUnavailable`; the runner turns :class:`RowError`,
-:class:`DeadlineExceeded` and :class:`OutputValidationError` into that item's
-error record. Match errors by class, never by their text.
+Match errors by class, never by their text.
 """
 
 from __future__ import annotations
