@@ -1,3 +1,7 @@
+"""Integration tests: real servers (embedded model, mocks, Redis, Ray, a browser) started by the tests."""
+
+from pathlib import Path
+
 import pytest
 
 from lc_async_pipelines.embedded import EmbeddedModelServer
@@ -14,3 +18,13 @@ def embedded_server():
 @pytest.fixture(scope="session")
 def llm(embedded_server):
     return make_chat_model(ModelSettings(), base_url=embedded_server.base_url)
+
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # every test in this folder carries the marker: `pytest -m "not integration"` is the unit suite
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
