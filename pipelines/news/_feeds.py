@@ -274,31 +274,84 @@ async def iter_articles(
     closing the iterator (``contextlib.aclosing``) cancels every fetch still
     under way and waits for them.
     """
-    results: asyncio.Queue[Article | FetchError | None] = asyncio.Queue()
-    tasks: set[asyncio.Task[None]] = set()
-    seen: set[str] = set()
-    pending = 0  # outcomes still owed to the queue (None for a feed read whole)
-    most = fetcher.limits.max_articles_per_source
+    walk = _Walk(fetcher)
     fetcher.trust(sources)  # the user's own hosts may be local; their feeds' links may not
+    read: set[str] = set()
+    for source in sources:
+        key = canonical_url(source)
+        if key not in read:
+            read.add(key)
+            walk.start(walk.read_source(source))
+    try:
+        async for outcome in walk.outcomes():
+            yield outcome
+    finally:
+        await walk.cancel()
 
-    def start(work: Coroutine[Any, Any, None]) -> None:
-        nonlocal pending
-        pending += 1
+
+def _renamed(exc: FetchError, url: str) -> FetchError:
+    """Name the URL the user or the feed gave, not the one a redirect ended at."""
+    if exc.url == shown_url(url):
+        return exc
+    return FetchError(shown_url(url), exc.cause, status=exc.status)
+
+
+class _Walk:
+    """The fetches of one :func:`iter_articles` call and the queue their outcomes go to."""
+
+    def __init__(self, fetcher: Fetcher) -> None:
+        self.fetcher = fetcher
+        self.results: asyncio.Queue[Article | FetchError | None] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.seen: set[str] = set()  # canonical article URLs already started
+        self.pending = 0  # outcomes still owed to the queue (None for a feed read whole)
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        self.pending += 1
         task = asyncio.create_task(work)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    async def read_article(entry: FeedEntry, source: str) -> None:
+    async def outcomes(self) -> AsyncIterator[Article | FetchError]:
+        while self.pending:
+            outcome = await self.results.get()
+            self.pending -= 1
+            if outcome is not None:
+                yield outcome
+
+    async def cancel(self) -> None:
+        left = list(self.tasks)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.gather(*left, return_exceptions=True)
+
+    async def read_source(self, url: str) -> None:
         try:
-            fetched = await fetcher.get(entry.url, expect="html")
-            page = await asyncio.to_thread(extract_page, fetched.body, fetched.url)
+            fetched = await self.fetcher.get(url, expect="feed")
+            entries = await asyncio.to_thread(parse_feed, fetched.body, fetched.url)
         except FetchError as exc:
-            if exc.url != shown_url(entry.url):  # a redirect's page: name the URL the feed gave
-                exc = FetchError(shown_url(entry.url), exc.cause, status=exc.status)
-            results.put_nowait(exc)
+            self.results.put_nowait(_renamed(exc, url))
+            return
+        except Exception as exc:
+            self.results.put_nowait(_unexpected(url, exc))
+            return
+        for entry in entries[: self.fetcher.limits.max_articles_per_source]:
+            key = canonical_url(entry.url)
+            if key not in self.seen:
+                self.seen.add(key)
+                self.start(self.read_article(entry, url))
+        self.results.put_nowait(None)
+
+    async def read_article(self, entry: FeedEntry, source: str) -> None:
+        try:
+            fetched = await self.fetcher.get(entry.url, expect="html")
+            page = await asyncio.to_thread(extract_page, fetched.body, fetched.url)
+        except FetchError as exc:  # a redirect's page: name the URL the feed gave
+            self.results.put_nowait(_renamed(exc, entry.url))
             return
         except Exception as exc:  # a parser's bug on one page must not end the run
-            results.put_nowait(_unexpected(entry.url, exc))
+            self.results.put_nowait(_unexpected(entry.url, exc))
             return
         article = Article(
             url=entry.url,
@@ -309,42 +362,4 @@ async def iter_articles(
             author=entry.author or page.author,
             site=page.site,
         )
-        results.put_nowait(article)
-
-    async def read_source(url: str) -> None:
-        try:
-            fetched = await fetcher.get(url, expect="feed")
-            entries = await asyncio.to_thread(parse_feed, fetched.body, fetched.url)
-        except FetchError as exc:
-            if exc.url != shown_url(url):
-                exc = FetchError(shown_url(url), exc.cause, status=exc.status)
-            results.put_nowait(exc)
-            return
-        except Exception as exc:
-            results.put_nowait(_unexpected(url, exc))
-            return
-        for entry in entries[:most]:
-            key = canonical_url(entry.url)
-            if key not in seen:
-                seen.add(key)
-                start(read_article(entry, url))
-        results.put_nowait(None)
-
-    read: set[str] = set()
-    for source in sources:
-        key = canonical_url(source)
-        if key not in read:
-            read.add(key)
-            start(read_source(source))
-    try:
-        while pending:
-            outcome = await results.get()
-            pending -= 1
-            if outcome is not None:
-                yield outcome
-    finally:
-        left = list(tasks)
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.gather(*left, return_exceptions=True)
+        self.results.put_nowait(article)
