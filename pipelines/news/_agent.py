@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolCall, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 
@@ -60,17 +60,9 @@ def build_news_agent(
         FetchError: on invocation, a tool could not fetch the page.
     """
     found = _by_name(tools)
-    bind_tools = getattr(llm, "bind_tools", None)
-    if not callable(bind_tools):
-        msg = f"{type(llm).__name__} cannot call tools (no bind_tools); use the fixed tool chain"
-        raise ConfigurationError(msg)
+    with_tools = _bind_tools(llm, found)
     if max_steps < 1:
         raise ConfigurationError(f"max_steps must be at least 1, got {max_steps}")
-    try:
-        with_tools: Runnable[Any, BaseMessage] = bind_tools(list(found.values()))
-    except NotImplementedError:
-        msg = f"{type(llm).__name__} cannot call tools; use the fixed tool chain"
-        raise ConfigurationError(msg) from None
     answer = structured_output(llm, NewsAnalysis, max_tokens=JSON_MAX_TOKENS)
 
     async def run(url: str, config: RunnableConfig) -> NewsReport:
@@ -85,33 +77,11 @@ def build_news_agent(
             calls = reply.tool_calls if isinstance(reply, AIMessage) else []
             if not calls:
                 break
-            unknown = [c["name"] for c in calls if c["name"] not in found]
-            if unknown:
-                raise OutputValidationError(f"the model called unknown tools: {unknown}")
-            # Only this article's URL is fetched: a model steered by a page's
-            # text must not make the run fetch other addresses (SSRF).
-            allowed = [c for c in calls if str(c["args"].get("url", "")).strip() == url]
-            turn: list[ToolMessage] = await asyncio.gather(
-                *(found[c["name"]].ainvoke(c, config) for c in allowed)
-            )
-            refused = [
-                ToolMessage(
-                    content=f"refused: only the article's URL ({url}) may be read",
-                    tool_call_id=str(c["id"]),
-                    name=c["name"],
-                    status="error",
-                )
-                for c in calls
-                if c not in allowed
-            ]
+            turn, refused = await _answer_calls(calls, found, url, config)
             messages.extend([*turn, *refused])
             results.extend(turn)
         if not any(m.name == FETCH_ARTICLE for m in results):
-            call = tool_call(FETCH_ARTICLE, url, "agent-fetch")
-            messages.append(AIMessage(content="", tool_calls=[call]))
-            fetched: ToolMessage = await found[FETCH_ARTICLE].ainvoke(call, config)
-            messages.append(fetched)
-            results.append(fetched)
+            await _fetch_anyway(found, url, config, messages, results)
         analysis: NewsAnalysis = await answer.ainvoke(messages, config)
         analysis = analysis.model_copy(
             update={"summary": cut_to_words(analysis.summary, max_words)}
@@ -120,3 +90,62 @@ def build_news_agent(
 
     chain: Runnable[str, NewsReport] = RunnableLambda(run, name="news_agent")
     return chain.with_types(input_type=str, output_type=NewsReport)
+
+
+def _bind_tools(llm: ChatModel, found: dict[str, BaseTool]) -> Runnable[Any, BaseMessage]:
+    """``llm.bind_tools(tools)``, or a ConfigurationError for a model that cannot call tools."""
+    bind_tools = getattr(llm, "bind_tools", None)
+    if not callable(bind_tools):
+        msg = f"{type(llm).__name__} cannot call tools (no bind_tools); use the fixed tool chain"
+        raise ConfigurationError(msg)
+    try:
+        bound: Runnable[Any, BaseMessage] = bind_tools(list(found.values()))
+    except NotImplementedError:
+        msg = f"{type(llm).__name__} cannot call tools; use the fixed tool chain"
+        raise ConfigurationError(msg) from None
+    return bound
+
+
+async def _answer_calls(
+    calls: list[ToolCall], found: dict[str, BaseTool], url: str, config: RunnableConfig
+) -> tuple[list[ToolMessage], list[ToolMessage]]:
+    """Run one turn's tool calls about ``url``; return (their results, refusals of the others).
+
+    Raises:
+        OutputValidationError: the model called a tool it was not given.
+    """
+    unknown = [c["name"] for c in calls if c["name"] not in found]
+    if unknown:
+        raise OutputValidationError(f"the model called unknown tools: {unknown}")
+    # Only this article's URL is fetched: a model steered by a page's
+    # text must not make the run fetch other addresses (SSRF).
+    allowed = [c for c in calls if str(c["args"].get("url", "")).strip() == url]
+    turn: list[ToolMessage] = await asyncio.gather(
+        *(found[c["name"]].ainvoke(c, config) for c in allowed)
+    )
+    refused = [
+        ToolMessage(
+            content=f"refused: only the article's URL ({url}) may be read",
+            tool_call_id=str(c["id"]),
+            name=c["name"],
+            status="error",
+        )
+        for c in calls
+        if c not in allowed
+    ]
+    return turn, refused
+
+
+async def _fetch_anyway(
+    found: dict[str, BaseTool],
+    url: str,
+    config: RunnableConfig,
+    messages: list[BaseMessage],
+    results: list[ToolMessage],
+) -> None:
+    """Run ``fetch_article`` for a model that never called it: the analysis reads the page."""
+    call = tool_call(FETCH_ARTICLE, url, "agent-fetch")
+    messages.append(AIMessage(content="", tool_calls=[call]))
+    fetched: ToolMessage = await found[FETCH_ARTICLE].ainvoke(call, config)
+    messages.append(fetched)
+    results.append(fetched)
