@@ -147,11 +147,18 @@ def _load_entry(ep: EntryPoint) -> PipelineSpec:
     return spec if spec.name == ep.name else dataclasses.replace(spec, name=ep.name)
 
 
+# The same entry points as pyproject.toml's, for a source tree run without
+# installed metadata. Built-ins load as plug-ins do, by name: the registry
+# sits below the pipelines it lists and never imports them.
+_BUILTIN_ENTRY_POINTS = tuple(
+    EntryPoint(name, f"lc_async_pipelines.builtin:{name.upper()}", ENTRY_POINT_GROUP)
+    for name in ("news", "story", "summary")
+)
+
+
 def _builtins() -> dict[str, PipelineSpec]:
     """The built-ins, for a source tree run without installed metadata."""
-    from lc_async_pipelines.builtin import STORY, SUMMARY
-
-    return {STORY.name: STORY, SUMMARY.name: SUMMARY}
+    return {ep.name: _load_entry(ep) for ep in _BUILTIN_ENTRY_POINTS}
 
 
 @cache
@@ -186,9 +193,10 @@ def load_pipeline(target: str) -> PipelineSpec:
         found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
         if target in found:
             return _load_entry(found[target])
-        if not found and target in _builtins():
-            return _builtins()[target]
-        listed = ", ".join(sorted(found) or sorted(_builtins()))
+        builtin = {ep.name: ep for ep in _BUILTIN_ENTRY_POINTS}
+        if not found and target in builtin:
+            return _load_entry(builtin[target])
+        listed = ", ".join(sorted(found) or sorted(builtin))
         msg = f"no pipeline {target!r}; registered: {listed} (or give package.module:attr)"
         raise ConfigurationError(msg)
     module_name, _, attr = target.partition(":")
