@@ -66,7 +66,7 @@ from lc_async_pipelines.runner import (
     run_items_on_ray,
 )
 from lc_async_pipelines.runner import write_records as write
-from lc_async_pipelines.runner.redis import open_budget
+from lc_async_pipelines.runner.limits import open_budget
 from lc_async_pipelines.session import model_session
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 
-from lc_async_pipelines.runner.core import Record
+from lc_async_pipelines.runner.record import Record
 
 
 @contextlib.contextmanager

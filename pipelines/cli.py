@@ -865,8 +865,8 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     budget = _budget(args, plan.settings, args.max_in_flight or args.concurrency)
     batch = None
     if args.batch_api:
-        from lc_async_pipelines.runner.batch_api import BatchLimits, BatchOptions, batches_path
-        from lc_async_pipelines.runner.budget import RateBudget
+        from lc_async_pipelines.runner.batch import BatchLimits, BatchOptions, batches_path
+        from lc_async_pipelines.runner.limits import RateBudget
 
         if args.rpm or args.tpm or args.max_in_flight or args.budget:
             print(
@@ -897,8 +897,8 @@ async def _run(args: argparse.Namespace, plan: _Plan) -> int:
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(budget)  # Redis unreachable: exit 2 before any model
         if args.engine == "ray":
+            from lc_async_pipelines.engines import ChainRecipe, run_items_on_ray
             from lc_async_pipelines.models import describe
-            from lc_async_pipelines.runner import ChainRecipe, run_items_on_ray
 
             # The workers build their own sessions; the driver only writes.
             recipe = ChainRecipe(
@@ -1001,7 +1001,7 @@ def _check_budget(args: argparse.Namespace, settings: Any) -> None:
         return
     import asyncio
 
-    from lc_async_pipelines.runner.redis import RedisCache, open_cache
+    from lc_async_pipelines.runner.caches import RedisCache, open_cache
 
     async def reach() -> None:
         if args.budget is not None:

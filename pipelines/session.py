@@ -27,13 +27,12 @@ from langchain_core.language_models import BaseChatModel
 
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings, chat_model_session, describe
-from lc_async_pipelines.runner.budget import RateBudget, with_budget
-from lc_async_pipelines.runner.cache import SQLiteCache, with_cache
-from lc_async_pipelines.runner.core import RetryPolicy
-from lc_async_pipelines.runner.redis import RedisCache, open_cache
+from lc_async_pipelines.runner.caches import RedisCache, SQLiteCache, open_cache, with_cache
+from lc_async_pipelines.runner.limits import RateBudget, with_budget
+from lc_async_pipelines.runner.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from lc_async_pipelines.runner.batch_api import BatchOptions, BatchSession
+    from lc_async_pipelines.runner.batch import BatchOptions, BatchSession
 
 __all__ = ["ModelSession", "model_session"]
 
@@ -119,7 +118,7 @@ async def model_session(
         ):
             batch_session = None
             if batch is not None:
-                from lc_async_pipelines.runner.batch_api import BatchSession
+                from lc_async_pipelines.runner.batch import BatchSession
 
                 batch_session = await stack.enter_async_context(BatchSession(chat_model, batch))
             model: Any = batch_session.chat_model if batch_session is not None else chat_model

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from lc_async_pipelines.runner._errors import is_rate_limit
+from lc_async_pipelines.runner.retry import is_rate_limit
 
 # Enough to see a pattern; a pathological item does not bloat its record.
 MAX_ENTRIES = 20

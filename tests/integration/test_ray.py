@@ -16,9 +16,10 @@ import pytest
 
 from benchmarks.mock_server import spawn
 from lc_async_pipelines.builtin import STORY
+from lc_async_pipelines.engines import ChainRecipe, run_items_on_ray
+from lc_async_pipelines.engines.ray import RAY_NAMESPACE
 from lc_async_pipelines.models import ModelSettings
-from lc_async_pipelines.runner import ChainRecipe, Item, RetryPolicy, RunOptions, run_items_on_ray
-from lc_async_pipelines.runner._ray import RAY_NAMESPACE
+from lc_async_pipelines.runner import Item, RetryPolicy, RunOptions
 
 ray = pytest.importorskip("ray")
 

@@ -24,8 +24,9 @@ import redis
 from benchmarks import mock_server, redis_server
 from lc_async_pipelines.errors import BudgetUnavailable
 from lc_async_pipelines.runner import Item, RetryPolicy, RunOptions, run_items, with_budget
-from lc_async_pipelines.runner import _redis_scripts as scripts
-from lc_async_pipelines.runner.redis import RedisCache, RedisRateBudget, open_budget
+from lc_async_pipelines.runner.caches import RedisCache
+from lc_async_pipelines.runner.limits import RedisRateBudget, open_budget
+from lc_async_pipelines.runner.limits import _redis_scripts as scripts
 
 ROOT = Path(__file__).resolve().parents[2]
 RETRY = RetryPolicy(max_retries=6, initial=0.5, max_wait=10)
@@ -276,7 +277,9 @@ async def test_calls_wait_out_a_redis_restart_and_resume_without_a_burst(caplog)
                     twenty.set()
             return out
 
-        with caplog.at_level(logging.WARNING, logger="lc_async_pipelines.runner.redis"):
+        with caplog.at_level(
+            logging.WARNING, logger="lc_async_pipelines.runner.limits.redis_budget"
+        ):
             for budget in budgets:
                 await budget.connect()
             runs = [asyncio.create_task(one(b, t)) for b, t in zip(budgets, texts, strict=True)]

@@ -34,25 +34,37 @@ PUBLIC = {
         "STORY_PROMPT", "SUMMARY_PROMPT",
     ],
     "lc_async_pipelines.runner": [
-        "BatchOptions", "BatchSession", "BudgetRateLimiter", "BudgetedChatModel", "ChainRecipe",
-        "CostMeter", "Item", "ItemReader", "PriceTable", "RateBudget", "Record", "batches_path",
-        "estimate_run", "load_prices", "run_items_on_ray",
-        "RedisCache", "RedisRateBudget", "RetryPolicy", "RunOptions", "RunSummary", "SQLiteCache",
-        "budget_key", "count_items", "is_transient", "item_id_for", "open_budget", "open_cache",
-        "prepare_resume", "read_items", "retry_after", "run_items", "with_budget", "with_cache",
-        "write_records",
+        "BatchOptions", "BatchSession", "BudgetRateLimiter", "BudgetedChatModel", "CostMeter",
+        "Item", "ItemReader", "PriceTable", "RateBudget", "Record", "batches_path", "estimate_run",
+        "load_prices", "RedisCache", "RedisRateBudget", "RetryPolicy", "RunOptions", "RunSummary",
+        "SQLiteCache", "budget_key", "count_items", "is_transient", "item_id_for", "open_budget",
+        "open_cache", "prepare_resume", "read_items", "retry_after", "run_items", "with_budget",
+        "with_cache", "write_records",
     ],
-    "lc_async_pipelines.runner.batch_api": [
+    "lc_async_pipelines.runner.batch": [
         "BATCH_STATE_FORMAT", "BatchLimits", "BatchOptions", "BatchSession", "BatchStats",
         "batches_path",
     ],
+    "lc_async_pipelines.runner.caches": ["RedisCache", "SQLiteCache", "open_cache", "with_cache"],
     "lc_async_pipelines.runner.costs": [
         "CostMeter", "DryRunModel", "ItemCosts", "ModelPrice", "PRICES_FORMAT", "PriceTable",
         "RunEstimate", "estimate_message_tokens", "estimate_run", "load_prices", "usage_cost",
     ],
-    "lc_async_pipelines.runner.redis": [
-        "REDIS_SCHEMES", "RedisCache", "RedisRateBudget", "budget_key", "open_budget", "open_cache",
+    "lc_async_pipelines.runner.inputs": [
+        "CSV_SNIFF_BYTES", "DEFAULT_FIELDS", "DEFAULT_MAX_ROW_BYTES", "FORMATS", "MAX_JSON_BYTES",
+        "Item", "ItemReader", "count_items", "item_id_for", "read_items",
     ],
+    "lc_async_pipelines.runner.limits": [
+        "BudgetRateLimiter", "BudgetRates", "BudgetStore", "BudgetedChatModel",
+        "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget", "budget_key",
+        "open_budget", "with_budget",
+    ],
+    "lc_async_pipelines.runner.records": [
+        "MANIFEST_FORMAT", "PriorTotals", "RunFile", "RunManifest", "RunTotals", "batches_path",
+        "chain_fingerprint", "done_ids", "lock_path", "manifest_path", "open_run",
+        "prepare_resume", "run_totals", "summary_path", "whole_run_summary", "write_atomic",
+    ],
+    "lc_async_pipelines.engines": ["ChainRecipe", "run_items_on_ray"],
     "lc_async_pipelines.errors": [
         "BudgetUnavailable", "CacheUnavailable", "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError",
         "FetchError", "InputError", "OutputValidationError", "PipelinesError", "RowError",
@@ -116,3 +128,21 @@ def test_no_private_module_is_imported_from_outside_its_package():
                             offences.append(f"{path.relative_to(ROOT)} imports {name}")
                         break
     assert offences == []
+
+
+def test_importing_the_runner_loads_no_client_library():
+    """The runner's facade is lazy: Record alone loads neither OpenAI, Redis, nor Ray."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lc_async_pipelines.runner import Record\n"
+        "import lc_async_pipelines.engines\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'redis', 'ray'))\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

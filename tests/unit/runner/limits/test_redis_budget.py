@@ -1,4 +1,4 @@
-"""The Redis budget and cache without a server: keys, URLs, errors, and the client's side of the scripts."""
+"""The Redis budget without a server: keys, URLs, errors, and the client's side of the scripts."""
 
 import logging
 import pickle
@@ -10,16 +10,15 @@ from langchain_core.messages import AIMessage
 
 from lc_async_pipelines._scrub import scrub
 from lc_async_pipelines.errors import BudgetUnavailable, ConfigurationError, PipelinesError
-from lc_async_pipelines.runner import RateBudget, SQLiteCache, with_budget
-from lc_async_pipelines.runner.redis import (
-    RedisCache,
+from lc_async_pipelines.runner import RateBudget, with_budget
+from lc_async_pipelines.runner.limits import _redis_scripts
+from lc_async_pipelines.runner.limits.redis_budget import (
     RedisRateBudget,
-    _is_outage,
     _unavailable,
     budget_key,
     open_budget,
-    open_cache,
 )
+from lc_async_pipelines.runner.redis_client import is_outage
 from tests.unit.fakes import FnChatModel
 
 
@@ -89,13 +88,15 @@ def test_the_password_is_never_shown_and_a_pickled_budget_arrives_unconnected():
     copy = pickle.loads(pickle.dumps(budget))
     assert isinstance(copy, RedisRateBudget) and copy is not budget
     assert (copy.url, copy.key, copy.rpm, copy.tpm) == (budget.url, "k", 600, 6000)
-    assert copy._client is None and copy.requests_sent == 0
+    assert not copy.connected and copy.requests_sent == 0
 
 
 def test_limits_have_the_in_memory_budget_s_shape():
     budget = RedisRateBudget(url="redis://h:1/0", key="k", rpm=6_000, tpm=60_000, max_in_flight=2)
-    assert budget._interval_ms == pytest.approx(60_000 / (6_000 * 0.99))  # margin 1%
-    assert budget._tokens_per_ms == pytest.approx(0.99)  # one second's bucket: 990 tokens
+    assert budget.redis_store.interval_ms == pytest.approx(60_000 / (6_000 * 0.99))  # margin 1%
+    assert budget.redis_store.tokens_per_ms == pytest.approx(
+        0.99
+    )  # one second's bucket: 990 tokens
     assert budget._slots is not None and budget._slots._value == 2  # per process
 
 
@@ -126,13 +127,13 @@ def test_outages_are_told_from_refusals():
         ConnectionRefusedError(),
         TimeoutError(),
     ):
-        assert _is_outage(exc), exc
+        assert is_outage(exc), exc
     for exc in (
         redis.ResponseError("WRONGTYPE"),
         redis.exceptions.NoPermissionError("no"),
         KeyError(),
     ):
-        assert not _is_outage(exc), exc
+        assert not is_outage(exc), exc
 
 
 async def test_redis_down_at_start_is_budget_unavailable():
@@ -175,13 +176,26 @@ class FakeScript:
 
 
 class FakeClient:
+    """Hands out the fake scripts where redis-py registers the real ones."""
+
+    NAMES = {
+        _redis_scripts.RESERVE: "reserve",
+        _redis_scripts.ADJUST: "adjust",
+        _redis_scripts.PAUSE: "pause",
+    }
+
+    def __init__(self, scripts):
+        self.scripts = scripts
+
+    def register_script(self, text):
+        return self.scripts.get(self.NAMES[text])
+
     async def aclose(self):
         pass
 
 
 def connected(budget: RedisRateBudget, **scripts: FakeScript) -> RedisRateBudget:
-    budget._client = FakeClient()
-    budget._scripts = scripts
+    budget.redis_store.attach(FakeClient(scripts))
     return budget
 
 
@@ -222,7 +236,7 @@ async def test_an_outage_waits_warns_once_and_resumes(caplog):
     async def model(messages, **_):
         return AIMessage(content="made it")
 
-    with caplog.at_level(logging.WARNING, logger="lc_async_pipelines.runner.redis"):
+    with caplog.at_level(logging.WARNING, logger="lc_async_pipelines.runner.limits.redis_budget"):
         reply = await with_budget(FnChatModel(fn=model), budget).ainvoke("x")
     assert reply.content == "made it"
     assert len(reserve.calls) == 4 and budget.round_trips == 4
@@ -263,7 +277,7 @@ async def test_usage_a_lost_settle_could_not_charge_goes_with_the_next_reservati
     await llm.ainvoke("hi", max_tokens=100)
     charges = [args[2] for _, args in reserve.calls]
     assert charges == [pytest.approx(101), pytest.approx(101 + 401)]
-    assert budget._debt == 0
+    assert budget.redis_store.owed_tokens == 0
 
 
 async def test_a_429_pauses_this_process_at_once_and_is_shared():
@@ -274,42 +288,8 @@ async def test_a_429_pauses_this_process_at_once_and_is_shared():
     await budget.aclose()  # waits for (or drops) the notice
     budget = connected(RedisRateBudget(url="redis://h:1/0", key="k"), pause=pause)
     budget.cool_down(2.5)
-    for task in list(budget._pending):
-        await task
+    await budget.redis_store.wait_for_pauses()
     assert pause.calls[-1] == (["{k}:pause"], [2500.0, 0])
-
-
-# the cache's choice and its failures
-
-
-def test_open_cache_picks_sqlite_or_redis(tmp_path):
-    assert open_cache(None) is None
-    sqlite = open_cache(tmp_path / "c.sqlite")
-    assert isinstance(sqlite, SQLiteCache)
-    sqlite.close()
-    assert isinstance(open_cache(str(tmp_path / "d.sqlite")), SQLiteCache)
-    shared = open_cache("redis://:Zq9-hunter2-x@h:1/0", ttl_s=30)
-    assert isinstance(shared, RedisCache) and shared.ttl_s == 30
-    assert "hunter2" not in repr(shared)
-    with pytest.raises(ConfigurationError, match="--cache 'https://h/x'"):
-        open_cache("https://h/x")
-    with pytest.raises(ConfigurationError, match="--cache-ttl"):
-        open_cache(tmp_path / "e.sqlite", ttl_s=30)
-    with pytest.raises(ConfigurationError, match="time-to-live"):
-        open_cache("redis://h:1/0", ttl_s=0)
-    with pytest.raises(ConfigurationError, match="--cache-ttl"):
-        open_cache(None, ttl_s=5)
-
-
-async def test_a_cache_redis_cannot_reach_is_a_miss_with_one_warning(caplog):
-    cache = RedisCache(f"redis://127.0.0.1:{closed_port()}/0")
-    with caplog.at_level(logging.WARNING, logger="lc_async_pipelines.runner.redis"):
-        assert await cache.alookup("p", "llm") is None
-        await cache.aupdate("p", "llm", [])
-        assert cache.lookup("p", "llm") is None
-    assert (cache.hits, cache.misses) == (0, 2)
-    assert len(caplog.records) == 1 and "calls go to the model" in caplog.records[0].getMessage()
-    await cache.aclose()
 
 
 async def test_a_charge_is_capped_at_a_minute_s_tokens_as_in_memory():

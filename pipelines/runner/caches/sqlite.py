@@ -20,7 +20,7 @@ from langchain_core.load import dumps
 from langchain_core.runnables import Runnable
 
 from lc_async_pipelines.runner._attach import update_chat_models
-from lc_async_pipelines.runner._cache_codec import load_generation, normalize_llm_string
+from lc_async_pipelines.runner.caches._codec import load_generation, normalize_llm_string
 
 __all__ = ["SQLiteCache", "with_cache"]
 

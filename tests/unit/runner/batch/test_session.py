@@ -28,7 +28,8 @@ from lc_async_pipelines.runner import (
     with_budget,
     with_cache,
 )
-from lc_async_pipelines.runner._batch_files import (
+from lc_async_pipelines.runner.batch import BatchOptions, BatchSession, batches_path
+from lc_async_pipelines.runner.batch._files import (
     BatchLimits,
     BatchRequest,
     custom_id,
@@ -36,7 +37,6 @@ from lc_async_pipelines.runner._batch_files import (
     parse_results,
     split_requests,
 )
-from lc_async_pipelines.runner.batch_api import BatchOptions, BatchSession, batches_path
 from lc_async_pipelines.runner.costs import CostMeter, ModelPrice, PriceTable
 
 # The HTTP library the installed openai SDK is built on (httpx2 for openai>=3).

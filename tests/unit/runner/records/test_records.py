@@ -266,7 +266,7 @@ def test_a_folder_is_refused(tmp_path):
 
 
 def test_restart_moves_the_old_run_aside_under_unique_names(tmp_path, monkeypatch):
-    import lc_async_pipelines.runner.records as records
+    import lc_async_pipelines.runner.records.run_file as records
 
     monkeypatch.setattr(records.time, "strftime", lambda fmt: "20250102-030405")
     out = tmp_path / "o.jsonl"

@@ -199,7 +199,7 @@ def test_csv_file_ending_inside_a_quoted_field_keeps_what_it_has(tmp_path):
 
 
 def test_json_that_is_not_an_array_is_empty_or_is_huge(tmp_path, monkeypatch):
-    from lc_async_pipelines.runner import inputs
+    from lc_async_pipelines.runner.inputs import read as inputs
 
     for body, message in [
         (b'{"text": "x"}', "expected a JSON array of objects, not dict"),

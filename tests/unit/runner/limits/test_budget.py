@@ -6,8 +6,15 @@ from langchain_core.messages import AIMessage
 from lc_async_pipelines import build_map_reduce_summary_chain, build_story_chain
 from lc_async_pipelines.callbacks import QueueCallbackHandler
 from lc_async_pipelines.runner import Item, RateBudget, RunOptions, run_items, with_budget
-from lc_async_pipelines.runner._bucket import LeakyBucket
+from lc_async_pipelines.runner.limits import MemoryBudgetStore
+from lc_async_pipelines.runner.limits._bucket import LeakyBucket
 from tests.unit.fakes import ConcurrencyProbe, FnChatModel, fake_llm
+
+
+def buckets(budget: RateBudget) -> MemoryBudgetStore:
+    """The in-memory store of ``budget``, whose buckets the tests look at."""
+    assert isinstance(budget.store, MemoryBudgetStore)
+    return budget.store
 
 
 async def test_in_flight_cap_holds_across_nested_map_calls():
@@ -87,7 +94,7 @@ async def test_usage_below_the_estimate_is_refunded_to_the_tpm_bucket():
     llm = with_budget(FnChatModel(fn=model), budget)
     await llm.ainvoke("hello", max_tokens=600)
     # Charged about 600 before the call; 15 used, so about 585 came back.
-    assert budget._tokens.has_capacity(500)
+    assert buckets(budget).tokens.has_capacity(500)
     assert budget.requests_sent == 1
 
 
@@ -98,7 +105,7 @@ async def test_usage_above_the_estimate_is_charged():
 
     budget = RateBudget(tpm=60_000)
     await with_budget(FnChatModel(fn=model), budget).ainvoke("hi", max_tokens=20)
-    assert not budget._tokens.has_capacity(500)
+    assert not buckets(budget).tokens.has_capacity(500)
 
 
 def test_with_budget_needs_a_chat_model():
@@ -124,13 +131,14 @@ async def test_fallback_reuses_the_slot_of_the_failed_request():
 
 async def test_budget_buckets_pace_as_documented():
     budget = RateBudget(rpm=6_000, tpm=60_000)  # margin 1%
-    assert budget._requests.capacity == 2
-    assert budget._requests.rate == pytest.approx(6_000 * 0.99 / 60)
-    assert budget._tokens.capacity == pytest.approx(990)  # one second of tokens
-    assert budget._tokens.rate == pytest.approx(990)
-    await budget._prime()
-    assert budget._requests.level == pytest.approx(1, abs=0.1)  # room for one more at once
-    assert not budget._tokens.has_capacity(50)  # starts full
+    store = buckets(budget)
+    assert store.requests.capacity == 2
+    assert store.requests.rate == pytest.approx(6_000 * 0.99 / 60)
+    assert store.tokens.capacity == pytest.approx(990)  # one second of tokens
+    assert store.tokens.rate == pytest.approx(990)
+    await store.prime()
+    assert store.requests.level == pytest.approx(1, abs=0.1)  # room for one more at once
+    assert not store.tokens.has_capacity(50)  # starts full
 
 
 # The bucket itself, on a fake clock: time moves only when the test (or the

@@ -54,16 +54,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType, TracebackType
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any
 
 import openai
 from langchain_core.language_models import BaseChatModel
@@ -78,245 +73,34 @@ from tenacity import (
 
 from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines.errors import ConfigurationError
-from lc_async_pipelines.runner._batch_files import (
-    BatchLimits,
+from lc_async_pipelines.runner.batch._files import (
     BatchRequest,
     LineResult,
     body_hash,
-    failed,
     input_file,
     parse_results,
     split_requests,
 )
-from lc_async_pipelines.runner._errors import is_transient
-from lc_async_pipelines.runner.core import check_number
-from lc_async_pipelines.runner.records import write_atomic
+from lc_async_pipelines.runner.batch._jobs import (
+    TERMINAL,
+    Parked,
+    TokenPool,
+    TrackedBatch,
+    read_state,
+    record_batch,
+    write_state,
+)
+from lc_async_pipelines.runner.batch._transport import Interceptor, as_result
+from lc_async_pipelines.runner.batch.options import BatchOptions, BatchStats
+from lc_async_pipelines.runner.retry import is_transient
 
-__all__ = [
-    "BATCH_STATE_FORMAT",
-    "BatchLimits",
-    "BatchOptions",
-    "BatchSession",
-    "BatchStats",
-    "batches_path",
-]
+__all__ = ["BatchSession"]
 
-BATCH_STATE_FORMAT = 1
-"""Version of the ``OUTPUT.batches.json`` layout."""
-
-_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-_ENDPOINTS = {"/chat/completions": "/v1/chat/completions", "/responses": "/v1/responses"}
 _LIST_PAGES = 20  # batches looked through (100 a page) for one recorded without its id
 _IDLE_TICK_S = 0.25  # how often a stage waiting to close looks at the process's CPU
 _BUSY_CPU = 0.5  # share of one core above which the process is still at work
 
 log = logging.getLogger(__name__)
-
-
-def batches_path(output: Path) -> Path:
-    """Return where the batches of the run writing ``output`` are kept: ``OUTPUT.batches.json``."""
-    return output.with_name(output.name + ".batches.json")
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How a :class:`BatchSession` batches calls.
-
-    Attributes:
-        state_path: where the batches are recorded for a resume
-            (:func:`batches_path`); None: nowhere (a killed run pays again).
-        retry: where a failed line is tried again: ``"batch"`` (the next batch)
-            or ``"request"`` (sent on its own, at the standard price).
-        settle_s: a stage closes once no call has been parked, and the process
-            has been idle (under half a core), for this long, seconds.
-        window_s: a stage closes at the latest this long after its first call, seconds.
-        limits: what one batch may hold, and the enqueued-token limit per model.
-        poll_initial_s: first wait between polls of a batch, seconds; doubled
-            each time up to ``poll_max_s``.
-        poll_max_s: longest wait between polls, seconds.
-        completion_window: the batches' window (OpenAI takes ``"24h"``).
-        metadata: metadata set on every batch (at most 16 short strings).
-        request_timeout_s: timeout of each files or batches request, seconds.
-
-    Raises:
-        ConfigurationError: a value out of range (the message names it).
-    """
-
-    state_path: Path | None = None
-    retry: Literal["batch", "request"] = "batch"
-    settle_s: float = 2.0
-    window_s: float = 600.0
-    limits: BatchLimits = field(default_factory=BatchLimits)
-    poll_initial_s: float = 1.0
-    poll_max_s: float = 60.0
-    completion_window: str = "24h"
-    metadata: dict[str, str] = field(default_factory=dict)
-    request_timeout_s: float = 600.0
-
-    def __post_init__(self) -> None:
-        if self.retry not in ("batch", "request"):
-            msg = f"retry must be 'batch' or 'request', got {self.retry!r}"
-            raise ConfigurationError(msg)
-        for name in ("settle_s", "poll_initial_s"):
-            check_number(name, getattr(self, name), minimum=0)
-        for name in ("window_s", "poll_max_s", "request_timeout_s"):
-            check_number(name, getattr(self, name), minimum=0, strict=True)
-        check_number("max_requests", self.limits.max_requests, minimum=1, whole=True)
-        check_number("max_bytes", self.limits.max_bytes, minimum=1, whole=True)
-        check_number("max_tokens", self.limits.max_tokens, minimum=1, whole=True)
-
-
-@dataclass
-class BatchStats:
-    """What a :class:`BatchSession` did (this process only).
-
-    Attributes:
-        batches_created: batches created (one recorded without its id and found
-            on the endpoint is not counted).
-        batches_resumed: batches of earlier sessions waited on.
-        requests_batched: calls put into new batches.
-        requests_resumed: calls answered by a batch of an earlier session.
-        requests_direct: calls sent on their own (``retry="request"``).
-        lines_failed: results that were errors.
-    """
-
-    batches_created: int = 0
-    batches_resumed: int = 0
-    requests_batched: int = 0
-    requests_resumed: int = 0
-    requests_direct: int = 0
-    lines_failed: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """Return the counters as a dict."""
-        return dict(self.__dict__)
-
-
-class _TokenPool:
-    """The enqueued-token limit of one model: estimated input tokens of its batches in progress."""
-
-    def __init__(self, capacity: int | None) -> None:
-        self.capacity = capacity
-        self.used = 0
-        self._changed = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, tokens: int) -> AsyncIterator[None]:
-        if self.capacity is None:
-            yield
-            return
-        capacity = self.capacity
-        share = min(tokens, capacity)  # a batch larger than the limit waits for all of it
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.used + share <= capacity)
-            self.used += share
-        try:
-            yield
-        finally:
-            self.used -= share
-            async with self._changed:
-                self._changed.notify_all()
-
-
-class _Batch:
-    """One batch of the run: its record in the state file, and the calls waiting on it."""
-
-    def __init__(self, entry: dict[str, Any]) -> None:
-        self.entry = entry
-        self.waiters: dict[str, asyncio.Future[LineResult]] = {}
-        self.results: dict[str, LineResult] | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.held = False  # its tokens are in the model's pool
-        self.fresh = False  # uploaded by this session (else recorded by an earlier one)
-
-    @property
-    def terminal(self) -> bool:
-        return self.entry.get("status") in _TERMINAL
-
-    def missing(self) -> LineResult:
-        """The result of a request the batch's files do not mention."""
-        status, batch_id = self.entry.get("status"), self.entry.get("id")
-        if status == "failed" and self.entry.get("errors"):
-            reason = f"batch {batch_id} failed: {self.entry['errors']}"
-            return failed(503, reason, "batch_failed")
-        if status == "completed":
-            return failed(500, f"batch {batch_id} completed without this request", "missing")
-        return failed(503, f"batch {batch_id} ended {status} before this request ran", str(status))
-
-    def resolve(self, results: dict[str, LineResult]) -> None:
-        self.results = results
-        for cid, future in self.waiters.items():
-            if not future.done():
-                future.set_result(self.results.pop(cid, self.missing()))
-        self.waiters.clear()
-
-    def fail(self, result: LineResult) -> None:
-        for future in self.waiters.values():
-            if not future.done():
-                future.set_result(result)
-        self.waiters.clear()
-
-
-@dataclass
-class _Parked:
-    request: BatchRequest
-    future: asyncio.Future[LineResult]
-
-
-def _as_result(exc: BaseException) -> LineResult:
-    """A failure of the files or batches API, as the error response of each call it concerns."""
-    if isinstance(exc, openai.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        inner = body.get("error")
-        error: dict[str, Any] = inner if isinstance(inner, dict) else body
-        message = f"Batch API: {error_text(exc)}"
-        return LineResult(exc.status_code, {"error": {**error, "message": message}})
-    status = 503 if is_transient(exc) else 500
-    return failed(status, f"Batch API: {type(exc).__name__}: {error_text(exc)}", "batch_api_error")
-
-
-class _Interceptor:
-    """The HTTP transport of the batched client: chat requests go to the session, others out."""
-
-    def __init__(self, session: BatchSession) -> None:
-        self.session = session
-
-    async def handle_async_request(self, request: Any) -> Any:
-        path = str(request.url.path)
-        endpoint = next((e for s, e in _ENDPOINTS.items() if path.endswith(s)), None)
-        if request.method != "POST" or endpoint is None:
-            return await self.session._send_direct(request)
-        body = json.loads(await request.aread())
-        body.pop("stream", None)  # a batch line does not stream
-        body.pop("stream_options", None)
-        result = await self.session._call(endpoint, body)
-        if result is None:
-            self.session.stats.requests_direct += 1
-            return await self.session._send_direct(request)
-        http = _http_module(request)
-        headers = {"x-request-id": f"batch-{result.body.get('id', '')}"}
-        return http.Response(result.status, json=result.body, headers=headers, request=request)
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _record(entry: dict[str, Any], batch: Any) -> None:
-    """Copy what the state file keeps of a batch (an ``openai.types.Batch``) into ``entry``."""
-    entry.update(
-        id=batch.id,
-        status=batch.status,
-        output_file_id=batch.output_file_id,
-        error_file_id=batch.error_file_id,
-    )
-    if batch.errors and batch.errors.data:
-        first = batch.errors.data[0]
-        entry["errors"] = f"{first.code}: {first.message}"
-
-
-def _http_module(request: Any) -> ModuleType:
-    """The HTTP library of the openai SDK's request (httpx2 for openai>=3, httpx before)."""
-    return importlib.import_module(type(request).__module__.partition(".")[0])
 
 
 class BatchSession:
@@ -362,7 +146,8 @@ class BatchSession:
         given = getattr(chat_model, "http_async_client", None)
         self._owned_direct = given is None
         self._direct: Any = given if given is not None else openai.DefaultAsyncHttpxClient()
-        self._http = openai.DefaultAsyncHttpxClient(transport=_Interceptor(self))  # type: ignore[arg-type]
+        transport = Interceptor(self._call, self._send_direct, self._send_unbatched)
+        self._http = openai.DefaultAsyncHttpxClient(transport=transport)  # type: ignore[arg-type]
         batched = root.with_options(http_client=self._http)
         self._chat_model = chat_model.model_copy(
             update={
@@ -373,16 +158,16 @@ class BatchSession:
             }
         )
         self._entries: list[dict[str, Any]] = []
-        self._known: dict[str, _Batch] = {}
+        self._known: dict[str, TrackedBatch] = {}
         self._occurrences: Counter[str] = Counter()
         self._failed: Counter[str] = Counter()
-        self._pending: list[_Parked] = []
+        self._pending: list[Parked] = []
         self._pending_bytes = 0
         self._first_park = self._last_park = 0.0
         self._parked = asyncio.Event()
         self._wake = asyncio.Event()
         self._flush_now = False
-        self._pools: dict[str, _TokenPool] = {}
+        self._pools: dict[str, TokenPool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._collector: asyncio.Task[None] | None = None
 
@@ -440,33 +225,25 @@ class BatchSession:
         path = self.options.state_path
         if path is None or not path.exists():
             return
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") != BATCH_STATE_FORMAT or not isinstance(data["batches"], list):
-                raise ValueError("unknown format")
-            entries = [e for e in data["batches"] if isinstance(e, dict)]
-            for entry in entries:
-                if not isinstance(entry.get("custom_ids"), list):
-                    raise ValueError("a batch without custom_ids")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            msg = f"{path}: not a batches file of this version ({exc}); restart to move it aside"
-            raise ConfigurationError(msg) from None
+        entries = read_state(path)
         for entry in entries:
-            batch = _Batch(entry)
+            batch = TrackedBatch(entry)
             for cid in entry["custom_ids"]:
                 self._known[str(cid)] = batch
         self._entries = entries
 
     def _save(self) -> None:
-        if self.options.state_path is None:
-            return
-        data = {"format": BATCH_STATE_FORMAT, "batches": self._entries}
-        write_atomic(self.options.state_path, json.dumps(data, separators=(",", ":")) + "\n")
+        if self.options.state_path is not None:
+            write_state(self.options.state_path, self._entries)
 
     # --- calls --------------------------------------------------------------------
 
     async def _send_direct(self, request: Any) -> Any:
         return await self._direct.send(request)
+
+    async def _send_unbatched(self, request: Any) -> Any:
+        self.stats.requests_direct += 1
+        return await self._send_direct(request)
 
     async def _call(self, endpoint: str, body: dict[str, Any]) -> LineResult | None:
         """The result of one call: from a batch, or None to send it on its own."""
@@ -489,7 +266,7 @@ class BatchSession:
             return result
         return LineResult(result.status, {**result.body, "service_tier": "batch"})
 
-    def _wait_known(self, batch: _Batch, cid: str) -> asyncio.Future[LineResult]:
+    def _wait_known(self, batch: TrackedBatch, cid: str) -> asyncio.Future[LineResult]:
         future: asyncio.Future[LineResult] = asyncio.get_running_loop().create_future()
         if batch.results is not None:
             future.set_result(batch.results.pop(cid, batch.missing()))
@@ -506,7 +283,7 @@ class BatchSession:
         if not self._pending:
             self._first_park = loop.time()
         self._last_park = loop.time()
-        self._pending.append(_Parked(request, future))
+        self._pending.append(Parked(request, future))
         self._pending_bytes += len(request.line)
         self._parked.set()
         if self._full():
@@ -562,9 +339,9 @@ class BatchSession:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _pool(self, model: str) -> _TokenPool:
+    def _pool(self, model: str) -> TokenPool:
         if model not in self._pools:
-            self._pools[model] = _TokenPool(self.options.limits.max_tokens)
+            self._pools[model] = TokenPool(self.options.limits.max_tokens)
         return self._pools[model]
 
     async def _submit(
@@ -584,7 +361,7 @@ class BatchSession:
                     purpose="batch",
                 )
             except Exception as exc:  # every call of the part gets the failure
-                result = _as_result(exc)
+                result = as_result(exc)
                 for future in futures.values():
                     if not future.done():
                         future.set_result(result)
@@ -604,7 +381,7 @@ class BatchSession:
             }
             self._entries.append(entry)
             self._save()  # before the batch exists: a kill from here on pays no second one
-            batch = _Batch(entry)
+            batch = TrackedBatch(entry)
             batch.held = batch.fresh = True
             batch.waiters.update(futures)
             for cid in entry["custom_ids"]:
@@ -612,7 +389,7 @@ class BatchSession:
             self.stats.requests_batched += len(part)
             await self._follow(batch)
 
-    async def _follow(self, batch: _Batch) -> None:
+    async def _follow(self, batch: TrackedBatch) -> None:
         """Create the batch if it has no id, poll it to its end, and hand out its results."""
         entry = batch.entry
         try:
@@ -628,17 +405,17 @@ class BatchSession:
             raise
         except Exception as exc:  # the waiting calls fail with it; a later call follows again
             log.warning("batch %s: %s", entry.get("id"), error_text(exc))
-            batch.fail(_as_result(exc))
+            batch.fail(as_result(exc))
         finally:
             batch.task = None
             batch.held = False
 
-    async def _run(self, batch: _Batch) -> None:
+    async def _run(self, batch: TrackedBatch) -> None:
         entry = batch.entry
         if entry.get("id") is None:
             await self._create(entry, look_first=not batch.fresh)
         if not batch.terminal:
-            _record(entry, await self._poll(str(entry["id"])))
+            record_batch(entry, await self._poll(str(entry["id"])))
             self._save()
         results: dict[str, LineResult] = {}
         for key in ("output_file_id", "error_file_id"):
@@ -678,7 +455,7 @@ class BatchSession:
                         entry["requests"],
                         entry["model"],
                     )
-                _record(entry, found)
+                record_batch(entry, found)
                 self._save()
 
     async def _find(self, entry: dict[str, Any]) -> Any:
@@ -695,7 +472,7 @@ class BatchSession:
 
     async def _poll(self, batch_id: str) -> Any:
         retrying = AsyncRetrying(
-            retry=retry_if_result(lambda b: b.status not in _TERMINAL)
+            retry=retry_if_result(lambda b: b.status not in TERMINAL)
             | retry_if_exception(is_transient),
             wait=wait_exponential(
                 multiplier=max(self.options.poll_initial_s, 0.001),

@@ -1,0 +1,226 @@
+"""Run a chain over many items concurrently, one record per item, nothing lost.
+
+Each item runs through the whole chain on its own (``chain.ainvoke``), inside a
+window of ``max_concurrency`` items in flight, with its own attempt count and
+backoff. We do not use ``chain.with_retry().abatch``: ``RunnableRetry.abatch``
+can hand outputs to the wrong items (langchain issue #35475), one non-retryable
+error can come back for every item of the batch, and ``RunnableSequence.abatch``
+waits for every item at each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator, Iterable
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from lc_async_pipelines._scrub import error_text
+from lc_async_pipelines._text import estimate_tokens
+from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
+from lc_async_pipelines.errors import DeadlineExceeded, RowError
+from lc_async_pipelines.runner._history import AttemptLog, logging_into
+from lc_async_pipelines.runner.fresh import fresh_items
+from lc_async_pipelines.runner.inputs import Item
+from lc_async_pipelines.runner.options import RunOptions
+from lc_async_pipelines.runner.record import Record
+from lc_async_pipelines.runner.retry import RetryPolicy, is_transient
+
+__all__ = ["run_items"]
+
+
+def _fail(record: Record, exc: BaseException) -> None:
+    record.output = None
+    record.exception = exc
+    # Error text from an endpoint may echo the request's headers: scrubbed before it is kept.
+    record.error = {"type": type(exc).__name__, "message": error_text(exc)}
+
+
+def _size(value: str | dict[str, Any]) -> int:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return estimate_tokens(text)
+
+
+async def _run_one(
+    chain: Runnable[Any, Any],
+    item: Item,
+    config: RunnableConfig,
+    options: RunOptions,
+) -> Record:
+    record = Record(id=item.id, line=item.line, input=item.input)
+    if item.error is not None:
+        _fail(record, RowError(item.error))
+        return record
+    size = _size(item.input)
+    if options.max_input_tokens is not None and size > options.max_input_tokens:
+        message = (
+            f"line {item.line}: input of about {size} tokens exceeds the limit of "
+            f"{options.max_input_tokens}"
+        )
+        _fail(record, RowError(message))
+        return record
+    metrics = MetricsCallbackHandler()
+    costs = options.costs.item(item.id) if options.costs is not None else None
+    callbacks = [metrics, *([costs] if costs is not None else []), *_handlers(config)]
+    item_config: RunnableConfig = {
+        **config,
+        "callbacks": callbacks,
+        "metadata": {**config.get("metadata", {}), "item_id": item.id},
+    }
+    start = time.perf_counter()
+    deadline = asyncio.timeout(options.item_timeout_s)
+    log = AttemptLog()
+    try:
+        async with deadline:
+            with logging_into(log):
+                await _attempts(chain, item, item_config, options.retry, record, log)
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError as exc:
+        if deadline.expired():
+            message = (
+                f"item not done within {options.item_timeout_s} s ({record.attempts} attempts)"
+            )
+            _fail(record, DeadlineExceeded(message))
+        else:  # a timeout inside the chain, retries spent
+            _fail(record, exc)
+    except Exception as exc:  # every failure becomes this item's error record
+        _fail(record, exc)
+    record.latency_s = round(time.perf_counter() - start, 4)
+    record.ttft_s = metrics.first_ttft()
+    record.usage = metrics.usage()
+    record.calls = len(metrics.calls)
+    record.history = log.entries
+    record.history_dropped = log.dropped
+    record.throttled = log.throttled
+    if costs is not None and options.costs is not None:
+        record.cost_usd = costs.cost_usd
+        record.cache_saved_usd = costs.cache_saved_usd
+        record.batch_saved_usd = costs.batch_saved_usd
+        options.costs.finish(item, costs)
+    return record
+
+
+async def _attempts(
+    chain: Runnable[Any, Any],
+    item: Item,
+    config: RunnableConfig,
+    policy: RetryPolicy,
+    record: Record,
+    log: AttemptLog,
+) -> None:
+    """Run the item, retrying it whole only for failures that no model call retried."""
+    last: list[dict[str, Any]] = []
+
+    def retry_item(exc: BaseException) -> bool:
+        return is_transient(exc) and not log.exhausted
+
+    def on_retry(exc: BaseException, wait: float) -> None:
+        if last:
+            last[-1]["wait_s"] = round(wait, 3)
+
+    async for attempt in policy.retrying(retry_item, on_retry=on_retry):
+        with attempt:
+            record.attempts = attempt.retry_state.attempt_number
+            began = time.perf_counter()
+            try:
+                record.output = await chain.ainvoke(item.input, config)
+            except Exception as exc:
+                if not log.logged(exc):  # not a model call's error: log it at item level
+                    last.append(log.add(exc, stage="item", seconds=time.perf_counter() - began))
+                raise
+
+
+def _handlers(config: RunnableConfig) -> list[BaseCallbackHandler]:
+    callbacks = config.get("callbacks")
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, list):
+        return list(callbacks)
+    return list(callbacks.handlers)
+
+
+async def run_items(
+    chain: Runnable[Any, Any],
+    items: Iterable[Item],
+    options: RunOptions | None = None,
+    *,
+    config: RunnableConfig | None = None,
+) -> AsyncGenerator[Record, None]:
+    """Run ``chain`` over ``items``, yielding one :class:`Record` per item as it completes.
+
+    Items are pulled from ``items`` lazily: at most ``options.concurrency``
+    (else ``config["max_concurrency"]``, else 4) are in flight, so memory does
+    not grow with the input. With ``options.costs`` holding a cap, no item
+    starts once the cap would be passed (the item pulled then is not run: a
+    resumed run does it). Items whose id was already seen in this run are
+    skipped (identical inputs share an id). Records come in completion order;
+    each carries its item's id and input.
+
+    Args:
+        chain: any ``Runnable`` taking the item's input (text, or the row).
+        items: from :func:`lc_async_pipelines.runner.read_items` or built by the caller.
+        options: window, retries, limits and stop (:class:`RunOptions`).
+        config: ``RunnableConfig`` for every item: ``callbacks`` are added to
+            each item's calls, ``metadata`` gets ``item_id``,
+            ``max_concurrency`` reaches nested ``abatch`` calls (map-reduce).
+
+    Yields:
+        Records. Failures are records with ``error`` set (and ``exception``);
+        nothing is raised for them.
+    """
+    config = config or RunnableConfig()
+    options = options or RunOptions()
+    window = options.concurrency or max(1, int(config.get("max_concurrency") or 4))
+    stop, grace_s = options.stop, options.grace_s
+    costs = options.costs
+    source = fresh_items(items, options.skip, options.limit)
+    pending: set[asyncio.Task[Record]] = set()
+
+    def refill() -> None:
+        while (
+            not (stop and stop.is_set())
+            and not (costs is not None and costs.capped)
+            and len(pending) < window
+        ):
+            item = next(source, None)
+            if item is None:
+                return
+            if costs is not None and item.error is None and not costs.admit(item):
+                return  # the cap: nothing more starts in this session
+            pending.add(asyncio.create_task(_run_one(chain, item, config, options)))
+
+    try:
+        refill()
+        stopping: asyncio.Task[bool] | None = None
+        deadline: float | None = None
+        while pending:
+            if stop is not None and stop.is_set() and deadline is None:
+                deadline = asyncio.get_running_loop().time() + grace_s
+            timeout = None if deadline is None else deadline - asyncio.get_running_loop().time()
+            if timeout is not None and timeout <= 0:
+                break
+            waiters: set[asyncio.Future[Any]] = set(pending)
+            if stop is not None and deadline is None:
+                stopping = stopping or asyncio.ensure_future(stop.wait())
+                waiters.add(stopping)
+            finished, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in finished:
+                if task is stopping:
+                    continue
+                pending.discard(task)
+                yield task.result()
+            refill()
+        if stopping is not None and not stopping.done():
+            stopping.cancel()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,203 @@
+"""Retries: the policy (how often, how long to wait) and which failures are worth one.
+
+:class:`RetryPolicy` drives tenacity for both the runner's item retries and the
+budgeted model's per-call retries; :func:`is_transient` tells a failure a retry
+can fix from one it cannot, and :func:`retry_after` reads how long the server
+asked us to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import openai
+from langchain_core.exceptions import (
+    ModelConnectionError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+    OutputParserException,
+)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from lc_async_pipelines.runner.checks import check_number
+
+__all__ = ["RetryPolicy", "is_rate_limit", "is_transient", "retry_after"]
+
+_TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+# langchain_core.language_models.chat_models raises this ValueError when a
+# stream ends with no chunk: the server sent a garbled or cut response.
+_EMPTY_STREAM = "No generations found in stream"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry can fix.
+
+    Transient: 408/409/429/5xx, timeouts, dropped connections, a response
+    body cut short (malformed JSON, a stream with no chunk), and an output
+    that does not parse or fit its schema (``OutputParserException``, which
+    :class:`~lc_async_pipelines.errors.OutputValidationError` is: the model
+    samples again). Permanent: 400,
+    401, 403, 404, 422, a missing template variable (``KeyError``), other bad
+    input (``ValueError``, ``TypeError``), and anything else unknown.
+    """
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in _TRANSIENT_STATUS
+    if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
+        return True
+    if isinstance(exc, OutputParserException):
+        return True
+    if isinstance(exc, ValueError) and str(exc).startswith(_EMPTY_STREAM):
+        return True
+    return isinstance(
+        exc,
+        openai.APITimeoutError
+        | openai.APIConnectionError
+        | httpx.TimeoutException
+        | httpx.TransportError
+        | asyncio.TimeoutError
+        | ConnectionError
+        # provider-neutral errors that LangChain integrations raise
+        | ModelRateLimitError
+        | ModelConnectionError
+        | ModelTimeoutError,
+    )
+
+
+def is_rate_limit(exc: BaseException) -> bool:
+    """True for a provider's "slow down": HTTP 429 or LangChain's ``ModelRateLimitError``."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429
+    return isinstance(exc, ModelRateLimitError)
+
+
+def _parse_duration(value: str) -> float | None:
+    """Parse ``"1.5"``, ``"20ms"`` or ``"6m0s"`` (OpenAI's ``x-ratelimit-reset-*``) as seconds."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Return the wait the server asked for, in seconds, or None.
+
+    Reads ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date, RFC 9110
+    §10.2.3) and OpenAI's ``x-ratelimit-reset-requests`` / ``-tokens``
+    (https://platform.openai.com/docs/guides/rate-limits), taking the largest.
+    """
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    waits: list[float] = []
+    if (ms := headers.get("retry-after-ms")) is not None:
+        parsed = _parse_duration(ms)
+        if parsed is not None:
+            waits.append(parsed / 1000)
+    if (ra := headers.get("retry-after")) is not None:
+        parsed = _parse_duration(ra)
+        if parsed is None:
+            try:
+                parsed = email.utils.parsedate_to_datetime(ra).timestamp() - time.time()
+            except (TypeError, ValueError):
+                parsed = None
+        if parsed is not None:
+            waits.append(parsed)
+    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
+        if (value := headers.get(name)) is not None and (parsed := _parse_duration(value)):
+            waits.append(parsed)
+    return max(0.0, max(waits)) if waits else None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient failures (see ``is_transient``): of each model call, and of items.
+
+    Each model call made through the run's budgeted model is retried on its
+    own (``with_budget(..., retry=policy)``), so a map-reduce chunk that fails
+    does not repeat its item's calls that succeeded; an item is retried as a
+    whole only for failures no call retried (an output that fails its schema).
+
+    Backoff: exponential with full jitter, ``initial * 2**n + U(0, jitter)``
+    capped at ``max_wait`` seconds (tenacity's ``wait_exponential_jitter``), or
+    the server's ``Retry-After`` when it sent one and it is longer.
+
+    Attributes:
+        max_retries: retries after the first attempt (0 = one attempt).
+        initial: first backoff, seconds.
+        max_wait: backoff cap, seconds.
+        jitter: added uniform jitter, seconds.
+    """
+
+    max_retries: int = 3
+    initial: float = 1.0
+    max_wait: float = 30.0
+    jitter: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_number("max_retries", self.max_retries, minimum=0, whole=True)
+        for name in ("initial", "max_wait", "jitter"):
+            check_number(name, getattr(self, name), minimum=0)
+
+    def wait(self) -> Callable[[RetryCallState], float]:
+        """Return the tenacity wait strategy of this policy."""
+        exponential = wait_exponential_jitter(
+            multiplier=self.initial, max=self.max_wait, jitter=self.jitter
+        )
+
+        def wait(state: RetryCallState) -> float:
+            backoff = exponential(state)
+            exc = state.outcome.exception() if state.outcome else None
+            asked = retry_after(exc) if exc else None
+            return max(backoff, min(asked, self.max_wait)) if asked is not None else backoff
+
+        return wait
+
+    def retrying(
+        self,
+        retry_if: Callable[[BaseException], bool] = is_transient,
+        *,
+        on_retry: Callable[[BaseException, float], None] | None = None,
+    ) -> AsyncRetrying:
+        """Return tenacity's ``AsyncRetrying`` for this policy (re-raising the last error).
+
+        Args:
+            retry_if: which errors are worth another attempt (default: transient ones).
+            on_retry: called with the error and the wait (seconds) before each retry.
+        """
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            if on_retry is not None and exc is not None:
+                on_retry(exc, float(wait))
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            retry=retry_if_exception(retry_if),
+            wait=self.wait(),
+            before_sleep=before_sleep,
+            reraise=True,
+        )

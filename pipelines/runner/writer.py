@@ -1,0 +1,38 @@
+"""Write records as JSON lines, one flushed line each, and total them in a :class:`RunSummary`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TextIO
+
+from lc_async_pipelines.runner.record import Record
+from lc_async_pipelines.runner.summary import RunSummary
+
+__all__ = ["write_records"]
+
+
+async def write_records(
+    records: AsyncIterator[Record],
+    out: TextIO,
+    *,
+    on_record: Callable[[Record], Awaitable[None] | None] | None = None,
+) -> RunSummary:
+    """Append each record to ``out`` as one JSON line, flushed at once, and total them.
+
+    Returns:
+        The run's :class:`RunSummary` (``wall_s`` measured over the whole write).
+    """
+    summary = RunSummary()
+    start = time.perf_counter()
+    async for record in records:
+        out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        out.flush()
+        summary.add(record)
+        if on_record is not None:
+            result = on_record(record)
+            if result is not None:
+                await result
+    summary.wall_s = time.perf_counter() - start
+    return summary
