@@ -8,7 +8,7 @@ DATA := ../shared/data
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install server browser redis-server redis run serve test unit integration lint clean
+.PHONY: install server browser redis-server redis run serve test unit integration lint docs clean
 
 # The package folders are prerequisites: adding or removing a module changes
 # their mtime, and the strict editable install (a tree of links under build/,
@@ -67,14 +67,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The docs site (docs/, mkdocs.yml) with its API reference from the docstrings;
+# --strict fails on a broken link or reference. Served by `mkdocs serve`.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
 integration: install browser redis-server
 	$(BIN)/pytest tests/integration -q
 
-test: install browser redis-server lint
+test: install browser redis-server lint docs
 	$(BIN)/pytest -q -ra --durations=15
 
 clean:
-	rm -rf $(VENV) build out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build out site .pytest_cache .mypy_cache .ruff_cache
