@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -26,6 +26,7 @@ from lc_async_pipelines.errors import DeadlineExceeded, RowError
 from lc_async_pipelines.runner._history import AttemptLog, logging_into
 from lc_async_pipelines.runner.fresh import fresh_items
 from lc_async_pipelines.runner.inputs import Item
+from lc_async_pipelines.runner.metering import ItemCostCounter
 from lc_async_pipelines.runner.options import RunOptions
 from lc_async_pipelines.runner.record import Record
 from lc_async_pipelines.runner.retry import RetryPolicy, is_transient
@@ -45,39 +46,45 @@ def _size(value: str | dict[str, Any]) -> int:
     return estimate_tokens(text)
 
 
-async def _run_one(
-    chain: Runnable[Any, Any],
-    item: Item,
-    config: RunnableConfig,
-    options: RunOptions,
-) -> Record:
-    record = Record(id=item.id, line=item.line, input=item.input)
+def _refusal(item: Item, options: RunOptions) -> RowError | None:
+    """Why ``item`` is not sent at all (a bad row, an input over the limit), or None."""
     if item.error is not None:
-        _fail(record, RowError(item.error))
-        return record
+        return RowError(item.error)
     size = _size(item.input)
     if options.max_input_tokens is not None and size > options.max_input_tokens:
         message = (
             f"line {item.line}: input of about {size} tokens exceeds the limit of "
             f"{options.max_input_tokens}"
         )
-        _fail(record, RowError(message))
-        return record
-    metrics = MetricsCallbackHandler()
-    costs = options.costs.item(item.id) if options.costs is not None else None
-    callbacks = [metrics, *([costs] if costs is not None else []), *_handlers(config)]
-    item_config: RunnableConfig = {
+        return RowError(message)
+    return None
+
+
+def _item_config(
+    config: RunnableConfig, item: Item, own: list[BaseCallbackHandler]
+) -> RunnableConfig:
+    """The config of one item's calls: ``own`` handlers, then the run's; ``item_id`` metadata."""
+    return {
         **config,
-        "callbacks": callbacks,
+        "callbacks": [*own, *_handlers(config)],
         "metadata": {**config.get("metadata", {}), "item_id": item.id},
     }
-    start = time.perf_counter()
+
+
+async def _attempts_within_deadline(
+    chain: Runnable[Any, Any],
+    item: Item,
+    config: RunnableConfig,
+    options: RunOptions,
+    record: Record,
+    log: AttemptLog,
+) -> None:
+    """Run the item's attempts within its deadline; any failure becomes the record's error."""
     deadline = asyncio.timeout(options.item_timeout_s)
-    log = AttemptLog()
     try:
         async with deadline:
             with logging_into(log):
-                await _attempts(chain, item, item_config, options.retry, record, log)
+                await _attempts(chain, item, config, options.retry, record, log)
     except asyncio.CancelledError:
         raise
     except TimeoutError as exc:
@@ -90,17 +97,47 @@ async def _run_one(
             _fail(record, exc)
     except Exception as exc:  # every failure becomes this item's error record
         _fail(record, exc)
-    record.latency_s = round(time.perf_counter() - start, 4)
+
+
+def _note_calls(record: Record, metrics: MetricsCallbackHandler, log: AttemptLog) -> None:
+    """Copy the item's call metrics and attempt history into its record."""
     record.ttft_s = metrics.first_ttft()
     record.usage = metrics.usage()
     record.calls = len(metrics.calls)
     record.history = log.entries
     record.history_dropped = log.dropped
     record.throttled = log.throttled
+
+
+def _note_costs(record: Record, costs: ItemCostCounter) -> None:
+    """Copy what the item's calls cost, and saved, into its record."""
+    record.cost_usd = costs.cost_usd
+    record.cache_saved_usd = costs.cache_saved_usd
+    record.batch_saved_usd = costs.batch_saved_usd
+
+
+async def _run_one(
+    chain: Runnable[Any, Any],
+    item: Item,
+    config: RunnableConfig,
+    options: RunOptions,
+) -> Record:
+    """Run one item through ``chain``: its record, an error record for any failure."""
+    record = Record(id=item.id, line=item.line, input=item.input)
+    refusal = _refusal(item, options)
+    if refusal is not None:
+        _fail(record, refusal)
+        return record
+    metrics = MetricsCallbackHandler()
+    costs = options.costs.item(item.id) if options.costs is not None else None
+    item_config = _item_config(config, item, [metrics, *([costs] if costs is not None else [])])
+    start = time.perf_counter()
+    log = AttemptLog()
+    await _attempts_within_deadline(chain, item, item_config, options, record, log)
+    record.latency_s = round(time.perf_counter() - start, 4)
+    _note_calls(record, metrics, log)
     if costs is not None and options.costs is not None:
-        record.cost_usd = costs.cost_usd
-        record.cache_saved_usd = costs.cache_saved_usd
-        record.batch_saved_usd = costs.batch_saved_usd
+        _note_costs(record, costs)
         options.costs.finish(item, costs)
     return record
 
@@ -144,6 +181,46 @@ def _handlers(config: RunnableConfig) -> list[BaseCallbackHandler]:
     return list(callbacks.handlers)
 
 
+class _Running:
+    """The items in flight, and the source they are started from."""
+
+    def __init__(
+        self,
+        chain: Runnable[Any, Any],
+        source: Iterator[Item],
+        options: RunOptions,
+        config: RunnableConfig,
+    ) -> None:
+        self.chain = chain
+        self.source = source
+        self.options = options
+        self.config = config
+        self.pending: set[asyncio.Task[Record]] = set()
+
+    def start_more(self, window: int) -> None:
+        """Start items until ``window`` are in flight, the input ends, a stop or the cost cap."""
+        stop, costs = self.options.stop, self.options.costs
+        while (
+            not (stop and stop.is_set())
+            and not (costs is not None and costs.capped)
+            and len(self.pending) < window
+        ):
+            item = next(self.source, None)
+            if item is None:
+                return
+            if costs is not None and item.error is None and not costs.admit(item):
+                return  # the cap: nothing more starts in this session
+            task = asyncio.create_task(_run_one(self.chain, item, self.config, self.options))
+            self.pending.add(task)
+
+    async def cancel_all(self) -> None:
+        """Cancel the items still in flight (they leave no record) and wait for them."""
+        for task in self.pending:
+            task.cancel()
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
+
+
 async def run_items(
     chain: Runnable[Any, Any],
     items: Iterable[Item],
@@ -177,25 +254,10 @@ async def run_items(
     options = options or RunOptions()
     window = options.concurrency or max(1, int(config.get("max_concurrency") or 4))
     stop, grace_s = options.stop, options.grace_s
-    costs = options.costs
-    source = fresh_items(items, options.skip, options.limit)
-    pending: set[asyncio.Task[Record]] = set()
-
-    def refill() -> None:
-        while (
-            not (stop and stop.is_set())
-            and not (costs is not None and costs.capped)
-            and len(pending) < window
-        ):
-            item = next(source, None)
-            if item is None:
-                return
-            if costs is not None and item.error is None and not costs.admit(item):
-                return  # the cap: nothing more starts in this session
-            pending.add(asyncio.create_task(_run_one(chain, item, config, options)))
-
+    running = _Running(chain, fresh_items(items, options.skip, options.limit), options, config)
+    pending = running.pending
     try:
-        refill()
+        running.start_more(window)
         stopping: asyncio.Task[bool] | None = None
         deadline: float | None = None
         while pending:
@@ -216,11 +278,8 @@ async def run_items(
                     continue
                 pending.discard(task)
                 yield task.result()
-            refill()
+            running.start_more(window)
         if stopping is not None and not stopping.done():
             stopping.cancel()
     finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await running.cancel_all()

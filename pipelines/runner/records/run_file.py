@@ -32,6 +32,7 @@ from lc_async_pipelines.runner.records.manifest import (
 )
 from lc_async_pipelines.runner.records.paths import (
     SIDECARS,
+    batches_path,
     lock_path,
     manifest_path,
     staging_path,
@@ -268,7 +269,14 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
         raise
 
 
-def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: RunLock) -> RunFile:
+def _found_state(
+    output: Path, manifest: RunManifest, *, restart: bool
+) -> tuple[bool, RecordScan, RunManifest | None]:
+    """Check what is at ``output``: (records there, their scan, the manifest beside them).
+
+    Raises:
+        ConfigurationError: not a records file, not a manifest, or another run's records.
+    """
     exists = output.is_file()
     scan = RecordScan()
     if exists:
@@ -293,9 +301,39 @@ def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: Ru
                 "give another output, or restart to move them aside"
             )
             raise ConfigurationError(msg)
+    return exists, scan, previous
+
+
+def _resumed(
+    manifest: RunManifest, previous: RunManifest | None, scan: RecordScan
+) -> tuple[RunManifest, PriorTotals]:
+    """This session's manifest when it resumes, and what the earlier sessions left."""
+    sessions = previous.sessions if previous is not None else 1
+    wall_s = previous.wall_s if previous is not None else 0.0
+    if previous is not None:
+        manifest = replace(manifest, created_at=previous.created_at)
+    manifest = replace(manifest, sessions=sessions + 1, wall_s=wall_s)
+    prior = PriorTotals(
+        sessions=sessions,
+        wall_s=wall_s,
+        done=len(scan.done),
+        input_tokens=scan.input_tokens,
+        output_tokens=scan.output_tokens,
+        total_tokens=scan.total_tokens,
+        cost_usd=scan.cost_usd,
+        dropped_failed=scan.failed,
+        dropped_duplicates=scan.duplicates,
+        dropped_partial=scan.partial,
+    )
+    return manifest, prior
+
+
+def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: RunLock) -> RunFile:
+    """Open ``output`` under ``lock``: check, then restart or resume, then write the manifest."""
+    exists, scan, previous = _found_state(output, manifest, restart=restart)
     # Checked: from here on we change things, each step whole under a kill.
     staged = [staging_path(output), staging_path(manifest_path(output))]
-    staged.append(staging_path(output.with_name(output.name + ".batches.json")))
+    staged.append(staging_path(batches_path(output)))
     for stale in staged:
         stale.unlink(missing_ok=True)
     backup: Path | None = None
@@ -309,23 +347,7 @@ def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: Ru
         if scan.rewrite:
             rewrite_without(output, scan.drop)
         adopted = previous is None
-        sessions = previous.sessions if previous is not None else 1
-        wall_s = previous.wall_s if previous is not None else 0.0
-        if previous is not None:
-            manifest = replace(manifest, created_at=previous.created_at)
-        manifest = replace(manifest, sessions=sessions + 1, wall_s=wall_s)
-        prior = PriorTotals(
-            sessions=sessions,
-            wall_s=wall_s,
-            done=len(scan.done),
-            input_tokens=scan.input_tokens,
-            output_tokens=scan.output_tokens,
-            total_tokens=scan.total_tokens,
-            cost_usd=scan.cost_usd,
-            dropped_failed=scan.failed,
-            dropped_duplicates=scan.duplicates,
-            dropped_partial=scan.partial,
-        )
+        manifest, prior = _resumed(manifest, previous, scan)
     else:
         previous = None  # a manifest beside no records describes nothing
         manifest = replace(manifest, sessions=1, wall_s=0.0)
