@@ -178,17 +178,16 @@ class FakeScript:
 class FakeClient:
     """Hands out the fake scripts where redis-py registers the real ones."""
 
-    NAMES = {
-        _redis_scripts.RESERVE: "reserve",
-        _redis_scripts.ADJUST: "adjust",
-        _redis_scripts.PAUSE: "pause",
-    }
-
     def __init__(self, scripts):
         self.scripts = scripts
+        self.names = {
+            _redis_scripts.RESERVE: "reserve",
+            _redis_scripts.ADJUST: "adjust",
+            _redis_scripts.PAUSE: "pause",
+        }
 
     def register_script(self, text):
-        return self.scripts.get(self.NAMES[text])
+        return self.scripts.get(self.names[text])
 
     async def aclose(self):
         pass
