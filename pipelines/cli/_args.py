@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from lc_async_pipelines.cli.exit_codes import ExitCode
+
 __all__ = [
     "MAX_WORDS",
     "OneLineErrorParser",
@@ -27,7 +29,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but an argument error is one line and a pointer to --help, not the usage."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def number(
