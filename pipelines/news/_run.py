@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -130,6 +130,20 @@ async def _entries(
         return [entry.url for entry in entries[:most]]
 
     tasks = [asyncio.ensure_future(one(url)) for url in sources]
+    try:
+        await _wait_for(tasks, wait_s, stop)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    stopped = stop is not None and stop.is_set()
+    return _articles(sources, tasks, stopped, failures)
+
+
+async def _wait_for(
+    tasks: Sequence[asyncio.Future[list[str]]], wait_s: float | None, stop: asyncio.Event | None
+) -> None:
+    """Wait until every feed is read, ``wait_s`` seconds have passed, or ``stop`` is set."""
     stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
         pending: set[asyncio.Future[Any]] = set(tasks)
@@ -145,11 +159,16 @@ async def _entries(
     finally:
         if stopping is not None:
             stopping.cancel()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _articles(
+    sources: Sequence[str],
+    tasks: Sequence[asyncio.Future[list[str]]],
+    stopped: bool,
+    failures: list[Record],
+) -> list[Item]:
+    """One item per distinct article of the feeds read; a record in ``failures`` per feed not."""
     items: dict[str, Item] = {}
-    stopped = stop is not None and stop.is_set()
     for line, (url, task) in enumerate(zip(sources, tasks, strict=True), 1):
         if task.cancelled() and stopped:
             continue  # no record: a run again reads it
@@ -207,12 +226,7 @@ async def analyse_news(
     Yields:
         Records in completion order: failed sources first, then articles.
     """
-    if isinstance(sources, str):
-        raise ConfigurationError("sources: give a list of feed URLs, not one string")
-    if deadline_s is not None and not (0 < deadline_s < float("inf")):
-        msg = f"deadline_s must be a positive number of seconds, got {deadline_s}"
-        raise ConfigurationError(msg)
-    sources = list(dict.fromkeys(sources))
+    sources = _checked_sources(sources, deadline_s)
     if not sources:
         return
     options = options or RunOptions()
@@ -241,11 +255,29 @@ async def analyse_news(
             timer.cancel()
     if ends_at is not None and stop.is_set():
         waited = time.perf_counter() - started
-        for item in items:
-            if item.id in seen or item.id in skip:
-                continue
-            if options.limit is not None and len(seen) >= options.limit:
-                break
-            exc = DeadlineExceeded(f"the run's deadline passed ({waited:.0f} s of analysis)")
-            seen.add(item.id)
-            yield _failure(item.id, item.line, str(item.input), exc)
+        for record in _past_deadline(items, seen, skip, options.limit, waited):
+            yield record
+
+
+def _checked_sources(sources: Sequence[str], deadline_s: float | None) -> list[str]:
+    """The distinct sources, in order; a ConfigurationError for one string or a bad deadline."""
+    if isinstance(sources, str):
+        raise ConfigurationError("sources: give a list of feed URLs, not one string")
+    if deadline_s is not None and not (0 < deadline_s < float("inf")):
+        msg = f"deadline_s must be a positive number of seconds, got {deadline_s}"
+        raise ConfigurationError(msg)
+    return list(dict.fromkeys(sources))
+
+
+def _past_deadline(
+    items: list[Item], seen: set[str], skip: frozenset[str], limit: int | None, waited: float
+) -> Iterator[Record]:
+    """A ``DeadlineExceeded`` record for each article the deadline left unanalysed."""
+    for item in items:
+        if item.id in seen or item.id in skip:
+            continue
+        if limit is not None and len(seen) >= limit:
+            break
+        exc = DeadlineExceeded(f"the run's deadline passed ({waited:.0f} s of analysis)")
+        seen.add(item.id)
+        yield _failure(item.id, item.line, str(item.input), exc)

@@ -1,3 +1,5 @@
+"""``pipelines run``: records, resume, restart, checks before any model starts, exit codes."""
+
 import json
 from contextlib import asynccontextmanager
 
@@ -5,22 +7,8 @@ import pytest
 
 from lc_async_pipelines import cli
 from lc_async_pipelines import session as session_module
-from tests.unit.fakes import FnChatModel, cycling_llm
-
-
-def use_model(monkeypatch, model):
-    """Make every run's model session yield ``model`` (no server, no network)."""
-
-    @asynccontextmanager
-    async def session(settings=None, **_):
-        yield model
-
-    monkeypatch.setattr(session_module, "chat_model_session", session)
-
-
-@pytest.fixture
-def fake_session(monkeypatch):
-    use_model(monkeypatch, cycling_llm("A fine result."))
+from tests.unit.cli.helpers import use_model
+from tests.unit.fakes import FnChatModel
 
 
 def test_run_writes_records_and_summary(tmp_path, fake_session, capsys):
@@ -296,34 +284,6 @@ def test_bad_targets_and_combinations_exit_2(tmp_path, monkeypatch, capsys, argv
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
-
-
-@pytest.mark.parametrize(
-    "flags",
-    [
-        ["--concurrency", "0"],
-        ["--rpm", "-5"],
-        ["--tpm", "nan"],
-        ["--limit", "-1"],
-        ["--item-timeout", "0"],
-    ],
-)
-def test_numeric_flags_out_of_range_exit_2_naming_the_flag(tmp_path, capsys, flags):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["run", "story", "--input", "x.txt", "--output", "o.jsonl", *flags])
-    assert exit_.value.code == 2
-    assert flags[0] in capsys.readouterr().err
-
-
-def test_version_and_list(capsys):
-    from lc_async_pipelines import __version__
-
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["--version"])
-    assert exit_.value.code == 0 and __version__ in capsys.readouterr().out
-    assert cli.main(["list"]) == 0
-    listing = capsys.readouterr().out
-    assert "story" in listing and "max_words=250" in listing and "summary" in listing
 
 
 def test_schema_gives_json_objects(tmp_path, monkeypatch):

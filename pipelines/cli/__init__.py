@@ -1,0 +1,108 @@
+"""The ``pipelines`` command line: run any pipeline over a file, serve pipelines, serve the model.
+
+Only the standard library is imported until the arguments are parsed and
+checked, so ``--help``, ``--version`` and argument errors answer at once
+(``benchmarks/cli_startup.py`` measures it).
+
+The package, by idea:
+
+- this module: the parser and the dispatch (:func:`main`, :func:`build_parser`);
+- :mod:`.exit_codes`: the exit codes, the one place they are listed;
+- ``_args``: the parser class, number types and flag groups commands share;
+- ``_checks``: the usage error and the checks commands share (paths, URLs, model);
+- ``_shared_limits``: the rate budget and the shared Redis (--budget, --cache);
+- ``_signals``: SIGINT and SIGTERM, the same for every command;
+- ``commands/``: one module per command (``run``, ``news``, ``serve`` with
+  ``serve-model``, ``list``, ``build-server``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from lc_async_pipelines._version import __version__
+from lc_async_pipelines.cli._args import OneLineErrorParser
+from lc_async_pipelines.cli._checks import UsageError
+from lc_async_pipelines.cli.commands import build_server, news, run, serve
+from lc_async_pipelines.cli.commands import list as list_command
+from lc_async_pipelines.cli.exit_codes import ExitCode
+
+__all__ = ["ExitCode", "build_parser", "main"]
+
+_MAIN_EXAMPLES = """\
+examples:
+  pipelines run story --input topics.txt --output out/stories.jsonl
+  pipelines run --prompt prompt.txt --input rows.csv --output out/o.jsonl
+  pipelines serve --port 8000
+  pipelines list
+
+With no OPENAI_API_KEY, OPENAI_BASE_URL or provider:model set, the embedded
+model (SmolLM2-135M on llama.cpp's llama-server) runs on this machine.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``pipelines`` command."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = OneLineErrorParser(
+        prog="pipelines",
+        description="LangChain async pipelines: run any chain over a file of items, "
+        "or serve pipelines over HTTP.",
+        epilog=_MAIN_EXAMPLES,
+        formatter_class=formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in (  # the order of `pipelines --help`
+        run.add_parser,
+        news.add_parser,
+        serve.add_parser,
+        list_command.add_parser,
+        serve.add_model_parser,
+        build_server.add_parser,
+    ):
+        add_parser(sub, formatter)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code.
+
+    The codes and what each means: :mod:`lc_async_pipelines.cli.exit_codes`.
+    """
+    try:
+        return _parse_and_execute(argv)
+    except KeyboardInterrupt:  # also while modules are still importing
+        return ExitCode.INTERRUPTED
+
+
+def _parse_and_execute(argv: list[str] | None) -> ExitCode:
+    """Parse ``argv`` and run its command; the library's usage errors become exit 2."""
+    args = build_parser().parse_args(argv)
+    from lc_async_pipelines.errors import (
+        BudgetUnavailable,
+        CacheUnavailable,
+        ConfigurationError,
+        EmbeddedModelError,
+        InputError,
+        WorkersLost,
+    )
+
+    execute: Callable[[argparse.Namespace], ExitCode] = args.execute
+    try:
+        return execute(args)
+    except (
+        UsageError,
+        ConfigurationError,
+        InputError,
+        EmbeddedModelError,
+        BudgetUnavailable,
+        CacheUnavailable,
+        WorkersLost,
+    ) as exc:
+        from lc_async_pipelines._scrub import error_text
+
+        print(f"pipelines: error: {error_text(exc)}", file=sys.stderr)
+        return ExitCode.USAGE

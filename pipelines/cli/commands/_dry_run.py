@@ -1,0 +1,71 @@
+"""``pipelines run --dry-run``: every prompt rendered on a stand-in model; no model is called."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from lc_async_pipelines.cli._checks import check_paths
+from lc_async_pipelines.cli.commands._run_plan import (
+    check_batch_model,
+    check_engine_and_cost_flags,
+    input_token_cap,
+    load_price_table,
+    pipeline_from_args,
+    read_run_items,
+)
+from lc_async_pipelines.cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from lc_async_pipelines.models import ModelSettings
+
+__all__ = ["print_dry_run_estimate"]
+
+
+def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
+    """Print the run's estimated tokens, cost and wall time (stderr, and JSON on stdout)."""
+    check_paths(args)
+    check_engine_and_cost_flags(args)
+    spec, options = pipeline_from_args(args)
+    import asyncio
+    import json
+
+    from lc_async_pipelines.models import ModelSettings
+    from lc_async_pipelines.runner.costs import estimate_run
+    from lc_async_pipelines.runner.records import done_ids
+
+    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    check_batch_model(args, settings)
+    prices = load_price_table(args, settings)
+    items, _ = read_run_items(args, spec, options)
+    estimate = asyncio.run(
+        estimate_run(
+            lambda llm: spec.build(llm, **options),
+            items,
+            model=_priced_model_name(settings),
+            prices=prices,
+            batch=args.batch_api,
+            max_tokens=settings.max_tokens or 512,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            limit=args.limit,
+            skip=frozenset(done_ids(args.output)),
+            max_input_tokens=input_token_cap(args, spec, settings),
+        )
+    )
+    print(estimate.describe(), file=sys.stderr)
+    print(json.dumps({"estimate": estimate.to_dict()}))
+    return ExitCode.OK
+
+
+def _priced_model_name(settings: ModelSettings) -> str:
+    """The model name the price table is read for."""
+    from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME
+    from lc_async_pipelines.models import DEFAULT_OPENAI_MODEL
+
+    if settings.uses_embedded:
+        return EMBEDDED_MODEL_NAME
+    return settings.model_name or (
+        DEFAULT_OPENAI_MODEL if not settings.base_url else "(unnamed: give -m to price it)"
+    )

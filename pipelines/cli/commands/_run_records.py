@@ -1,0 +1,251 @@
+"""``pipelines run``, the run itself: the pipeline over the plan's items, records written.
+
+On this process (a model session, the cost meter, the Batch API when asked)
+or on Ray workers (``--engine ray``, this process the only writer). The exit
+code comes last: stopped by a signal, stopped at --max-cost, items failed, or
+all done (:mod:`lc_async_pipelines.cli.exit_codes`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lc_async_pipelines.cli._shared_limits import open_rate_budget
+from lc_async_pipelines.cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+    from lc_async_pipelines.cli._signals import StopSignals
+    from lc_async_pipelines.cli.commands._run_plan import RunPlan
+    from lc_async_pipelines.runner import Record, RetryPolicy, RunOptions, RunSummary
+    from lc_async_pipelines.runner.batch import BatchOptions
+    from lc_async_pipelines.runner.costs import CostMeter
+
+__all__ = ["write_run_records"]
+
+
+@dataclass
+class _StartedRun:
+    """The records as they come, where they are made, and what counts them."""
+
+    records: AsyncIterator[Record]
+    where: str
+    cache: Any = None
+    meter: CostMeter | None = None
+    batch_session: Any = None
+
+
+async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode:
+    """Run the plan's pipeline over its items, write the records and the summary."""
+    import asyncio
+
+    from langchain_core.runnables import RunnableConfig
+
+    from lc_async_pipelines.callbacks import TerminalStreamHandler
+    from lc_async_pipelines.cli._progress import progress_bar
+    from lc_async_pipelines.cli._signals import stop_loop_on_signals
+    from lc_async_pipelines.runner import RetryPolicy, RunOptions
+    from lc_async_pipelines.runner import write_records as write
+
+    _report_resume(args, plan)
+    callbacks = [TerminalStreamHandler(tagged=args.concurrency > 1)] if args.stream else []
+    config = RunnableConfig(max_concurrency=args.concurrency, callbacks=callbacks)  # type: ignore[typeddict-item]
+    stop = asyncio.Event()
+    signals = stop_loop_on_signals(stop, grace_s=args.grace)
+    budget = open_rate_budget(args, plan.settings, args.max_in_flight or args.concurrency)
+    batch = None
+    if args.batch_api:
+        batch, budget, config = _batch_api_setup(args, plan, callbacks)
+    retry = RetryPolicy(max_retries=args.max_retries)
+    options = RunOptions(
+        concurrency=args.concurrency,
+        retry=retry,
+        limit=args.limit,
+        skip=frozenset(plan.done),
+        stop=stop,
+        grace_s=args.grace,
+        item_timeout_s=args.item_timeout,
+        max_input_tokens=plan.max_input_tokens,
+    )
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(budget)  # Redis unreachable: exit 2 before any model
+        if args.engine == "ray":
+            started = _start_on_ray(args, plan, budget, options, retry)
+        else:
+            started = await _start_here(args, plan, stack, budget, options, config, batch)
+        print(f"pipelines: {plan.spec.name} on {started.where}", file=sys.stderr)
+        try:
+            with progress_bar(plan.total) as tick:
+                summary = await write(started.records, plan.run.out, on_record=tick)
+        except asyncio.CancelledError:  # a second signal: stop now
+            return signals.exit_code or ExitCode.INTERRUPTED
+        extra = _summary_extra(args, plan, budget, started)
+    _print_totals(plan, summary, extra)
+    return _exit_code(args, signals, started.meter, summary)
+
+
+def _report_resume(args: argparse.Namespace, plan: RunPlan) -> None:
+    """Say what happened to the records already in --output: moved, adopted or resumed."""
+    run = plan.run
+    if run.backup is not None:
+        print(f"restart: the previous records were moved to {run.backup}", file=sys.stderr)
+    if run.adopted:
+        print(f"resuming records written without a manifest in {args.output}", file=sys.stderr)
+    if plan.done:
+        dropped = run.prior.dropped_failed + run.prior.dropped_partial
+        again = f"; {dropped} failed or cut records run again" if dropped else ""
+        print(
+            f"resuming: {len(plan.done)} items already done in {args.output}{again}",
+            file=sys.stderr,
+        )
+
+
+def _batch_api_setup(
+    args: argparse.Namespace, plan: RunPlan, callbacks: list[Any]
+) -> tuple[BatchOptions, Any, RunnableConfig]:
+    """--batch-api: the batch options, an unlimited budget, and a config without a window."""
+    from langchain_core.runnables import RunnableConfig
+
+    from lc_async_pipelines.runner.batch import BatchLimits, BatchOptions, batches_path
+    from lc_async_pipelines.runner.limits import RateBudget
+
+    if args.rpm or args.tpm or args.max_in_flight or args.budget:
+        print(
+            "pipelines: warning: --rpm, --tpm, --max-in-flight and --budget do not apply "
+            "to the Batch API (a call held back would miss its stage)",
+            file=sys.stderr,
+        )
+    batch = BatchOptions(
+        state_path=batches_path(plan.run.output),
+        retry=args.batch_retry,
+        window_s=args.batch_window,
+        limits=BatchLimits(max_tokens=args.max_enqueued_tokens),
+    )
+    budget = RateBudget()  # unlimited: batches have no RPM or TPM
+    # no max_concurrency: every chunk of a map-reduce joins the same stage
+    config = RunnableConfig(callbacks=callbacks)
+    return batch, budget, config
+
+
+def _start_on_ray(
+    args: argparse.Namespace, plan: RunPlan, budget: Any, options: RunOptions, retry: RetryPolicy
+) -> _StartedRun:
+    """--engine ray: the workers build their own sessions; this process only writes."""
+    from lc_async_pipelines.engines import ChainRecipe, run_items_on_ray
+    from lc_async_pipelines.models import describe
+
+    recipe = ChainRecipe(
+        plan.spec,
+        plan.options,
+        plan.settings,
+        budget_url=args.budget,
+        budget_key=args.budget_key or getattr(budget, "key", None),
+        rpm=args.rpm,
+        tpm=args.tpm,
+        cache=args.cache,
+        cache_ttl_s=args.cache_ttl,
+        concurrency=args.concurrency,
+        max_in_flight=args.max_in_flight,
+        fallback_model=args.fallback_model,
+        retry=retry,
+    )
+    workers = args.workers or 2
+    where = f"{workers} Ray workers on {args.address or 'a local Ray'}; "
+    where += describe(plan.settings, plan.settings.base_url)
+    records = run_items_on_ray(recipe, plan.items, options, workers=workers, address=args.address)
+    return _StartedRun(records, where)
+
+
+async def _start_here(
+    args: argparse.Namespace,
+    plan: RunPlan,
+    stack: AsyncExitStack,
+    budget: Any,
+    options: RunOptions,
+    config: RunnableConfig,
+    batch: BatchOptions | None,
+) -> _StartedRun:
+    """--engine local: a model session in this process (closed by ``stack``) and a cost meter."""
+    import dataclasses
+
+    from lc_async_pipelines.runner import run_items
+    from lc_async_pipelines.runner.costs import CostMeter
+    from lc_async_pipelines.session import model_session
+
+    session = await stack.enter_async_context(
+        model_session(
+            plan.settings,
+            budget=budget,
+            cache=args.cache,
+            cache_ttl_s=args.cache_ttl,
+            fallback_model=args.fallback_model,
+            parallel=args.concurrency,
+            retry=options.retry,
+            batch=batch,
+        )
+    )
+    meter = CostMeter(
+        plan.prices,
+        model=session.settings.model_name,
+        batch=args.batch_api,
+        max_cost_usd=args.max_cost,
+        prior_usd=plan.run.prior.cost_usd,
+        output_tokens=plan.settings.max_tokens or 512,
+    )
+    options = dataclasses.replace(options, costs=meter)
+    where = session.description
+    if args.batch_api:
+        where += ", through the Batch API"
+    if plan.spec.owns_model:
+        where = "a ready Runnable with its own model"
+    chain = plan.spec.build(session.llm, **plan.options)
+    records = run_items(chain, plan.items, options, config=config)
+    return _StartedRun(records, where, session.cache, meter, session.batch)
+
+
+def _summary_extra(
+    args: argparse.Namespace, plan: RunPlan, budget: Any, started: _StartedRun
+) -> dict[str, Any]:
+    """The session's own counts, added to the run's summary."""
+    extra: dict[str, Any] = {
+        "duplicates_skipped": plan.reader.duplicates,
+        "id_collisions": plan.reader.collisions,
+    }
+    if args.engine == "local":  # Ray workers count their own; they are not summed here
+        extra["requests_sent"] = budget.requests_sent
+        extra["cache_hits"] = getattr(started.cache, "hits", 0)
+    if started.meter is not None:
+        extra["cost_capped"] = started.meter.capped
+    if started.batch_session is not None:
+        extra["batch"] = started.batch_session.stats.as_dict()
+    return extra
+
+
+def _print_totals(plan: RunPlan, summary: RunSummary, extra: dict[str, Any]) -> None:
+    """Finish the run file (summary beside the records) and print the totals on stderr."""
+    import json
+
+    totals = plan.run.finish(summary, extra)
+    print(json.dumps({"summary": totals}), file=sys.stderr)
+
+
+def _exit_code(
+    args: argparse.Namespace, signals: StopSignals, meter: CostMeter | None, summary: RunSummary
+) -> ExitCode:
+    """Stopped by a signal, stopped at --max-cost, some items failed, or all done."""
+    if signals.exit_code is not None:
+        return signals.exit_code
+    if meter is not None and meter.capped:
+        print(
+            f"pipelines: stopped at --max-cost ${args.max_cost:g}: ${meter.spent_usd:.4f} spent "
+            "over the run; give the same command with a higher --max-cost to go on",
+            file=sys.stderr,
+        )
+        return ExitCode.COST_CAP
+    return ExitCode.for_items(summary.failed)
