@@ -27,13 +27,17 @@ from lc_async_pipelines._version import __version__
 
 if TYPE_CHECKING:
     from lc_async_pipelines.errors import (
+        BudgetUnavailable,
+        CacheUnavailable,
         ConfigurationError,
         DeadlineExceeded,
         EmbeddedModelError,
+        FetchError,
         InputError,
         OutputValidationError,
         PipelinesError,
         RowError,
+        WorkersLost,
     )
     from lc_async_pipelines.models import ModelSettings, chat_model_session, make_chat_model
     from lc_async_pipelines.prompt_chain import (
@@ -67,6 +71,10 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
+    "BudgetUnavailable": "errors",
+    "CacheUnavailable": "errors",
+    "FetchError": "errors",
+    "WorkersLost": "errors",
     "ConfigurationError": "errors",
     "DeadlineExceeded": "errors",
     "EmbeddedModelError": "errors",
@@ -106,9 +114,12 @@ _WHERE = {
 }
 
 __all__ = [
+    "BudgetUnavailable",
+    "CacheUnavailable",
     "ConfigurationError",
     "DeadlineExceeded",
     "EmbeddedModelError",
+    "FetchError",
     "InputError",
     "Item",
     "ModelSession",
@@ -123,6 +134,7 @@ __all__ = [
     "RunOptions",
     "RunSummary",
     "SQLiteCache",
+    "WorkersLost",
     "__version__",
     "build_auto_summary_chain",
     "build_map_reduce_summary_chain",

@@ -15,6 +15,7 @@ FOLDERS = {
 
 PUBLIC = {
     "lc_async_pipelines": [
+        "BudgetUnavailable", "CacheUnavailable", "FetchError", "WorkersLost",
         "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError", "InputError", "Item",
         "ModelSession", "ModelSettings", "OutputValidationError", "PipelineSpec", "PipelinesError",
         "RateBudget", "Record", "RetryPolicy", "RowError", "RunOptions", "RunSummary",
@@ -146,3 +147,13 @@ def test_importing_the_runner_loads_no_client_library():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_root_exports_every_error_of_the_tree():
+    import lc_async_pipelines
+    from lc_async_pipelines import errors
+
+    assert set(errors.__all__) <= set(lc_async_pipelines.__all__)
+    for name in errors.__all__:
+        assert getattr(lc_async_pipelines, name) is getattr(errors, name)
+        assert name in (errors.__doc__ or "")  # drawn in the tree, with its exit code
