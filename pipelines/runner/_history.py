@@ -42,13 +42,28 @@ class AttemptLog:
         throttled: attempts that ended in a rate-limit error (429).
         exhausted: a model call used up its own retries; retrying the whole item
             would repeat the calls that succeeded, so the runner does not.
+        queued_s: seconds the item's requests waited for the budget, summed
+            (requests sent at once each count their own wait).
+        first_queued_s: the wait of the item's first request, seconds (None
+            before one is sent, or when every call was a cache hit).
+        first_sent_at: ``time.perf_counter()`` when that first request left the budget.
     """
 
     entries: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0
     throttled: int = 0
     exhausted: bool = False
+    queued_s: float = 0.0
+    first_queued_s: float | None = None
+    first_sent_at: float | None = None
     _last: BaseException | None = field(default=None, repr=False)
+
+    def note_request(self, queued_s: float, *, sent_at: float) -> None:
+        """Count one request's wait for the budget (``queued_s``, seconds), sent at ``sent_at``."""
+        self.queued_s += queued_s
+        if self.first_sent_at is None or sent_at < self.first_sent_at:
+            self.first_sent_at = sent_at
+            self.first_queued_s = queued_s
 
     def add(self, exc: BaseException, *, stage: str, seconds: float) -> dict[str, Any]:
         """Log one failed attempt and return its entry (kept or not)."""

@@ -101,7 +101,11 @@ async def _attempts_within_deadline(
 
 def _note_calls(record: Record, metrics: MetricsCallbackHandler, log: AttemptLog) -> None:
     """Copy the item's call metrics and attempt history into its record."""
-    record.ttft_s = metrics.first_ttft()
+    ttft = metrics.first_ttft()
+    if ttft is not None and log.first_queued_s is not None:
+        ttft = max(0.0, ttft - log.first_queued_s)  # from the request's send, not the call's start
+    record.ttft_s = None if ttft is None else round(ttft, 4)
+    record.queued_s = log.queued_s
     record.usage = metrics.usage()
     record.calls = len(metrics.calls)
     record.history = log.entries
@@ -134,7 +138,9 @@ async def _run_one(
     start = time.perf_counter()
     log = AttemptLog()
     await _attempts_within_deadline(chain, item, item_config, options, record, log)
-    record.latency_s = round(time.perf_counter() - start, 4)
+    end = time.perf_counter()
+    # the wait for the budget before the first request is queued_s's, not latency's
+    record.latency_s = round(end - max(start, log.first_sent_at or start), 4)
     _note_calls(record, metrics, log)
     if costs is not None and options.costs is not None:
         _note_costs(record, costs)
@@ -196,6 +202,7 @@ class _Running:
         self.options = options
         self.config = config
         self.pending: set[asyncio.Task[Record]] = set()
+        self.held: Item | None = None  # refused by the cost cap while others ran: asked again
 
     def start_more(self, window: int) -> None:
         """Start items until ``window`` are in flight, the input ends, a stop or the cost cap."""
@@ -205,11 +212,13 @@ class _Running:
             and not (costs is not None and costs.capped)
             and len(self.pending) < window
         ):
-            item = next(self.source, None)
+            item, self.held = self.held or next(self.source, None), None
             if item is None:
                 return
             if costs is not None and item.error is None and not costs.admit(item):
-                return  # the cap: nothing more starts in this session
+                # not now: in-flight items may free room as they finish (else capped)
+                self.held = None if costs.capped else item
+                return
             task = asyncio.create_task(_run_one(self.chain, item, self.config, self.options))
             self.pending.add(task)
 

@@ -43,11 +43,17 @@ class RunCosts(Protocol):
 
     @property
     def capped(self) -> bool:
-        """True once an item was refused for the cap: no item starts any more."""
+        """True once the cap is reached for good: no item starts any more."""
         ...
 
     def admit(self, item: Item) -> bool:
-        """Reserve ``item``'s estimated cost and return True, or return False at the cap."""
+        """Reserve ``item``'s estimated cost and return True, or return False.
+
+        False with items still in flight means "not now": the runner holds
+        ``item`` and asks again as each of them finishes (its reservation
+        freed, its measured cost known). False with none in flight sets
+        :attr:`capped`.
+        """
         ...
 
     def item(self, item_id: str) -> ItemCostCounter:

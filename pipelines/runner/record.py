@@ -20,8 +20,14 @@ class Record:
             for structured output.
         error: ``{"type", "message"}`` on failure, else None.
         attempts: attempts made (0 when the input itself was bad).
-        latency_s: wall time of the item, all attempts and backoff included, seconds.
-        ttft_s: time to first token of the item's first model call, seconds.
+        latency_s: wall time of the item from its first request's send to its
+            end, all attempts and backoff included, seconds: the time it waited
+            for the budget before that request is ``queued_s``'s, not this.
+        ttft_s: time to first token of the item's first streamed model call,
+            from its request's send, seconds; None when no call streamed (a
+            call streams only when something reads its tokens).
+        queued_s: seconds the item's requests waited for the run's budget
+            (RPM, TPM, calls in flight, a 429 pause), summed over its requests.
         usage: input, output and total tokens over all of the item's model calls.
         calls: model calls made (map-reduce makes several).
         throttled: attempts that ended in a rate-limit error (429).
@@ -45,6 +51,7 @@ class Record:
     attempts: int = 0
     latency_s: float = 0.0
     ttft_s: float | None = None
+    queued_s: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     throttled: int = 0
@@ -71,6 +78,7 @@ class Record:
             "attempts": self.attempts,
             "latency_s": self.latency_s,
             "ttft_s": self.ttft_s,
+            "queued_s": round(self.queued_s, 4),
             "usage": self.usage,
             "calls": self.calls,
             "throttled": self.throttled,

@@ -119,18 +119,19 @@ class CostMeter:
     price: a warning names the model once), ``cache_saved_usd`` and
     ``batch_saved_usd``.
 
-    The cap: before an item starts, its cost is estimated: at first from its
-    input (estimated tokens at the input price, plus ``output_tokens`` at the
-    output price), and, once items have finished, at least their measured cost
-    per input token times its input. No item starts once ``spent_usd`` plus the
-    estimates of the items in flight (less what they have spent) plus its own
-    would pass ``max_cost_usd``; from then on :attr:`capped` is True and no item
-    starts, so a resumed run (with a higher cap) picks up the rest. The cap can
-    be passed by what the estimates miss: the first estimate errs high for a
-    single call (a whole ``max_tokens`` reply) but low for a chain of several
-    calls, which later estimates learn from the items that finish; items
-    started together before any finishes (a Batch API stage) are all
-    estimated from their inputs alone.
+    The cap: before an item starts, its cost is estimated: before any item
+    has finished, from its input (estimated tokens at the input price) plus
+    ``output_tokens`` (the chain's own ``max_tokens``) at the output price;
+    once items have finished, from their measured cost per input token. An
+    item starts when ``spent_usd`` plus the estimates of the items in flight
+    (less what they have spent) plus its own stays within ``max_cost_usd``.
+    Refused while others are in flight, it waits: each item that finishes
+    frees its reservation and sharpens the estimate, and the item is asked
+    again. Refused with none in flight, the cap is reached: :attr:`capped`
+    turns True, no item starts, and a resumed run (with a higher cap) picks up
+    the rest. So a capped run spends the cap less about one item's cost before
+    it stops, and passes it by at most what the items in flight spend beyond
+    their estimates.
 
     Args:
         prices: the price table.
@@ -146,7 +147,7 @@ class CostMeter:
         cache_saved_usd: saved by LLM cache hits in this session, USD.
         batch_saved_usd: saved by the batch price in this session, USD.
         unpriced: models seen without a price.
-        capped: True once an item was refused for the cap.
+        capped: True once an item was refused for the cap with none in flight.
 
     Raises:
         ConfigurationError: ``max_cost_usd`` is negative, or set while ``model``
@@ -185,26 +186,30 @@ class CostMeter:
         return self.prior_usd + self.session_usd
 
     def estimate(self, item: Item) -> float:
-        """Return the estimated cost of ``item`` in USD (0 when the model has no price)."""
-        price = self.prices.price_of(self.model)
+        """Return the estimated cost of ``item`` in USD (0 when the model has no price).
+
+        Measured once items have finished (their cost per input token, times
+        this item's input tokens); before, its input tokens plus a whole
+        ``output_tokens`` reply at the model's prices.
+        """
         tokens = estimate_tokens(item_text(item.input))
-        guess = 0.0
-        if price is not None:
-            usage = {"input_tokens": tokens, "output_tokens": self.output_tokens}
-            guess = usage_cost(price, usage, batch=self.batch)
         if self._finished_tokens:
-            guess = max(guess, self._finished_usd / self._finished_tokens * tokens)
-        return guess
+            return self._finished_usd / self._finished_tokens * max(1, tokens)
+        price = self.prices.price_of(self.model)
+        if price is None:
+            return 0.0
+        usage = {"input_tokens": tokens, "output_tokens": self.output_tokens}
+        return usage_cost(price, usage, batch=self.batch)
 
     def admit(self, item: Item) -> bool:
-        """Reserve ``item``'s estimate and return True, or return False (for good) at the cap."""
+        """Reserve ``item``'s estimate and return True, or False (the class's cap rule)."""
         if self.capped:
             return False
         estimate = self.estimate(item)
         if self.max_cost_usd is not None:
             in_flight = sum(max(0.0, est - spent) for est, spent in self._reserved.values())
             if self.spent_usd + in_flight + estimate > self.max_cost_usd:
-                self.capped = True
+                self.capped = not self._reserved  # with none in flight, for good
                 return False
         self._reserved[item.id] = (estimate, 0.0)
         return True
