@@ -47,3 +47,29 @@ def bound_max_tokens(runnable: Runnable[Any, Any]) -> int | None:
         return bound_max_tokens(runnable.runnable)
     value = getattr(runnable, "max_tokens", None)
     return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def largest_max_tokens(runnable: Any, _depth: int = 0) -> int | None:
+    """Return the largest ``max_tokens`` bound anywhere in a chain, or None.
+
+    Walks the public structure of LCEL runnables (a sequence's ``steps``, a
+    parallel's ``steps__``, a binding's ``bound`` and ``kwargs``, fallbacks);
+    a ``RunnableLambda`` is opaque. The cost cap's first estimate of an item
+    uses it: the chain's own limit, not a default.
+    """
+    if _depth > 50 or not isinstance(runnable, Runnable):
+        return None
+    found = [bound_max_tokens(runnable)] if isinstance(runnable, RunnableBinding) else []
+    children: list[Any] = []
+    if isinstance(runnable, RunnableBinding):
+        children.append(runnable.bound)
+    elif isinstance(runnable, RunnableWithFallbacks):
+        children.extend([runnable.runnable, *runnable.fallbacks])
+    children.extend(getattr(runnable, "steps", None) or [])
+    steps = getattr(runnable, "steps__", None)
+    if isinstance(steps, dict):
+        children.extend(steps.values())
+    found.extend(largest_max_tokens(child, _depth + 1) for child in children)
+    found.append(bound_max_tokens(runnable) if isinstance(runnable, BaseChatModel) else None)
+    values = [v for v in found if v]
+    return max(values) if values else None

@@ -175,7 +175,7 @@ async def _start_here(
     import dataclasses
 
     from lc_async_pipelines.runner import run_items
-    from lc_async_pipelines.runner.costs import CostMeter
+    from lc_async_pipelines.runner.costs import CostMeter, chain_max_tokens
     from lc_async_pipelines.session import model_session
 
     session = await stack.enter_async_context(
@@ -190,13 +190,14 @@ async def _start_here(
             batch=batch,
         )
     )
+    chain = plan.spec.build(session.llm, **plan.options)
     meter = CostMeter(
         plan.prices,
         model=session.settings.model_name,
         batch=args.batch_api,
         max_cost_usd=args.max_cost,
         prior_usd=plan.run.prior.cost_usd,
-        output_tokens=plan.settings.max_tokens or 512,
+        output_tokens=chain_max_tokens(chain) or plan.settings.max_tokens or 512,
     )
     options = dataclasses.replace(options, costs=meter)
     where = session.description
@@ -204,7 +205,6 @@ async def _start_here(
         where += ", through the Batch API"
     if plan.spec.owns_model:
         where = "a ready Runnable with its own model"
-    chain = plan.spec.build(session.llm, **plan.options)
     records = run_items(chain, plan.items, options, config=config)
     return _StartedRun(records, where, session.cache, meter, session.batch)
 

@@ -31,7 +31,7 @@ from lc_async_pipelines.runner.costs.estimate import (
     estimate_message_tokens,
     estimate_run,
 )
-from lc_async_pipelines.runner.costs.meter import CostMeter, ItemCosts
+from lc_async_pipelines.runner.costs.meter import CostMeter, ItemCosts, chain_max_tokens
 from lc_async_pipelines.runner.costs.prices import (
     PRICES_FORMAT,
     ModelPrice,
@@ -48,6 +48,7 @@ __all__ = [
     "ModelPrice",
     "PriceTable",
     "RunEstimate",
+    "chain_max_tokens",
     "estimate_message_tokens",
     "estimate_run",
     "load_prices",

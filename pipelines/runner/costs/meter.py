@@ -20,16 +20,28 @@ from uuid import UUID
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import LLMResult
+from langchain_core.runnables import Runnable
 
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
+from lc_async_pipelines.runner._attach import largest_max_tokens
 from lc_async_pipelines.runner.costs.prices import PriceTable, usage_cost
 from lc_async_pipelines.runner.inputs import Item
 from lc_async_pipelines.runner.metering import ItemCostCounter
 
-__all__ = ["CallPrice", "CostMeter", "ItemCosts", "item_text"]
+__all__ = ["CallPrice", "CostMeter", "ItemCosts", "chain_max_tokens", "item_text"]
 
 log = logging.getLogger(__name__)
+
+
+def chain_max_tokens(chain: Runnable[Any, Any]) -> int | None:
+    """The largest ``max_tokens`` bound anywhere in ``chain`` (None: none found).
+
+    For :class:`CostMeter`'s ``output_tokens``: an item's first estimate is
+    then its chain's own limit (a 150-word summary's 260 tokens), not a
+    default 512. A limit hidden inside a ``RunnableLambda`` is not seen.
+    """
+    return largest_max_tokens(chain)
 
 
 def item_text(value: str | dict[str, Any]) -> str:
