@@ -5,8 +5,14 @@ chunk), answers ``"echo: <last user message>"`` cut to ``max_tokens`` words, so 
 test can check that every output belongs to its own input. It can:
 
 - wait ``latency_s`` before answering, and ``token_delay_s`` between streamed words;
-- enforce requests and tokens per minute, answering 429 with ``Retry-After``
-  and ``retry-after-ms`` when over;
+- enforce requests and tokens per minute over one-second windows (each opened by
+  the first request after the last one ended), answering 429 with ``Retry-After``
+  and ``retry-after-ms`` when over; every answer of a limited mock carries
+  OpenAI's headers (https://platform.openai.com/docs/guides/rate-limits):
+  ``x-ratelimit-limit-requests``/``-tokens``, ``x-ratelimit-remaining-requests``/``-tokens``
+  and ``x-ratelimit-reset-requests``/``-tokens``, for the window as it stands
+  when the answer leaves (the limit and what remains of it per window; the
+  reset as ``"318ms"``, the time until the window ends);
 - inject faults at ``fault_rate``: 429, 500, 503, a connection dropped
   mid-response, a truncated JSON body, and a response that hangs (``hang_s``);
 - with ``echo_headers``, play a leaky endpoint: every error body (429, 500,
@@ -159,10 +165,30 @@ def create_app(config: MockConfig) -> Starlette:
             return {"error": error, "request": {"headers": headers}}
         return {"error": error}
 
-    def over_limit(tokens: int) -> float | None:
-        now = time.monotonic()
+    def roll_window(now: float) -> None:
         if now - window.started >= 1.0:
             window.started, window.requests, window.tokens = now, 0, 0
+
+    def limit_headers() -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for the current window (none if unlimited)."""
+        now = time.monotonic()
+        roll_window(now)
+        reset = f"{max(0.0, 1.0 - (now - window.started)) * 1000:.0f}ms"
+        headers: dict[str, str] = {}
+        for kind, per_minute, used in (
+            ("requests", config.rpm, window.requests),
+            ("tokens", config.tpm, window.tokens),
+        ):
+            if per_minute:
+                limit = int(per_minute / 60)
+                headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, limit - used))
+                headers[f"x-ratelimit-reset-{kind}"] = reset if used else "0ms"
+        return headers
+
+    def over_limit(tokens: int) -> float | None:
+        now = time.monotonic()
+        roll_window(now)
         rps = config.rpm / 60 if config.rpm else None
         tps = config.tpm / 60 if config.tpm else None
         if (rps and window.requests + 1 > rps) or (tps and window.tokens + tokens > tps):
@@ -183,7 +209,11 @@ def create_app(config: MockConfig) -> Starlette:
             if len(throttled_at) < 20:
                 throttled_at.append(round(time.monotonic() - first_request[0], 3))
             retry_ms = max(wait, config.retry_after_s) * 1000
-            headers = {"retry-after": f"{retry_ms / 1000:.3f}", "retry-after-ms": f"{retry_ms:.0f}"}
+            headers = {
+                **limit_headers(),
+                "retry-after": f"{retry_ms / 1000:.3f}",
+                "retry-after-ms": f"{retry_ms:.0f}",
+            }
             error = error_body(request, "rate limit", "rate_limit_exceeded")
             return JSONResponse(error, status_code=429, headers=headers)
         fault = rng.choice(config.faults) if rng.random() < config.fault_rate else None
@@ -192,7 +222,7 @@ def create_app(config: MockConfig) -> Starlette:
         if config.latency_s:
             await asyncio.sleep(config.latency_s)
         if fault in ("429", "500", "503"):
-            headers = {"retry-after-ms": f"{config.retry_after_s * 1000:.0f}"}
+            headers = {**limit_headers(), "retry-after-ms": f"{config.retry_after_s * 1000:.0f}"}
             error = error_body(request, f"injected {fault}", "server_error")
             return JSONResponse(error, status_code=int(fault), headers=headers)
         if fault == "hang":
@@ -210,7 +240,8 @@ def create_app(config: MockConfig) -> Starlette:
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             completed(text)
             return JSONResponse(
-                {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+                {**base, "object": "chat.completion", "choices": [choice], "usage": usage},
+                headers=limit_headers(),
             )
 
         async def events() -> Any:
@@ -232,7 +263,7 @@ def create_app(config: MockConfig) -> Starlette:
 
         if fault == "reset" and not body.get("stream"):
             raise ConnectionResetError("injected reset")
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(events(), media_type="text/event-stream", headers=limit_headers())
 
     # The Batch API: files and batches in memory, a batch's lines answered when
     # it is first looked at after batch_delay_s (no background task to stop).
@@ -509,6 +540,11 @@ def main() -> None:
     parser.add_argument("--rpm", type=float)
     parser.add_argument("--tpm", type=float)
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"comma-separated kinds of fault to inject, of {','.join(FAULTS)}",
+    )
     parser.add_argument("--token-delay", type=float, default=0.0, help="seconds between words")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -537,6 +573,7 @@ def main() -> None:
         rpm=args.rpm,
         tpm=args.tpm,
         fault_rate=args.fault_rate,
+        faults=tuple(kind for kind in args.faults.split(",") if kind),
         token_delay_s=args.token_delay,
         seed=args.seed,
         hang_s=args.hang,

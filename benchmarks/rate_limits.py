@@ -1,16 +1,24 @@
-"""Three ways to push N items through a rate-limited endpoint, in one process run: prints ratios.
+"""Pacing against a rate-limited endpoint at its own limit, in one process run: prints ratios.
 
-Against ``benchmarks/mock_server.py`` (started here, in its own process) that
-enforces ``--rpm`` and answers 429 with ``Retry-After``:
+Against ``benchmarks/mock_server.py`` (started here, in its own process), which
+enforces ``--rpm`` and ``--tpm`` over one-second windows, answers 429 with
+``Retry-After`` and sends OpenAI's ``x-ratelimit-*`` headers, this project's
+runner pushes ``--items`` items with the budget set to the endpoint's limit:
 
-1. ``AsyncOpenAI`` + ``asyncio.Semaphore`` with the SDK's retries (the usual guide pattern);
-2. plain LCEL ``chain.with_retry().abatch(max_concurrency=64)``;
-3. this project's runner with ``RateBudget(rpm=...)`` and per-item retries.
+1. ``rpm = limit``, the budget in memory, then shared through Redis (a
+   ``redis-server`` started here);
+2. ``tpm = limit`` (and a requests limit far above it), in memory, then Redis;
+3. ``rpm = limit`` with ``--fault-rate`` transient faults (429, 500, 503, a
+   dropped connection, a cut body; no hang, whose tail is the client's
+   timeout, not pacing), ``--runs`` times with another seed each run.
 
-For each: wall time over the rate-limit bound (N / RPM minutes), 429s per
-successful call, lost items, and client CPU seconds per call. Clients are built
-before the clock starts (building a ``ChatOpenAI`` with its HTTP clients takes
-about 0.2 s here, which is not scheduling).
+For each: wall time over the bound (requests the mock admitted over its rate,
+or tokens it admitted over its rate, whichever is longer: so with faults, the
+bound counts the retries), the share of calls the limit refused (429s of the
+limit, not injected ones), lost items and client CPU ms per call. With
+``--compare``, the same ``rpm = limit`` row for ``AsyncOpenAI`` + a
+semaphore with the SDK's retries and for LCEL ``abatch`` + ``with_retry()``.
+Clients are built before the clock starts.
 
 Run: ``.venv/bin/python -m benchmarks.rate_limits --items 1000 --rpm 3000``
 """
@@ -20,11 +28,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import resource
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -32,6 +43,7 @@ import openai
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
+from benchmarks import redis_server
 from benchmarks.mock_server import spawn
 from lc_async_pipelines import ModelSettings, make_chat_model
 from lc_async_pipelines.runner import (
@@ -42,12 +54,23 @@ from lc_async_pipelines.runner import (
     run_items,
     with_budget,
 )
+from lc_async_pipelines.runner.limits import RedisRateBudget
 
 PROMPT = ChatPromptTemplate.from_messages([("human", "{text}")])
+TRANSIENT = "429,500,503,reset,truncated"
 
 
-def mock(rpm: float, latency: float, *extra: str) -> contextlib.AbstractContextManager[str]:
-    return spawn("--rpm", str(rpm), "--latency", str(latency), *extra)
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row: the limits the mock enforces (the budget's too), and where the budget lives."""
+
+    name: str
+    rpm: float
+    tpm: float | None = None
+    redis: bool = False
+    fault_rate: float = 0.0
+    seed: int = 0
+    max_tokens: int = 8
 
 
 def cpu_s() -> float:
@@ -58,7 +81,7 @@ def cpu_s() -> float:
 Run = Callable[[list[str]], Awaitable[list[str | None]]]
 
 
-def sdk_semaphore(base: str) -> Run:
+def sdk_semaphore(base: str, case: Case, redis_url: str | None) -> Run:
     client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="x", max_retries=6)
     gate = asyncio.Semaphore(64)
 
@@ -66,7 +89,9 @@ def sdk_semaphore(base: str) -> Run:
         async with gate:
             try:
                 r = await client.chat.completions.create(
-                    model="mock", messages=[{"role": "user", "content": text}], max_tokens=8
+                    model="mock",
+                    messages=[{"role": "user", "content": text}],
+                    max_tokens=case.max_tokens,
                 )
                 return r.choices[0].message.content
             except openai.APIError:
@@ -78,8 +103,10 @@ def sdk_semaphore(base: str) -> Run:
     return run
 
 
-def lcel_abatch(base: str) -> Run:
-    settings = ModelSettings(api_key="x", base_url=base + "/v1", model="mock", max_tokens=8)
+def lcel_abatch(base: str, case: Case, redis_url: str | None) -> Run:
+    settings = ModelSettings(
+        api_key="x", base_url=base + "/v1", model="mock", max_tokens=case.max_tokens
+    )
     llm = make_chat_model(settings, streaming=False)
     chain = (PROMPT | llm | StrOutputParser()).with_retry(stop_after_attempt=6)
 
@@ -92,75 +119,171 @@ def lcel_abatch(base: str) -> Run:
     return run
 
 
-def project_runner(base: str, rpm: float, tpm: float | None = None) -> Run:
-    settings = ModelSettings(api_key="x", base_url=base + "/v1", model="mock", max_tokens=8)
-    budget = RateBudget(rpm=rpm, tpm=tpm)
-    llm = with_budget(make_chat_model(settings, streaming=False), budget)
-    chain = {"text": lambda t: t} | PROMPT | llm | StrOutputParser()
+def make_budget(case: Case, redis_url: str | None) -> RateBudget:
+    limits: dict[str, Any] = {"rpm": case.rpm, "tpm": case.tpm}
+    if case.tpm and "tpm_charge" in {f.name for f in dataclasses.fields(RateBudget)}:
+        limits["tpm_charge"] = "usage"  # the mock counts what a call used, as self-hosted ones do
+    if case.redis:
+        assert redis_url is not None
+        return RedisRateBudget(url=redis_url, key=f"bench-{time.time()}", **limits)
+    return RateBudget(**limits)
+
+
+def project_runner(base: str, case: Case, redis_url: str | None) -> Run:
+    settings = ModelSettings(
+        api_key="x", base_url=base + "/v1", model="mock", max_tokens=case.max_tokens
+    )
+    budget = make_budget(case, redis_url)
     policy = RetryPolicy(max_retries=6, initial=0.5, max_wait=10)
+    # each call retried on its own, as model_session does
+    llm = with_budget(make_chat_model(settings, streaming=False), budget, retry=policy)
+    chain = {"text": lambda t: t} | PROMPT | llm | StrOutputParser()
 
     async def run(texts: list[str]) -> list[str | None]:
         items = [Item(str(i), i, t) for i, t in enumerate(texts)]
         outs: dict[str, str | None] = {}
-        async for r in run_items(chain, items, RunOptions(concurrency=64, retry=policy)):
-            outs[r.id] = r.output
+        async with budget:
+            async for r in run_items(chain, items, RunOptions(concurrency=64, retry=policy)):
+                outs[r.id] = r.output
         return [outs.get(str(i)) for i in range(len(texts))]
 
     return run
 
 
+def mock_options(case: Case, latency: float) -> list[str]:
+    options = ["--rpm", str(case.rpm), "--latency", str(latency), "--seed", str(case.seed)]
+    if case.tpm:
+        options += ["--tpm", str(case.tpm)]
+    if case.fault_rate:
+        options += ["--fault-rate", str(case.fault_rate), "--faults", TRANSIENT]
+    return options
+
+
 async def measure(
-    name: str,
-    setup: Callable[[str], Run],
+    approach: str,
+    setup: Callable[[str, Case, str | None], Run],
+    case: Case,
     n: int,
-    rpm: float,
     latency: float,
-    tpm: float | None = None,
+    redis_url: str | None,
 ) -> dict[str, Any]:
     texts = [f"item {i}" for i in range(n)]
-    with mock(rpm, latency, *(["--tpm", str(tpm)] if tpm else [])) as base:
-        run = setup(base)
-        gc.collect()  # the previous approach's garbage is not this one's cost
+    with spawn(*mock_options(case, latency)) as base:
+        run = setup(base, case, redis_url)
+        gc.collect()  # the previous case's garbage is not this one's cost
         cpu0, t0 = cpu_s(), time.perf_counter()
         outs = await run(texts)
         wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
         async with httpx.AsyncClient() as client:
             stats = (await client.get(base + "/stats")).json()
     ok = sum(o is not None and o.endswith(t) for o, t in zip(outs, texts, strict=True))
-    # The slower of the two limits bounds the run; tokens as the mock counted them.
-    bound = max(n / (rpm / 60), stats.get("tokens_admitted", 0) / (tpm / 60) if tpm else 0)
+    limited = stats.get("429_rate_limit", 0)
+    admitted = stats["requests"] - limited  # faulted requests were admitted: they count
+    bound = max(
+        admitted / (case.rpm / 60),
+        stats.get("tokens_admitted", 0) / (case.tpm / 60) if case.tpm else 0.0,
+    )
     return {
-        "approach": name,
+        "case": case.name,
+        "approach": approach,
         "wall/bound": round(wall / bound, 3),
-        "429s/success": round(stats.get("429_rate_limit", 0) / max(ok, 1), 3),
-        "429s % of calls": round(
-            100 * stats.get("429_rate_limit", 0) / max(stats["requests"], 1), 2
-        ),
+        "429 % of calls": round(100 * limited / max(stats["requests"], 1), 2),
+        "requests": stats["requests"],
+        "faults": sum(v for k, v in stats.items() if k.startswith("fault_")),
         "lost": n - ok,
         "cpu_ms/call": round(cpu * 1000 / n, 2),
     }
+
+
+@contextlib.contextmanager
+def burners(count: int) -> Iterator[None]:
+    """Keep ``count`` processes spinning on the CPU: the jitter of a loaded machine."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def maybe_redis(needed: bool) -> AsyncIterator[str | None]:
+    if not needed:
+        yield None
+        return
+    with redis_server.spawn() as url:
+        yield url
+
+
+def cases(args: argparse.Namespace) -> list[Case]:
+    tpm_rpm = args.rpm * 20  # far above what the tokens allow: the tokens bind
+    chosen: list[Case] = []
+    for where in args.budgets:
+        redis = where == "redis"
+        chosen.append(Case(f"rpm=limit {where}", args.rpm, redis=redis))
+        chosen.append(Case(f"tpm=limit {where}", tpm_rpm, args.tpm, redis=redis))
+    if args.runs:
+        for where in args.fault_budgets:
+            chosen += [
+                Case(
+                    f"rpm=limit {where} {args.fault_rate:.0%} faults, run {run + 1}",
+                    args.rpm,
+                    redis=where == "redis",
+                    fault_rate=args.fault_rate,
+                    seed=run + 1,
+                )
+                for run in range(args.runs)
+            ]
+    return chosen
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--rpm", type=float, default=3000)
+    parser.add_argument("--tpm", type=float, default=15000, help="the tpm=limit rows' limit")
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--tpm", type=float, help="tokens per minute, enforced and budgeted too")
+    parser.add_argument("--fault-rate", type=float, default=0.1)
+    parser.add_argument("--runs", type=int, default=5, help="runs with faults (0: none)")
+    parser.add_argument(
+        "--budgets", nargs="*", default=["memory", "redis"], choices=["memory", "redis"]
+    )
+    parser.add_argument(
+        "--fault-budgets", nargs="*", default=["memory"], choices=["memory", "redis"]
+    )
+    parser.add_argument("--compare", action="store_true", help="also the SDK and LCEL rows")
+    parser.add_argument(
+        "--burn", type=int, default=0, help="processes kept spinning meanwhile (a loaded machine)"
+    )
     args = parser.parse_args()
-    approaches: list[tuple[str, Callable[[str], Run]]] = [
-        ("AsyncOpenAI + semaphore", sdk_semaphore),
-        ("LCEL abatch + with_retry", lcel_abatch),
-        ("project runner", lambda base: project_runner(base, args.rpm, args.tpm)),
-    ]
-    rows = [
-        await measure(n, f, args.items, args.rpm, args.latency, args.tpm) for n, f in approaches
-    ]
-    print(json.dumps(vars(args)))
+    print(json.dumps(vars(args)), flush=True)
+    todo = cases(args)
+    rows: list[dict[str, Any]] = []
+    with burners(args.burn):
+        async with maybe_redis(any(c.redis for c in todo)) as redis_url:
+            await run_all(args, todo, redis_url, rows)
     keys = list(rows[0])
     print(" | ".join(keys))
     for row in rows:
         print(" | ".join(str(row[k]) for k in keys))
+
+
+async def run_all(
+    args: argparse.Namespace, todo: list[Case], redis_url: str | None, rows: list[dict[str, Any]]
+) -> None:
+    """Measure every row, printing each as it is done."""
+    if args.compare:
+        plain = Case("rpm=limit", args.rpm)
+        for name, setup in (("AsyncOpenAI + semaphore", sdk_semaphore), ("LCEL", lcel_abatch)):
+            rows.append(await measure(name, setup, plain, args.items, args.latency, None))
+            print(json.dumps(rows[-1]), flush=True)
+    for case in todo:
+        row = await measure(
+            "project runner", project_runner, case, args.items, args.latency, redis_url
+        )
+        rows.append(row)
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ asked us to wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import openai
@@ -34,7 +36,17 @@ from tenacity import (
 
 from lc_async_pipelines.runner.checks import check_number
 
-__all__ = ["RetryPolicy", "is_rate_limit", "is_transient", "retry_after"]
+__all__ = [
+    "RateLimitHeaders",
+    "RetryPolicy",
+    "is_paced",
+    "is_rate_limit",
+    "is_transient",
+    "mark_paced",
+    "rate_limit_headers",
+    "response_headers",
+    "retry_after",
+]
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -100,15 +112,84 @@ def _parse_duration(value: str) -> float | None:
     return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
+def response_headers(exc: BaseException) -> Mapping[str, str] | None:
+    """Return the HTTP response headers an error carries (``openai.APIStatusError``), or None."""
+    response = getattr(exc, "response", None)
+    headers: Mapping[str, str] | None = getattr(response, "headers", None)
+    return headers
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """What a provider's ``x-ratelimit-*`` response headers say (None: header absent).
+
+    OpenAI's names (https://platform.openai.com/docs/guides/rate-limits):
+    ``x-ratelimit-remaining-requests`` / ``-tokens`` (what is left of the
+    limit) and ``x-ratelimit-reset-requests`` / ``-tokens`` (the time until
+    the limit is whole again, ``"1s"``, ``"6m0s"``, ``"20ms"``), also sent by
+    OpenAI-compatible servers and the benchmark mock.
+
+    Attributes:
+        remaining_requests: requests left before the limit refuses.
+        remaining_tokens: tokens left before the limit refuses.
+        reset_requests_s: seconds until the requests limit resets.
+        reset_tokens_s: seconds until the tokens limit resets.
+    """
+
+    remaining_requests: float | None = None
+    remaining_tokens: float | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+    @property
+    def present(self) -> bool:
+        """True when the response said how much of the limit remains."""
+        return self.remaining_requests is not None or self.remaining_tokens is not None
+
+
+def _number(headers: Mapping[str, Any], name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _duration(headers: Mapping[str, Any], name: str) -> float | None:
+    value = headers.get(name)
+    return _parse_duration(str(value)) if value is not None else None
+
+
+def rate_limit_headers(headers: Mapping[str, Any] | None) -> RateLimitHeaders:
+    """Read OpenAI's ``x-ratelimit-remaining-*`` and ``x-ratelimit-reset-*`` headers.
+
+    Args:
+        headers: an HTTP response's headers (httpx's are case-insensitive; a
+            plain mapping should have the lower-case names), or None.
+    """
+    if not headers:
+        return RateLimitHeaders()
+    return RateLimitHeaders(
+        remaining_requests=_number(headers, "x-ratelimit-remaining-requests"),
+        remaining_tokens=_number(headers, "x-ratelimit-remaining-tokens"),
+        reset_requests_s=_duration(headers, "x-ratelimit-reset-requests"),
+        reset_tokens_s=_duration(headers, "x-ratelimit-reset-tokens"),
+    )
+
+
 def retry_after(exc: BaseException) -> float | None:
     """Return the wait the server asked for, in seconds, or None.
 
-    Reads ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date, RFC 9110
-    §10.2.3) and OpenAI's ``x-ratelimit-reset-requests`` / ``-tokens``
-    (https://platform.openai.com/docs/guides/rate-limits), taking the largest.
+    Reads ``retry-after-ms`` and ``retry-after`` (seconds or an HTTP date, RFC
+    9110 §10.2.3), the larger when both are sent; without either, OpenAI's
+    ``x-ratelimit-reset-requests`` / ``-tokens``
+    (https://platform.openai.com/docs/guides/rate-limits), the larger of those
+    whose limit is spent (its ``x-ratelimit-remaining-*`` 0 or absent): a
+    limit with room left says when it is whole again, not when to retry.
     """
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+    headers = response_headers(exc)
     if headers is None:
         return None
     waits: list[float] = []
@@ -125,10 +206,32 @@ def retry_after(exc: BaseException) -> float | None:
                 parsed = None
         if parsed is not None:
             waits.append(parsed)
-    for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"):
-        if (value := headers.get(name)) is not None and (parsed := _parse_duration(value)):
-            waits.append(parsed)
+    if not waits:
+        for kind in ("requests", "tokens"):
+            remaining = _number(headers, f"x-ratelimit-remaining-{kind}")
+            reset = _duration(headers, f"x-ratelimit-reset-{kind}")
+            if reset and (remaining is None or remaining <= 0):
+                waits.append(reset)
     return max(0.0, max(waits)) if waits else None
+
+
+_PACED = "_lc_async_pipelines_paced"
+
+
+def mark_paced(exc: BaseException) -> None:
+    """Mark ``exc`` as the failure of a call whose retry a rate budget paces.
+
+    :meth:`RetryPolicy.wait` then adds no backoff of its own before the retry
+    (only a ``Retry-After`` the server sent): the budget already spaces the
+    retry among the run's requests, and holds it through a 429's pause.
+    """
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, _PACED, True)
+
+
+def is_paced(exc: BaseException) -> bool:
+    """True when :func:`mark_paced` marked ``exc``."""
+    return bool(getattr(exc, _PACED, False))
 
 
 @dataclass(frozen=True)
@@ -142,7 +245,11 @@ class RetryPolicy:
 
     Backoff: exponential with full jitter, ``initial * 2**n + U(0, jitter)``
     capped at ``max_wait`` seconds (tenacity's ``wait_exponential_jitter``), or
-    the server's ``Retry-After`` when it sent one and it is longer.
+    the server's ``Retry-After`` when it sent one and it is longer. A call
+    behind a rate budget that paces it (``rpm`` or ``tpm``; see
+    :func:`mark_paced`) is retried with no backoff but the server's
+    ``Retry-After``: the budget spaces it among the run's requests, so a
+    backoff on top would only hold the last items of a run.
 
     Attributes:
         max_retries: retries after the first attempt (0 = one attempt).
@@ -171,6 +278,8 @@ class RetryPolicy:
             backoff = exponential(state)
             exc = state.outcome.exception() if state.outcome else None
             asked = retry_after(exc) if exc else None
+            if exc is not None and is_paced(exc):
+                return min(asked, self.max_wait) if asked is not None else 0.0
             return max(backoff, min(asked, self.max_wait)) if asked is not None else backoff
 
         return wait

@@ -16,6 +16,7 @@ capacity charged on an estimate can be given back with :meth:`LeakyBucket.refund
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ class LeakyBucket:
         self._sleep = sleep
         self._level = 0.0
         self._checked_at = 0.0
+        self._held_until = -math.inf
         self._waiters: deque[_Waiter] = deque()
 
     @property
@@ -88,8 +90,17 @@ class LeakyBucket:
 
     @property
     def rate(self) -> float:
-        """Units drained per second."""
+        """Units drained per second; set it to pace faster or slower from now on."""
         return self._rate
+
+    @rate.setter
+    def rate(self, rate: float) -> None:
+        if not rate > 0:
+            msg = f"rate must be positive, got {rate}"
+            raise ValueError(msg)
+        self._leak()  # what drained so far drained at the old rate
+        self._rate = float(rate)
+        self._wake_head()  # its sleep was computed at the old rate
 
     @property
     def level(self) -> float:
@@ -144,6 +155,19 @@ class LeakyBucket:
             await self.acquire(piece)
             amount -= piece
 
+    def hold(self, seconds: float) -> None:
+        """Let nothing through for ``seconds`` from now; waiters keep their places in line.
+
+        A longer hold is never cut short by a shorter one. When it ends, the
+        waiters pass at the bucket's rate, as from a bucket that drained
+        meanwhile (a provider's limit that reset).
+
+        Args:
+            seconds: how long to hold, seconds.
+        """
+        self._held_until = max(self._held_until, self._clock() + seconds)
+        self._wake_head()  # its sleep may end inside the hold
+
     def refund(self, amount: float) -> None:
         """Take ``amount`` units charged earlier back out, waking the waiters it frees.
 
@@ -176,9 +200,10 @@ class LeakyBucket:
                 continue
             # At the head: sleep until the amount has room; a refund cuts the sleep short.
             needed = self._level + waiter.amount - self._capacity
+            seconds = max(needed / self._rate, self._held_until - self._clock())
             task = asyncio.current_task()
             cancelling = task.cancelling() if task is not None else 0
-            nap = waiter.nap = asyncio.ensure_future(self._sleep(needed / self._rate))
+            nap = waiter.nap = asyncio.ensure_future(self._sleep(seconds))
             try:
                 await nap
             except asyncio.CancelledError:
@@ -199,6 +224,8 @@ class LeakyBucket:
 
     def _fits(self, amount: float) -> bool:
         self._leak()
+        if self._checked_at < self._held_until:
+            return False
         return self._level + amount <= self._capacity * (1 + _SLACK)
 
     def _leak(self) -> None:

@@ -16,11 +16,13 @@ local to a process: calls in flight and its pause after a 429.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Literal, Self
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.prompt_values import PromptValue
@@ -30,23 +32,138 @@ from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.checks import check_number
 from lc_async_pipelines.runner.limits.store import BudgetRates, BudgetStore, MemoryBudgetStore
-from lc_async_pipelines.runner.retry import is_rate_limit, retry_after
+from lc_async_pipelines.runner.retry import (
+    is_rate_limit,
+    mark_paced,
+    rate_limit_headers,
+    response_headers,
+    retry_after,
+)
 
-__all__ = ["BudgetRateLimiter", "CallTicket", "RateBudget", "charged_call", "check_limits"]
+__all__ = [
+    "BudgetRateLimiter",
+    "CallTicket",
+    "MaxTokensAdvice",
+    "RateBudget",
+    "TpmCharge",
+    "charged_call",
+    "check_limits",
+]
+
+log = logging.getLogger(__name__)
+
+TpmCharge = Literal["max_tokens", "usage"]
+"""How the endpoint counts a call toward TPM: see :attr:`RateBudget.tpm_charge`."""
+
+# Adaptive pacing: additive increase, multiplicative decrease (AIMD), the rule
+# of TCP's congestion control (RFC 5681, §3.1), on the rate the budget paces
+# at. A 429 of the limit cuts the pace to PACE_DECREASE of itself (once per
+# CLEAN_STRETCH_S, so a burst of 429s from one window is one cut); every
+# CLEAN_STRETCH_S with none gives PACE_INCREASE back, up to the full rate.
+PACE_DECREASE = 0.9
+PACE_INCREASE = 0.01
+PACE_FLOOR = 0.25
+CLEAN_STRETCH_S = 1.0
+# How long calls wait for the first reply's usage before they charge max_tokens.
+PROBE_WAIT_S = 5.0
+# Calls settled before the budget judges whether max_tokens binds the run.
+ADVICE_AFTER_CALLS = 8
+_EWMA = 0.2  # weight of the newest reply in the running estimates
 
 
 @dataclass
 class CallTicket:
-    """What one budgeted call has taken from the budget so far (see :func:`charged_call`)."""
+    """What one budgeted call has taken from the budget so far (see :func:`charged_call`).
+
+    Attributes:
+        estimate: its up-front token estimate, prompt + ``max_tokens``.
+        prompt_tokens: its prompt's estimated tokens.
+        max_tokens: its ``max_tokens`` (0: unknown, ``estimate`` is all there is).
+        slot: whether it holds one of the budget's ``max_in_flight`` slots.
+        charged: tokens charged for its latest request.
+        requests: requests it sent through the budget.
+        used: total tokens the call used, as the server reported (set by the
+            caller before the ``charged_call`` block ends).
+        output_tokens: its reply's tokens, if the caller knows them apart (else
+            the budget takes ``used`` less the prompt's estimate).
+        headers: the call's HTTP response headers, set by the caller (from
+            ``response_metadata["headers"]``, which ChatOpenAI fills with
+            ``include_response_headers=True``); the budget follows their
+            ``x-ratelimit-remaining-*`` and ``x-ratelimit-reset-*``.
+        queued_s: seconds the call waited for the budget (a 429's pause,
+            a slot, its turn in the rates), summed over its requests.
+    """
 
     estimate: int
+    prompt_tokens: int = 0
+    max_tokens: int = 0
     slot: bool = False
     charged: float = 0.0
     requests: int = 0
     used: int | None = None
+    output_tokens: int | None = None
+    headers: Mapping[str, str] | None = None
+    queued_s: float = 0.0
+    probe: bool = field(default=False, repr=False)
 
 
 _TICKET: ContextVar[CallTicket | None] = ContextVar("pipelines_budget_ticket", default=None)
+
+
+@dataclass(frozen=True)
+class MaxTokensAdvice:
+    """``max_tokens``, not the replies, binds a run's TPM (with ``tpm_charge="max_tokens"``).
+
+    Attributes:
+        max_tokens: the calls' ``max_tokens``, counted in full when each is admitted.
+        reply_tokens: the replies' running mean, in tokens (under a quarter of ``max_tokens``).
+        largest_reply_tokens: the largest reply seen.
+        calls_per_min: calls a minute the budget allows at this ``max_tokens``.
+        suggested_max_tokens: twice the largest reply seen.
+        suggested_calls_per_min: calls a minute it would allow with
+            ``suggested_max_tokens`` (within ``rpm``).
+    """
+
+    max_tokens: int
+    reply_tokens: float
+    largest_reply_tokens: int
+    calls_per_min: float
+    suggested_max_tokens: int
+    suggested_calls_per_min: float
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the run would go with ``suggested_max_tokens``."""
+        return self.suggested_calls_per_min / self.calls_per_min
+
+
+@dataclass
+class _Replies:
+    """Running estimates (exponentially weighted) of what settled calls used."""
+
+    count: int = 0
+    rest_mean: float = 0.0  # used less the prompt's estimate
+    rest_var: float = 0.0
+    output_mean: float = 0.0
+    output_max: int = 0
+    prompt_mean: float = 0.0
+
+    def add(self, rest: float, output: int, prompt: float) -> None:
+        if not self.count:
+            self.rest_mean, self.output_mean, self.prompt_mean = rest, float(output), prompt
+        else:
+            diff = rest - self.rest_mean
+            self.rest_mean += _EWMA * diff
+            self.rest_var = (1 - _EWMA) * (self.rest_var + _EWMA * diff * diff)
+            self.output_mean += _EWMA * (output - self.output_mean)
+            self.prompt_mean += _EWMA * (prompt - self.prompt_mean)
+        self.output_max = max(self.output_max, output)
+        self.count += 1
+
+    @property
+    def rest(self) -> float | None:
+        """What a call uses beyond its prompt estimate, on the high side (mean + 2 sd); None yet."""
+        return self.rest_mean + 2 * math.sqrt(self.rest_var) if self.count else None
 
 
 def _prompt_text(value: LanguageModelInput) -> str:
@@ -66,11 +183,10 @@ class RateBudget:
             ``60 / rpm`` seconds apart, with no burst at the start.
         tpm: tokens per minute, input + output (None: unlimited), spent evenly:
             the bucket holds one second of tokens and starts full, so there is
-            no burst at the start. A call is charged its estimated input tokens
-            plus its ``max_tokens`` (at most a minute's tokens) before it is
-            sent, in pieces no larger than the bucket, so no call deadlocks,
-            however large; once the server reports usage the difference is
-            charged or refunded.
+            no burst at the start. A call is charged before it is sent (at
+            most a minute's tokens), in pieces no larger than the bucket, so
+            no call deadlocks, however large; once the server reports its
+            usage, the charge is settled as ``tpm_charge`` says.
         max_in_flight: model calls in flight at once, across the whole run.
         default_max_tokens: the output charge of a call when neither the call
             nor the model sets ``max_tokens``.
@@ -78,12 +194,52 @@ class RateBudget:
         margin: fraction of ``rpm`` and ``tpm`` left unused (0.01: aim at 99%).
             Sent at exactly the limit, requests reach a provider's fixed-window
             counter with network jitter, and a few land in a window already full.
+        tpm_charge: how the endpoint counts a call toward ``tpm``, so the
+            budget counts it the same way:
+
+            - ``"max_tokens"``: the prompt plus the whole ``max_tokens``, when
+              the call is admitted, whatever the reply uses. OpenAI: "your
+              rate limit is calculated as the maximum of max_tokens and the
+              estimated number of tokens based on the character count of your
+              request" (https://platform.openai.com/docs/guides/rate-limits);
+              Azure OpenAI likewise. The up-front charge stays (a call that
+              used more is charged the difference), and when replies use
+              under a quarter of ``max_tokens`` the budget says so once
+              (:attr:`max_tokens_advice`, a warning on this module's logger).
+            - ``"usage"`` (the default): what the call used. Anthropic
+              estimates output from ``max_tokens`` and "adjusts ... to reflect
+              the actual number of output tokens used"
+              (https://docs.anthropic.com/en/api/rate-limits); a self-hosted
+              OpenAI-compatible server (vLLM, llama-server, a proxy such as
+              LiteLLM) counts what it generated, if it limits at all. A call
+              is charged its prompt and the output the replies so far make
+              likely (their mean + 2 standard deviations, at most
+              ``max_tokens``; the first call charges ``max_tokens`` while the
+              others wait for its usage, at most 5 s), and settled to its
+              usage after: the unused part goes back to the bucket.
+
+            The default is ``"usage"``: it was this budget's only rule before
+            (a charge settled to usage), and the session sets
+            ``"max_tokens"`` from the endpoint where the provider counts that
+            way; a budget left on ``"usage"`` against OpenAI over-sends only
+            when replies are much shorter than ``max_tokens``, and its 429s
+            then slow it down (see below).
         store: where the rates are metered (None: in this process, a
             :class:`~lc_async_pipelines.runner.limits.store.MemoryBudgetStore`
             of these limits); set once the budget is built.
 
-    On a 429 every call of the run waits out the provider's ``Retry-After``
-    (:meth:`cool_down`), rather than each item hammering on its own backoff.
+    Pacing adapts to what the provider says. A 429 of the limit (no
+    ``x-ratelimit-remaining-*`` headers, or one at 0) holds every call of the
+    run for the provider's ``Retry-After`` (:meth:`cool_down`) and cuts the
+    pace by 10% (:attr:`pace`; at most one cut a second); each clean second
+    after gives 1% back, up to the full rate (AIMD, as TCP does, RFC 5681).
+    A 429 whose headers show room left (a busy server) is counted, and only
+    its call waits its ``Retry-After``. A response whose
+    ``x-ratelimit-remaining-requests`` is 0, or whose
+    ``x-ratelimit-remaining-tokens`` is below a call's charge, holds new
+    requests until its ``x-ratelimit-reset-*``. A failed call's retry is
+    not held behind a backoff: the budget paces it (see
+    :class:`~lc_async_pipelines.runner.RetryPolicy`).
 
     The rates are metered by a :class:`~lc_async_pipelines.runner.limits.store.BudgetStore`:
     in this process by default (:class:`~lc_async_pipelines.runner.limits.store.MemoryBudgetStore`).
@@ -97,6 +253,10 @@ class RateBudget:
     Attributes:
         requests_sent: requests that passed the budget (cache hits never do).
         throttled: 429s seen.
+        rate_limited: 429s of the limit (those that paused the run and cut the pace).
+        requeued: requests that slept on a turn a pause then overtook, and took a new one.
+        max_tokens_advice: set (once) when ``max_tokens`` binds the run's TPM
+            rather than the replies; None otherwise.
     """
 
     rpm: float | None = None
@@ -105,11 +265,19 @@ class RateBudget:
     default_max_tokens: int = 512
     cooldown_s: float = 1.0
     margin: float = 0.01
+    tpm_charge: TpmCharge = "usage"
     store: BudgetStore | None = field(default=None, kw_only=True, repr=False, compare=False)
     requests_sent: int = field(init=False, default=0)
     throttled: int = field(init=False, default=0)
+    rate_limited: int = field(init=False, default=0)
+    requeued: int = field(init=False, default=0)
+    max_tokens_advice: MaxTokensAdvice | None = field(init=False, default=None)
     _resume_at: float = field(init=False, default=0.0)
     _slots: asyncio.Semaphore | None = field(init=False, default=None)
+    _pace: float = field(init=False, default=1.0)
+    _paced_at: float = field(init=False, default=0.0)
+    _replies: _Replies = field(init=False, default_factory=_Replies, repr=False, compare=False)
+    _probe: asyncio.Event | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_limits(self)
@@ -122,6 +290,16 @@ class RateBudget:
     def rates(self) -> BudgetRates:
         """The rates the store meters: ``rpm`` and ``tpm`` less the margin."""
         return BudgetRates.of(self.rpm, self.tpm, self.margin)
+
+    @property
+    def paces(self) -> bool:
+        """True when the budget spaces requests (``rpm`` or ``tpm`` set)."""
+        return bool(self.rpm or self.tpm)
+
+    @property
+    def pace(self) -> float:
+        """The share of :attr:`rates` the budget paces at now: 1.0, less after 429s of the limit."""
+        return self._pace
 
     def _store(self) -> BudgetStore:
         if self.store is None:  # pragma: no cover - set by __post_init__
@@ -158,30 +336,190 @@ class RateBudget:
         self._resume_at = max(self._resume_at, loop.time() + wait)
         self._store().pause(wait)
 
+    def _hold(self, seconds: float) -> None:
+        """Hold this process's new requests for ``seconds`` (a limit spent, as its headers say)."""
+        loop = asyncio.get_running_loop()
+        self._resume_at = max(self._resume_at, loop.time() + seconds)
+        self._store().hold(seconds)
+
+    def _slow_down(self) -> None:
+        """Cut the pace after a 429 of the limit: at most once per clean stretch."""
+        now = asyncio.get_running_loop().time()
+        self.rate_limited += 1
+        if self._pace < 1.0 and now - self._paced_at < CLEAN_STRETCH_S:
+            return  # the same burst of 429s: one cut
+        self._pace = max(PACE_FLOOR, self._pace * PACE_DECREASE)
+        self._paced_at = now
+        self._store().set_pace(self._pace)
+
+    def _recover(self, now: float) -> None:
+        """Give back PACE_INCREASE of the pace per clean stretch since the last change."""
+        if self._pace >= 1.0 or (stretches := int((now - self._paced_at) / CLEAN_STRETCH_S)) < 1:
+            return
+        self._pace = min(1.0, self._pace + stretches * PACE_INCREASE)
+        self._paced_at += stretches * CLEAN_STRETCH_S
+        self._store().set_pace(self._pace)
+
+    def _rate_limited(self, exc: BaseException, ticket: CallTicket) -> None:
+        """Answer a 429: a limit spent pauses the run and slows it; a busy server only counts."""
+        state = rate_limit_headers(response_headers(exc))
+        need = max(ticket.charged or float(ticket.estimate), 1.0)
+        spent = (
+            not state.present
+            or (state.remaining_requests is not None and state.remaining_requests < 1)
+            or (state.remaining_tokens is not None and state.remaining_tokens < need)
+        )
+        if not spent:
+            self.throttled += 1  # the limit has room: the call's own retry waits its Retry-After
+            return
+        self.cool_down(retry_after(exc))
+        self._slow_down()
+
+    def _follow_headers(self, headers: Mapping[str, str], ticket: CallTicket) -> None:
+        """Hold new requests until a limit the response says is spent resets."""
+        state = rate_limit_headers(headers)
+        waits = [0.0]
+        if state.remaining_requests is not None and state.remaining_requests < 1:
+            waits.append(state.reset_requests_s or 0.0)
+        need = max(ticket.charged or float(ticket.estimate), 1.0)
+        if state.remaining_tokens is not None and state.remaining_tokens < need:
+            waits.append(state.reset_tokens_s or 0.0)
+        if max(waits) > 0:
+            self._hold(max(waits))
+
     async def _acquire(self, ticket: CallTicket) -> None:
         loop = asyncio.get_running_loop()
-        # A loop, not one sleep: another 429 may push the deadline while we wait.
-        while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(delay)
-        if self._slots is not None and not ticket.slot:
-            # A fallback's second request reuses the slot: taking two could deadlock.
-            await self._slots.acquire()
-            ticket.slot = True
-        if self.tpm:
-            # Capped at a minute's tokens: a bigger request could never fit any
-            # provider minute, and should fail there rather than wait here for ever.
-            ticket.charged = min(float(ticket.estimate), self.tpm * (1.0 - self.margin))
-        await self._store().reserve(ticket.charged)
+        began = loop.time()
+        try:
+            charge = await self._charge(ticket) if self.tpm else 0.0
+            # A loop, not one sleep: another 429 may push the deadline while we wait.
+            while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(delay)
+            if self._slots is not None and not ticket.slot:
+                # A fallback's second request reuses the slot: taking two could deadlock.
+                await self._slots.acquire()
+                ticket.slot = True
+            ticket.charged = charge
+            await self._reserve(charge)
+        except BaseException:
+            self._release_probe(ticket)
+            raise
+        finally:
+            ticket.queued_s += loop.time() - began
         ticket.requests += 1
         self.requests_sent += 1
+
+    async def _reserve(self, charge: float) -> None:
+        """Take a turn in the store; take a new one if a pause overtook it while it slept."""
+        loop = asyncio.get_running_loop()
+        while True:
+            while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(delay)
+            self._recover(loop.time())
+            await self._store().reserve(charge)
+            if self._resume_at <= loop.time():
+                return
+            self.requeued += 1  # sent now, it would reach a limit the provider says is spent
+
+    async def _charge(self, ticket: CallTicket) -> float:
+        """Tokens to charge before the call is sent, as the endpoint counts them."""
+        tpm = self.tpm or 0.0
+        charge = float(ticket.estimate)
+        if self.tpm_charge == "usage" and ticket.max_tokens:
+            rest = await self._likely_rest(ticket)
+            if rest is not None:
+                charge = min(charge, ticket.prompt_tokens + rest)
+        # Capped at a minute's tokens: a bigger request could never fit any
+        # provider minute, and should fail there rather than wait here for ever.
+        return min(charge, tpm * (1.0 - self.margin))
+
+    async def _likely_rest(self, ticket: CallTicket) -> float | None:
+        """What a call will likely use beyond its prompt; None: charge ``max_tokens``.
+
+        Until a reply has been settled, one call (the probe) goes with the full
+        charge and the others wait for its usage, at most ``PROBE_WAIT_S``.
+        """
+        while self._replies.rest is None:
+            if ticket.probe:
+                return None
+            if self._probe is None:
+                self._probe = asyncio.Event()
+                ticket.probe = True
+                return None
+            try:
+                await asyncio.wait_for(self._probe.wait(), PROBE_WAIT_S)
+            except TimeoutError:
+                return None
+        return self._replies.rest
+
+    def _release_probe(self, ticket: CallTicket) -> None:
+        if not ticket.probe:
+            return
+        ticket.probe = False
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.set()
 
     async def _settle(self, ticket: CallTicket, used_tokens: int | None) -> None:
         if ticket.slot and self._slots is not None:
             ticket.slot = False
             self._slots.release()
-        if not self.tpm or not ticket.requests or used_tokens is None:
+        difference = 0.0
+        try:
+            if ticket.headers:
+                self._follow_headers(ticket.headers, ticket)
+            if self.tpm and ticket.requests and used_tokens is not None:
+                difference = self._learn(ticket, used_tokens)
+        finally:
+            self._release_probe(ticket)
+        if difference:
+            await self._store().adjust(difference)
+
+    def _learn(self, ticket: CallTicket, used: int) -> float:
+        """Note what the call used; return the tokens to charge (> 0) or refund (< 0) now."""
+        rest = max(0.0, used - ticket.prompt_tokens)
+        output = ticket.output_tokens if ticket.output_tokens is not None else round(rest)
+        self._replies.add(rest, output, float(ticket.prompt_tokens))
+        if self.tpm_charge == "usage":
+            return used - ticket.charged
+        self._judge_max_tokens(ticket)
+        return max(0.0, used - ticket.charged)  # the endpoint keeps the up-front charge
+
+    def _judge_max_tokens(self, ticket: CallTicket) -> None:
+        """Say once when ``max_tokens``, not the replies, binds the run's TPM."""
+        replies, max_tokens = self._replies, ticket.max_tokens
+        if self.max_tokens_advice is not None or not self.tpm or replies.count < ADVICE_AFTER_CALLS:
             return
-        await self._store().adjust(used_tokens - ticket.charged)
+        if not max_tokens or replies.output_mean >= max_tokens / 4:
+            return
+        share = 1.0 - self.margin
+        tpm, rpm = self.tpm * share, self.rpm * share if self.rpm else math.inf
+        per_min = min(rpm, tpm / (replies.prompt_mean + max_tokens))
+        suggested = max(1, 2 * replies.output_max)
+        if per_min >= rpm or suggested >= max_tokens:
+            return  # the requests limit binds, or the replies need most of max_tokens
+        advice = MaxTokensAdvice(
+            max_tokens=max_tokens,
+            reply_tokens=round(replies.output_mean, 1),
+            largest_reply_tokens=replies.output_max,
+            calls_per_min=round(per_min, 1),
+            suggested_max_tokens=suggested,
+            suggested_calls_per_min=round(min(rpm, tpm / (replies.prompt_mean + suggested)), 1),
+        )
+        self.max_tokens_advice = advice
+        log.warning(
+            "max_tokens=%d binds this run's tokens per minute, not the replies (%.0f tokens on "
+            "average, %d at most): the endpoint counts max_tokens when it admits a call, so "
+            "%.0f calls a minute fit tpm=%g; max_tokens=%d would allow %.0f (%.1fx)",
+            max_tokens,
+            advice.reply_tokens,
+            advice.largest_reply_tokens,
+            advice.calls_per_min,
+            self.tpm,
+            suggested,
+            advice.suggested_calls_per_min,
+            advice.speedup,
+        )
 
 
 def check_limits(budget: RateBudget) -> None:
@@ -193,6 +531,9 @@ def check_limits(budget: RateBudget) -> None:
     check_number("default_max_tokens", budget.default_max_tokens, minimum=1, whole=True)
     if not 0 <= budget.margin < 1:
         msg = f"margin must be in [0, 1), got {budget.margin}"
+        raise ConfigurationError(msg)
+    if budget.tpm_charge not in ("max_tokens", "usage"):
+        msg = f"tpm_charge must be 'max_tokens' or 'usage', got {budget.tpm_charge!r}"
         raise ConfigurationError(msg)
 
 
@@ -230,17 +571,29 @@ async def charged_call(
 ) -> AsyncIterator[CallTicket]:
     """Carry one call's token estimate to the rate limiter; settle with its usage after.
 
-    Set ``ticket.used`` to the call's total tokens before leaving the block; a
-    429 raised inside pauses the budget for its ``Retry-After``.
+    Before leaving the block, set ``ticket.used`` to the call's total tokens
+    and, when known, ``ticket.headers`` to its HTTP response headers (and
+    ``ticket.output_tokens`` to its reply's tokens). ``ticket.queued_s`` is the
+    time the call waited for the budget. A 429 raised inside pauses the budget
+    for its ``Retry-After`` when the headers of its response
+    (``openai.RateLimitError.response.headers``) show the limit spent; any
+    error raised inside a budget that paces is marked so that its retry adds
+    no backoff of its own (:func:`~lc_async_pipelines.runner.retry.mark_paced`).
     """
-    ticket = CallTicket(estimate=estimate_tokens(_prompt_text(value)) + max_tokens)
+    prompt = estimate_tokens(_prompt_text(value))
+    ticket = CallTicket(estimate=prompt + max_tokens, prompt_tokens=prompt, max_tokens=max_tokens)
     reset = _TICKET.set(ticket)
     try:
         yield ticket
     except Exception as exc:
+        if budget.paces:
+            mark_paced(exc)
         if is_rate_limit(exc):
-            budget.cool_down(retry_after(exc))
+            budget._rate_limited(exc, ticket)
         raise
     finally:
-        _TICKET.reset(reset)
+        try:
+            _TICKET.reset(reset)
+        except ValueError:  # left in another context (an async generator's): clear it there
+            _TICKET.set(None)
         await budget._settle(ticket, ticket.used)

@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from lc_async_pipelines.errors import BudgetUnavailable, ConfigurationError
 from lc_async_pipelines.runner.limits import _redis_scripts as scripts
-from lc_async_pipelines.runner.limits.budget import RateBudget, check_limits
+from lc_async_pipelines.runner.limits.budget import RateBudget, TpmCharge, check_limits
 from lc_async_pipelines.runner.limits.store import BudgetRates
 from lc_async_pipelines.runner.redis_client import (
     CONNECT_TIMEOUT_S,
@@ -130,8 +130,9 @@ class RedisBudgetStore:
         self.url = url
         self.key = key
         self.rates = rates
-        self.interval_ms = _MINUTE_MS / rates.rpm if rates.rpm else 0.0
-        self.tokens_per_ms = rates.tpm / _MINUTE_MS if rates.tpm else 0.0
+        self.interval_ms = 0.0
+        self.tokens_per_ms = 0.0
+        self.set_pace(1.0)
         self.round_trips = 0
         self._client: redis.asyncio.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
@@ -208,6 +209,15 @@ class RedisBudgetStore:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    def set_pace(self, pace: float) -> None:
+        """Reserve at ``pace`` (0 to 1) of the rates from now on (this process's reservations)."""
+        rates = self.rates
+        self.interval_ms = _MINUTE_MS / (rates.rpm * pace) if rates.rpm else 0.0
+        self.tokens_per_ms = rates.tpm * pace / _MINUTE_MS if rates.tpm else 0.0
+
+    def hold(self, seconds: float) -> None:
+        """Nothing to do here: the budget re-reserves a turn that a hold overtook."""
 
     def pause(self, seconds: float) -> None:
         """Send the pause to Redis in a task, for the other processes (a lost one is no error)."""
@@ -375,7 +385,7 @@ class RedisRateBudget(RateBudget):
     unconnected.
 
     Args:
-        rpm, tpm, max_in_flight, default_max_tokens, cooldown_s, margin: as
+        rpm, tpm, max_in_flight, default_max_tokens, cooldown_s, margin, tpm_charge: as
             :class:`~lc_async_pipelines.runner.RateBudget`; every process
             sharing ``key`` should pass the same limits.
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` (TLS) or
@@ -455,6 +465,7 @@ def open_budget(
     default_max_tokens: int = 512,
     cooldown_s: float = 1.0,
     margin: float = 0.01,
+    tpm_charge: TpmCharge = "usage",
 ) -> RateBudget:
     """Return the budget a ``--budget`` value names, not yet connected.
 
@@ -472,6 +483,8 @@ def open_budget(
         default_max_tokens: a call's output charge when it sets no ``max_tokens``.
         cooldown_s: pause after a 429 without ``Retry-After``, seconds.
         margin: fraction of ``rpm`` and ``tpm`` left unused.
+        tpm_charge: how the endpoint counts a call toward ``tpm``:
+            ``"max_tokens"`` (OpenAI) or ``"usage"``, as :class:`RateBudget`.
 
     Returns:
         A :class:`RateBudget` or :class:`RedisRateBudget`; either works as
@@ -489,6 +502,7 @@ def open_budget(
         "default_max_tokens": default_max_tokens,
         "cooldown_s": cooldown_s,
         "margin": margin,
+        "tpm_charge": tpm_charge,
     }
     if not url:
         return RateBudget(**limits)

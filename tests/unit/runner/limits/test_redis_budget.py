@@ -219,10 +219,12 @@ async def test_reservations_carry_the_charge_and_the_floors_the_client_saw():
     assert keys == ["{team}:rpm", "{team}:tpm", "{team}:pause", "{team}:latest"]
     assert first[0] == pytest.approx(60_000 / 594)  # ms between requests
     assert first[2] == pytest.approx(102)  # estimate: 2 prompt tokens + max_tokens
+    # tpm_charge="usage": the second is charged what the first used, 2 + 8 tokens
+    assert second[2] == pytest.approx(10)
     assert first[5:7] == [0.0, 0.0] and second[5:7] == [1000.5, 2000.25]
-    # usage 10 against 102 charged: 92 refunded after each call
-    assert [args[0] for _, args in adjust.calls] == [pytest.approx(-92)] * 2
-    assert budget.requests_sent == 2 and budget.round_trips == 4
+    # usage 10 against 102 charged: 92 refunded; nothing to settle after the second
+    assert [args[0] for _, args in adjust.calls] == [pytest.approx(-92)]
+    assert budget.requests_sent == 2 and budget.round_trips == 3
 
 
 async def test_an_outage_waits_warns_once_and_resumes(caplog):
