@@ -24,18 +24,21 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, final
 from uuid import UUID
 
-from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from langchain_core.callbacks.base import LLMManagerMixin
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 
 __all__ = [
     "ITEM_KEY",
     "TaggedCallbackHandler",
     "Token",
+    "asks_for_tokens",
     "item_of",
     "token_text",
     "usage_of",
@@ -46,6 +49,30 @@ ITEM_KEY: Final = "item_id"
 
 Token = str | list[str | dict[str, Any]]
 """What ``on_llm_new_token`` receives: a string, or content blocks in LangChain 1.x."""
+
+
+_QUIET_TOKEN_HOOKS = (LLMManagerMixin.on_llm_new_token, AsyncCallbackHandler.on_llm_new_token)
+
+
+def asks_for_tokens(handler: BaseCallbackHandler) -> bool:
+    """True when ``handler`` wants a model call's tokens as they come, so the call should stream.
+
+    A model call of the session's model streams only when someone listens
+    (:class:`~lc_async_pipelines.runner.BudgetedChatModel`): a plain request
+    costs about half the client CPU of a streamed one. A handler says so with
+    a boolean ``wants_tokens`` attribute (:class:`TaggedCallbackHandler`
+    subclasses: False unless set; :class:`TerminalStreamHandler` and
+    :class:`QueueCallbackHandler`: True). A handler without one asks when it
+    overrides ``on_llm_new_token`` (LangChain's ``StreamingStdOutCallbackHandler``
+    does), except LangChain's tracers, which record tokens only of calls that
+    stream anyway.
+    """
+    wants = getattr(handler, "wants_tokens", None)
+    if isinstance(wants, bool):
+        return wants
+    if isinstance(handler, BaseTracer | AsyncBaseTracer):
+        return False
+    return type(handler).on_llm_new_token not in _QUIET_TOKEN_HOOKS
 
 
 def item_of(metadata: dict[str, Any] | None) -> str | None:
@@ -147,6 +174,9 @@ class TaggedCallbackHandler(AsyncCallbackHandler):
     Handler callbacks run on the event loop, one event at a time per run, so no
     lock is needed.
     """
+
+    wants_tokens: ClassVar[bool] = False
+    """Set True in a subclass that needs tokens as they come (:func:`asks_for_tokens`)."""
 
     def __init__(self) -> None:
         self._runs: dict[UUID, _Run] = {}

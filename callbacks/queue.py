@@ -45,7 +45,11 @@ class QueueCallbackHandler(TaggedCallbackHandler):
         queue: the consumer's queue; unbounded queues never block the model call,
             a bounded one applies back-pressure to it. The handler never puts
             ``None``, so a consumer may use it as its own end marker.
+
+    It asks for tokens (``wants_tokens``): the session's model streams the calls it sees.
     """
+
+    wants_tokens = True
 
     def __init__(
         self, queue: asyncio.Queue[StreamEvent] | asyncio.Queue[StreamEvent | None]

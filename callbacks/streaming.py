@@ -25,13 +25,16 @@ class TerminalStreamHandler(TaggedCallbackHandler):
     an ``abatch``), shared by all the model calls made under it (see
     :class:`~lc_async_pipelines.callbacks.base.TaggedCallbackHandler`).
 
-    Tokens arrive only from a streaming model (``ChatOpenAI(streaming=True)``,
-    as :func:`pipelines.make_chat_model` builds it, or ``astream``).
+    It asks for tokens (``wants_tokens``): the session's model streams the
+    calls it sees. A bare chat model sends tokens only when it streams
+    (``ChatOpenAI(streaming=True)``, or ``astream``).
 
     Args:
         stream: where to write (default ``sys.stdout``).
         tagged: write whole lines prefixed with ``[tag]`` rather than raw tokens.
     """
+
+    wants_tokens = True
 
     def __init__(self, stream: TextIO | None = None, *, tagged: bool = True) -> None:
         super().__init__()

@@ -303,10 +303,14 @@ def make_chat_model(
         **overrides: any other field of the chat model class.
 
     Returns:
-        For OpenAI-compatible endpoints and the embedded model, a streaming
-        ``ChatOpenAI`` (``on_llm_new_token`` fires only when the model streams)
-        that reports token usage in the stream; for another provider, its
-        chat model from ``init_chat_model``.
+        For OpenAI-compatible endpoints and the embedded model, a
+        ``ChatOpenAI`` that sends one plain request per call and streams only
+        when asked (``astream``, a streaming handler), reporting token usage
+        in the stream too, and the response headers in
+        ``response_metadata["headers"]`` (the rate-limit headers feed the
+        budget); for another provider, its chat model from ``init_chat_model``.
+        ``streaming`` is left unset, not False: an explicit False turns
+        ``astream`` into one chunk (``BaseChatModel._streaming_disabled``).
 
     Raises:
         ConfigurationError: the provider's package is not installed, or no model name.
@@ -318,7 +322,6 @@ def make_chat_model(
         "max_tokens": settings.max_tokens,
         "timeout": settings.timeout,
         "max_retries": max_retries,
-        "streaming": True,
     }
     if settings.provider not in (None, "openai") and not settings.embedded:
         try:
@@ -338,6 +341,7 @@ def make_chat_model(
         "api_key": (None if embedded else settings.api_key) or SecretStr("not-needed"),
         "base_url": base_url or (None if embedded else settings.base_url),
         "stream_usage": True,
+        "include_response_headers": True,
     }
     if extra_body:
         kwargs["extra_body"] = extra_body

@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 
-from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings, chat_model_session, describe
 from lc_async_pipelines.runner.caches import RedisCache, SQLiteCache, open_cache, with_cache
-from lc_async_pipelines.runner.limits import RateBudget, with_budget
+from lc_async_pipelines.runner.limits import BudgetedChatModel, RateBudget, with_budget
 from lc_async_pipelines.runner.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -42,8 +41,10 @@ class ModelSession:
     """A wired model, ready for the pipeline factories.
 
     Attributes:
-        llm: what to hand to a factory: the chat model behind the budget, the
-            cache and the fallback (``Runnable[LanguageModelInput, BaseMessage]``).
+        llm: what to hand to a factory: a LangChain chat model
+            (:class:`~lc_async_pipelines.runner.BudgetedChatModel`, a
+            ``BaseChatModel``) behind the budget, the cache and the fallback,
+            with per-call retries; it streams through ``astream``.
         chat_model: the bare client (no budget, cache or fallback).
         budget: the budget every call through ``llm`` draws from.
         cache: the LLM cache, or None.
@@ -52,7 +53,7 @@ class ModelSession:
         batch: the Batch API session the calls go through, or None.
     """
 
-    llm: ChatModel
+    llm: BudgetedChatModel
     chat_model: BaseChatModel
     budget: RateBudget
     cache: BaseCache | None
@@ -87,7 +88,8 @@ async def model_session(
             shared by processes (opened here and closed on exit).
         cache_ttl_s: seconds an entry of a Redis cache opened here lives (None: for ever).
         fallback_model: another model name on the same endpoint, tried when a
-            call to the main model fails (LangChain ``with_fallbacks``).
+            request to the main model fails (each failure in the item's
+            history, a 429 still pausing the budget, each request charged).
         parallel: slots of the embedded server, when it is started here.
         retry: retries of each model call on its own, inside its item (None:
             a call fails at its first error and the caller retries, as the
@@ -124,16 +126,16 @@ async def model_session(
             model: Any = batch_session.chat_model if batch_session is not None else chat_model
             if the_cache is not None:
                 model = with_cache(model, the_cache)
+            fallbacks = []
             if fallback_model:
                 name_field = "model_name" if hasattr(model, "model_name") else "model"
-                fallback = model.model_copy(update={name_field: fallback_model})
-                model = model.with_fallbacks([fallback])
+                fallbacks.append(model.model_copy(update={name_field: fallback_model}))
             base_url = getattr(chat_model, "openai_api_base", None)
             resolved = settings.model_copy(
                 update={"model": getattr(chat_model, "model_name", settings.model)}
             )
             yield ModelSession(
-                llm=with_budget(model, budget, retry=retry),
+                llm=with_budget(model, budget, retry=retry, fallbacks=fallbacks),
                 chat_model=chat_model,
                 budget=budget,
                 cache=the_cache,

@@ -1,11 +1,18 @@
-"""Set fields on the chat models inside a runnable (bound, with fallbacks), copying it."""
+"""Find and change the chat models inside a runnable (bound, with fallbacks, in a chain)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableWithFallbacks
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableParallel,
+    RunnableSequence,
+    RunnableWithFallbacks,
+)
 
 
 def update_chat_models(runnable: Runnable[Any, Any], **fields: Any) -> Runnable[Any, Any]:
@@ -73,3 +80,31 @@ def largest_max_tokens(runnable: Any, _depth: int = 0) -> int | None:
     found.append(bound_max_tokens(runnable) if isinstance(runnable, BaseChatModel) else None)
     values = [v for v in found if v]
     return max(values) if values else None
+
+
+def map_chat_models(
+    runnable: Runnable[Any, Any], wrap: Callable[[Runnable[Any, Any]], Runnable[Any, Any]]
+) -> tuple[Runnable[Any, Any], int]:
+    """Return a copy of ``runnable`` with each chat model in it replaced by ``wrap(model)``.
+
+    Walks sequences, parallels, bindings and fallbacks (a chat model with
+    fallbacks is wrapped as one); a ``RunnableLambda`` is opaque. Returns the
+    copy and how many models were wrapped; the original is left as it was.
+    """
+    if isinstance(runnable, BaseChatModel) or (
+        isinstance(runnable, RunnableWithFallbacks) and isinstance(runnable.runnable, BaseChatModel)
+    ):
+        return wrap(runnable), 1
+    if isinstance(runnable, RunnableBinding):
+        bound, n = map_chat_models(runnable.bound, wrap)
+        return runnable.model_copy(update={"bound": bound}), n
+    if isinstance(runnable, RunnableSequence):
+        steps = [map_chat_models(step, wrap) for step in runnable.steps]
+        new = [s for s, _ in steps]
+        update = {"first": new[0], "middle": new[1:-1], "last": new[-1]}
+        return runnable.model_copy(update=update), sum(n for _, n in steps)
+    if isinstance(runnable, RunnableParallel):
+        mapped = {k: map_chat_models(v, wrap) for k, v in runnable.steps__.items()}
+        update = {"steps__": {k: s for k, (s, _) in mapped.items()}}
+        return runnable.model_copy(update=update), sum(n for _, n in mapped.values())
+    return runnable, 0

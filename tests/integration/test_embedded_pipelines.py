@@ -114,3 +114,24 @@ def test_cli_run_summary_on_shared_server(embedded_server, data_dir, tmp_path):
     assert len(records) == 4 and all(r["output"] and r["error"] is None for r in records)
     assert proc.stdout.count("] ") >= 4  # streamed lines tagged with their item
     assert json.loads(proc.stderr.strip().splitlines()[-1])["summary"]["done"] == 4
+
+
+async def test_the_session_s_model_streams_the_story_chain_as_the_readme_shows(
+    embedded_server, monkeypatch
+):
+    # the README's headline: build_story_chain(session.llm).astream(...) on the embedded model
+    from langchain_core.language_models import BaseChatModel
+
+    from lc_async_pipelines import model_session
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PIPELINES_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIPELINES_EMBEDDED_URL", embedded_server.base_url)
+    async with model_session() as session:
+        assert isinstance(session.llm, BaseChatModel)
+        chain = build_story_chain(session.llm, max_words=60)
+        pieces = [p async for p in chain.astream("a lighthouse keeper")]
+        whole = "".join(pieces)
+        assert len([p for p in pieces if p]) > 1  # text as the model writes it, not one chunk
+        assert_complete(whole)
+        assert session.budget.requests_sent == 1

@@ -27,8 +27,8 @@ PUBLIC = {
     ],
     "lc_async_pipelines.callbacks": [
         "CallMetrics", "ITEM_KEY", "MetricsCallbackHandler", "QueueCallbackHandler", "StreamEvent",
-        "TaggedCallbackHandler", "TerminalStreamHandler", "Token", "item_of", "token_text",
-        "usage_of",
+        "TaggedCallbackHandler", "TerminalStreamHandler", "Token", "asks_for_tokens", "item_of",
+        "token_text", "usage_of",
     ],
     "lc_async_pipelines.prompts": [
         "COMBINE_PROMPT", "MAP_PROMPT", "NEWS_AGENT_PROMPT", "NEWS_ANALYSIS_PROMPT", "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT",
@@ -49,7 +49,8 @@ PUBLIC = {
     "lc_async_pipelines.runner.caches": ["RedisCache", "SQLiteCache", "open_cache", "with_cache"],
     "lc_async_pipelines.runner.costs": [
         "CostMeter", "DryRunModel", "ItemCosts", "ModelPrice", "PRICES_FORMAT", "PriceTable",
-        "RunEstimate", "estimate_message_tokens", "estimate_run", "load_prices", "usage_cost",
+        "RunEstimate", "chain_max_tokens", "estimate_message_tokens", "estimate_run", "load_prices",
+        "usage_cost",
     ],
     "lc_async_pipelines.runner.inputs": [
         "CSV_SNIFF_BYTES", "DEFAULT_FIELDS", "DEFAULT_MAX_ROW_BYTES", "FORMATS", "MAX_JSON_BYTES",

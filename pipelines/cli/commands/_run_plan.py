@@ -68,6 +68,8 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     spec, options = pipeline_from_args(args)
     if args.engine == "ray" and spec.owns_model:
         fail_usage(f"--engine ray: {args.target} is a ready Runnable; Ray needs a factory to ship")
+    if spec.owns_model:
+        _check_governable(args, spec)
     from lc_async_pipelines.models import ModelSettings
 
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
@@ -101,6 +103,20 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         done,
         prices,
     )
+
+
+def _check_governable(args: argparse.Namespace, spec: PipelineSpec) -> None:
+    """A ready Runnable's chat models must be reachable for the run's budget: else exit 2 now."""
+    from langchain_core.language_models import FakeListChatModel
+
+    from lc_async_pipelines.errors import ConfigurationError
+    from lc_async_pipelines.runner.limits import RateBudget
+    from lc_async_pipelines.runner.limits.chat_model import govern
+
+    try:
+        govern(spec.build(FakeListChatModel(responses=["."])), RateBudget())
+    except ConfigurationError as exc:
+        fail_usage(f"{args.target}: {exc}")
 
 
 def _open_output(

@@ -176,6 +176,7 @@ async def _start_here(
 
     from lc_async_pipelines.runner import run_items
     from lc_async_pipelines.runner.costs import CostMeter, chain_max_tokens
+    from lc_async_pipelines.runner.limits.chat_model import govern
     from lc_async_pipelines.session import model_session
 
     session = await stack.enter_async_context(
@@ -191,6 +192,8 @@ async def _start_here(
         )
     )
     chain = plan.spec.build(session.llm, **plan.options)
+    if plan.spec.owns_model:  # its own chat models, put under the run's budget and retries
+        chain = govern(chain, session.budget, retry=options.retry)
     meter = CostMeter(
         plan.prices,
         model=session.settings.model_name,
@@ -204,7 +207,7 @@ async def _start_here(
     if args.batch_api:
         where += ", through the Batch API"
     if plan.spec.owns_model:
-        where = "a ready Runnable with its own model"
+        where = "a ready Runnable with its own model, under the run's budget"
     records = run_items(chain, plan.items, options, config=config)
     return _StartedRun(records, where, session.cache, meter, session.batch)
 

@@ -38,7 +38,10 @@ def test_embedded_client_gets_loop_penalties_and_no_sdk_retries():
     llm = make_chat_model(ModelSettings(), base_url="http://127.0.0.1:9/v1")
     assert llm.model_name == EMBEDDED_MODEL_NAME
     assert llm.extra_body == EMBEDDED_SAMPLING
-    assert llm.max_retries == 0 and llm.streaming
+    assert llm.max_retries == 0
+    # one plain request a call; astream still streams (streaming is unset, not False)
+    assert not llm.streaming and "streaming" not in llm.model_fields_set
+    assert llm.include_response_headers  # the rate-limit headers feed the budget
 
 
 def test_hosted_client_sends_no_llama_options():
