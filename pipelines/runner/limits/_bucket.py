@@ -40,6 +40,7 @@ class _Waiter:
     amount: float
     wake: asyncio.Future[None] | None = None  # set when its turn may have come
     nap: asyncio.Future[object] | None = None  # its sleep, while it sleeps at the head
+    due: float | None = None  # when its last sleep, slept to the end, should have ended
 
 
 class LeakyBucket:
@@ -58,6 +59,13 @@ class LeakyBucket:
             event loop's ``time()``.
         sleep: an async sleep taking seconds, ``asyncio.sleep`` by default; a
             test injects a fake clock and sleep, as tenacity injects ``sleep``.
+        catch_up_s: how late (seconds) a waiter may pass without pushing back
+            the waiters behind it (default: no bound, the schedule is kept
+            whatever the lateness). A waiter that slept for its turn and woke
+            later than this leaves the bucket as if it had passed only
+            ``catch_up_s`` late: the next ones follow it at the rate, rather
+            than at once to catch up (which a provider counting per second
+            would see as two requests in one slot).
 
     Raises:
         ValueError: ``capacity`` or ``rate`` is not positive.
@@ -70,6 +78,7 @@ class LeakyBucket:
         *,
         clock: Callable[[], float] = _loop_time,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        catch_up_s: float = math.inf,
     ) -> None:
         if not (capacity > 0 and rate > 0):
             msg = f"capacity and rate must be positive, got {capacity} and {rate}"
@@ -81,6 +90,7 @@ class LeakyBucket:
         self._level = 0.0
         self._checked_at = 0.0
         self._held_until = -math.inf
+        self._catch_up_s = catch_up_s
         self._waiters: deque[_Waiter] = deque()
 
     @property
@@ -158,13 +168,16 @@ class LeakyBucket:
     def hold(self, seconds: float) -> None:
         """Let nothing through for ``seconds`` from now; waiters keep their places in line.
 
-        A longer hold is never cut short by a shorter one. When it ends, the
-        waiters pass at the bucket's rate, as from a bucket that drained
-        meanwhile (a provider's limit that reset).
+        A longer hold is never cut short by a shorter one. Nothing drains
+        while held: when the hold ends, the waiters pass at the bucket's rate
+        from the level it had, not in a burst from a bucket that emptied
+        meanwhile (a provider's window that reset would take the burst on top
+        of the paced requests).
 
         Args:
             seconds: how long to hold, seconds.
         """
+        self._leak()  # what drained before the hold
         self._held_until = max(self._held_until, self._clock() + seconds)
         self._wake_head()  # its sleep may end inside the hold
 
@@ -192,6 +205,10 @@ class LeakyBucket:
             if self._waiters[0] is waiter and self._fits(waiter.amount):
                 self._waiters.popleft()
                 self._level += waiter.amount
+                if waiter.due is not None and self._clock() - waiter.due > self._catch_up_s:
+                    # Woken late: it leaves the bucket no emptier than catch_up_s allows.
+                    floor = self._capacity - self._catch_up_s * self._rate
+                    self._level = max(self._level, min(floor, self._capacity))
                 self._wake_head()
                 return
             if self._waiters[0] is not waiter:
@@ -201,11 +218,14 @@ class LeakyBucket:
             # At the head: sleep until the amount has room; a refund cuts the sleep short.
             needed = self._level + waiter.amount - self._capacity
             seconds = max(needed / self._rate, self._held_until - self._clock())
+            due = self._clock() + seconds
             task = asyncio.current_task()
             cancelling = task.cancelling() if task is not None else 0
             nap = waiter.nap = asyncio.ensure_future(self._sleep(seconds))
+            waiter.due = None
             try:
                 await nap
+                waiter.due = due  # slept to the end (a refund's wake-up cancels the nap)
             except asyncio.CancelledError:
                 if not nap.cancelled() or (task is not None and task.cancelling() > cancelling):
                     raise  # this task was cancelled, not just woken by _wake_head
@@ -230,6 +250,7 @@ class LeakyBucket:
 
     def _leak(self) -> None:
         now = self._clock()
-        drained = max(0.0, now - self._checked_at) * self._rate
+        since = max(self._checked_at, min(now, self._held_until))  # nothing drains while held
+        drained = max(0.0, now - since) * self._rate
         self._level = max(0.0, self._level - drained)
         self._checked_at = now

@@ -91,6 +91,16 @@ if rate > 0 then
   send = math.max(send, ttat + cost - depth)
 end
 
+-- A pause (a 429, or a limit a response said is spent) ends with the buckets
+-- full, as they were: the provider's window reset then, and a burst of what
+-- drained meanwhile would land in it on top of the paced requests.
+if pause > now then
+  if rtat ~= nil then rtat = math.max(rtat, pause + interval) end
+  if ttat ~= nil then ttat = math.max(ttat, pause + tonumber(ARGV[5])) end
+  if ttat ~= nil then send = math.max(send, ttat + cost - tonumber(ARGV[5])) end
+  if rtat ~= nil then send = math.max(send, rtat - (room - 1) * interval) end
+end
+
 if rtat ~= nil then
   rtat = math.max(rtat, send) + interval
   store(KEYS[1], rtat, now, keep)

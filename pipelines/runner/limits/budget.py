@@ -60,7 +60,7 @@ TpmCharge = Literal["max_tokens", "usage"]
 # at. A 429 of the limit cuts the pace to PACE_DECREASE of itself (once per
 # CLEAN_STRETCH_S, so a burst of 429s from one window is one cut); every
 # CLEAN_STRETCH_S with none gives PACE_INCREASE back, up to the full rate.
-PACE_DECREASE = 0.9
+PACE_DECREASE = 0.95
 PACE_INCREASE = 0.01
 PACE_FLOOR = 0.25
 CLEAN_STRETCH_S = 1.0
@@ -231,7 +231,7 @@ class RateBudget:
     Pacing adapts to what the provider says. A 429 of the limit (no
     ``x-ratelimit-remaining-*`` headers, or one at 0) holds every call of the
     run for the provider's ``Retry-After`` (:meth:`cool_down`) and cuts the
-    pace by 10% (:attr:`pace`; at most one cut a second); each clean second
+    pace by 5% (:attr:`pace`; at most one cut a second); each clean second
     after gives 1% back, up to the full rate (AIMD, as TCP does, RFC 5681).
     A 429 whose headers show room left (a busy server) is counted, and only
     its call waits its ``Retry-After``. A response whose
@@ -255,6 +255,7 @@ class RateBudget:
         throttled: 429s seen.
         rate_limited: 429s of the limit (those that paused the run and cut the pace).
         requeued: requests that slept on a turn a pause then overtook, and took a new one.
+        held: responses that said a limit is spent, holding new requests until it resets.
         max_tokens_advice: set (once) when ``max_tokens`` binds the run's TPM
             rather than the replies; None otherwise.
     """
@@ -271,6 +272,7 @@ class RateBudget:
     throttled: int = field(init=False, default=0)
     rate_limited: int = field(init=False, default=0)
     requeued: int = field(init=False, default=0)
+    held: int = field(init=False, default=0)
     max_tokens_advice: MaxTokensAdvice | None = field(init=False, default=None)
     _resume_at: float = field(init=False, default=0.0)
     _slots: asyncio.Semaphore | None = field(init=False, default=None)
@@ -339,6 +341,7 @@ class RateBudget:
     def _hold(self, seconds: float) -> None:
         """Hold this process's new requests for ``seconds`` (a limit spent, as its headers say)."""
         loop = asyncio.get_running_loop()
+        self.held += 1
         self._resume_at = max(self._resume_at, loop.time() + seconds)
         self._store().hold(seconds)
 

@@ -217,7 +217,8 @@ class RedisBudgetStore:
         self.tokens_per_ms = rates.tpm * pace / _MINUTE_MS if rates.tpm else 0.0
 
     def hold(self, seconds: float) -> None:
-        """Nothing to do here: the budget re-reserves a turn that a hold overtook."""
+        """Share the hold as a pause: the limit a response said is spent is everyone's."""
+        self.pause(seconds)
 
     def pause(self, seconds: float) -> None:
         """Send the pause to Redis in a task, for the other processes (a lost one is no error)."""

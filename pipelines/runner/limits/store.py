@@ -151,7 +151,9 @@ class MemoryBudgetStore:
             self.requests = LeakyBucket(rates.request_room, rates.rpm / PERIOD_S)
         if rates.tpm:
             per_s = rates.tpm / PERIOD_S
-            self.tokens = LeakyBucket(per_s * rates.token_depth_s, per_s)
+            # a deep bucket (a refund must fit), but a waiter woken late does not
+            # let the next ones through at once: RPM_CATCH_UP_S, as for requests
+            self.tokens = LeakyBucket(per_s * rates.token_depth_s, per_s, catch_up_s=RPM_CATCH_UP_S)
         self._primed = False
 
     async def connect(self) -> None:

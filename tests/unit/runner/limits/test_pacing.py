@@ -17,6 +17,7 @@ from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner import RateBudget, RetryPolicy, retry_after
 from lc_async_pipelines.runner.limits import budget as budget_module
+from lc_async_pipelines.runner.limits._bucket import LeakyBucket
 from lc_async_pipelines.runner.limits.budget import BudgetRateLimiter, CallTicket, charged_call
 from lc_async_pipelines.runner.retry import is_paced, rate_limit_headers
 from tests.unit.runner.limits.test_budget import FakeClock, settle
@@ -218,16 +219,16 @@ async def test_a_429_of_the_limit_pauses_and_slows_the_pace_then_clean_time_rest
     spent = {"x-ratelimit-remaining-requests": "0", "retry-after-ms": "300"}
     with pytest.raises(openai.RateLimitError):
         await call(budget, error=status_error(429, spent))
-    assert budget.pace == pytest.approx(0.9) and store.paces == [pytest.approx(0.9)]
+    assert budget.pace == pytest.approx(0.95) and store.paces == [pytest.approx(0.95)]
     assert store.paused == [pytest.approx(0.3)] and budget.throttled == budget.rate_limited == 1
     with pytest.raises(openai.RateLimitError):  # the same window's burst: one cut
         await call(budget, error=status_error(429, spent))
-    assert budget.pace == pytest.approx(0.9) and budget.rate_limited == 2
+    assert budget.pace == pytest.approx(0.95) and budget.rate_limited == 2
     now = asyncio.get_running_loop().time()
     budget._recover(now + 0.5)  # not a clean stretch yet
-    assert budget.pace == pytest.approx(0.9)
+    assert budget.pace == pytest.approx(0.95)
     budget._recover(now + 3.2)  # three clean stretches: 1% of the rate back each
-    assert budget.pace == pytest.approx(0.93)
+    assert budget.pace == pytest.approx(0.98)
     budget._recover(now + 60)
     assert budget.pace == 1.0 and store.paces[-1] == 1.0
 
@@ -247,7 +248,7 @@ async def test_a_429_without_headers_pauses_for_the_cooldown():
     budget = budget_on(store, rpm=600, cooldown_s=0.25)
     with pytest.raises(openai.RateLimitError):
         await call(budget, error=status_error(429, {}))
-    assert store.paused == [0.25] and budget.pace == pytest.approx(0.9)
+    assert store.paused == [0.25] and budget.pace == pytest.approx(0.95)
 
 
 async def test_a_response_that_spends_the_limit_holds_new_requests_until_its_reset():
@@ -372,3 +373,22 @@ async def test_a_bucket_paced_slower_drains_slower_from_then_on():
     assert bucket.level == pytest.approx(4)
     with pytest.raises(ValueError, match="positive"):
         bucket.rate = 0
+
+
+async def test_a_waiter_woken_late_does_not_let_the_next_through_at_once():
+    for catch_up_s, expected in ((0.01, ["a"]), (float("inf"), ["a", "b"])):
+        clock = FakeClock()
+        bucket = LeakyBucket(5, 10, clock=clock.time, sleep=clock.sleep, catch_up_s=catch_up_s)
+        await bucket.acquire(5)
+        done: list[str] = []
+        tasks = [asyncio.create_task(take(bucket, name, done)) for name in "ab"]
+        await settle()
+        await clock.advance(0.5)  # "a" was due at 0.1: woken 0.4 s late
+        assert done == expected
+        await clock.advance(1)
+        await asyncio.gather(*tasks)
+
+
+async def take(bucket: LeakyBucket, name: str, done: list[str]) -> None:
+    await bucket.acquire(1)
+    done.append(name)
