@@ -34,7 +34,9 @@ def test_wheel_has_one_top_level_package_with_its_data(wheel):
         "lc_async_pipelines/static/index.html",
         "lc_async_pipelines/prompts/story.py",
         "lc_async_pipelines/callbacks/base.py",
-        "lc_async_pipelines/runner/core.py",
+        "lc_async_pipelines/runner/loop.py",
+        "lc_async_pipelines/runner/costs/prices.json",
+        "lc_async_pipelines/cli/commands/run.py",
         "lc_async_pipelines/service/__init__.py",
     ):
         assert needed in names
