@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lc_async_pipelines._text import distinct_ngram_ratio
@@ -47,7 +48,11 @@ async def browser():
 
 
 def _app(base_url: str):
-    llm = make_chat_model(ModelSettings(), base_url=base_url)
+    # A client of its own: langchain-openai caches one async httpx client per base
+    # URL for the process, and each test's server runs on its own event loop; a
+    # connection pooled on the last test's (closed) loop would fail this one.
+    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+    llm = make_chat_model(ModelSettings(), base_url=base_url, http_async_client=client)
     return create_app(llm, settings=ServiceSettings(max_in_flight=4))
 
 
