@@ -46,7 +46,8 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from dotenv import dotenv_values
@@ -141,6 +142,24 @@ class ModelSettings(BaseModel):
         if self.context_tokens is not None:
             return self.context_tokens
         return EMBEDDED_CONTEXT_TOKENS if self.uses_embedded else None
+
+    @property
+    def tpm_charge(self) -> Literal["max_tokens", "usage"]:
+        """How the endpoint counts a call toward its tokens-per-minute limit.
+
+        ``"max_tokens"`` for OpenAI's own API and Azure OpenAI, which count a
+        request's ``max_tokens`` when they admit it
+        (https://platform.openai.com/docs/guides/rate-limits); ``"usage"``
+        for the rest (Anthropic settles to real usage,
+        https://docs.anthropic.com/en/api/rate-limits; a self-hosted
+        endpoint has no TPM of its own). See
+        :class:`~lc_async_pipelines.runner.RateBudget`'s ``tpm_charge``.
+        """
+        if self.uses_embedded or self.provider not in (None, "openai", "azure_openai"):
+            return "usage"
+        host = urlsplit(self.base_url or OPENAI_URL).hostname or ""
+        openai_hosted = host == "api.openai.com" or host.endswith(".openai.azure.com")
+        return "max_tokens" if openai_hosted or self.provider == "azure_openai" else "usage"
 
     @property
     def uses_embedded(self) -> bool:

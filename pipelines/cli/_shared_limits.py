@@ -20,6 +20,7 @@ def open_rate_budget(args: argparse.Namespace, settings: Any, max_in_flight: int
         rpm=args.rpm,
         tpm=args.tpm,
         max_in_flight=max_in_flight,
+        tpm_charge=settings.tpm_charge,
     )
 
 

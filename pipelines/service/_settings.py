@@ -11,6 +11,7 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from lc_async_pipelines.runner import RateBudget, RetryPolicy, open_budget
+from lc_async_pipelines.runner.limits.budget import TpmCharge
 
 __all__ = ["LOOPBACK_HOSTS", "ServiceSettings"]
 
@@ -146,12 +147,19 @@ class ServiceSettings(BaseModel):
         values.update(os.environ if environ is None else environ)
         return cls.model_validate({k: values[v] for k, v in _ENV_NAMES.items() if values.get(v)})
 
-    def new_budget(self, base_url: str | None = None, model: str | None = None) -> RateBudget:
+    def new_budget(
+        self,
+        base_url: str | None = None,
+        model: str | None = None,
+        tpm_charge: TpmCharge = "usage",
+    ) -> RateBudget:
         """Return a fresh budget with these limits, shared by every request, not yet connected.
 
         In memory (a :class:`RateBudget`), or with ``budget_url`` a
         :class:`~lc_async_pipelines.runner.RedisRateBudget` shared by every
-        replica using that Redis and key (default key: from ``base_url`` and ``model``).
+        replica using that Redis and key (default key: from ``base_url`` and
+        ``model``). ``tpm_charge``: how the endpoint counts TPM
+        (:attr:`lc_async_pipelines.models.ModelSettings.tpm_charge`).
         """
         url = self.budget_url.get_secret_value() if self.budget_url is not None else None
         return open_budget(
@@ -163,4 +171,5 @@ class ServiceSettings(BaseModel):
             tpm=self.tpm,
             max_in_flight=self.max_in_flight,
             margin=self.rate_margin,
+            tpm_charge=tpm_charge,
         )

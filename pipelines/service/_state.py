@@ -260,7 +260,7 @@ def lifespan(
             yield
             return
         chosen = model_settings or ModelSettings.from_env()
-        budget = settings.new_budget(chosen.base_url, chosen.model)
+        budget = settings.new_budget(chosen.base_url, chosen.model, chosen.tpm_charge)
         async with (
             budget,
             model_session(chosen, budget=budget, parallel=settings.max_in_flight) as session,

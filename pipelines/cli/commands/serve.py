@@ -78,7 +78,9 @@ def serve_pipelines(args: argparse.Namespace) -> ExitCode:
         import asyncio
 
         async def reachable() -> None:
-            async with service_settings.new_budget(settings.base_url, settings.model):
+            async with service_settings.new_budget(
+                settings.base_url, settings.model, settings.tpm_charge
+            ):
                 pass
 
         asyncio.run(reachable())
