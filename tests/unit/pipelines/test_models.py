@@ -141,3 +141,20 @@ def test_bad_numbers_in_the_environment_name_the_variable():
 
     with pytest.raises(ConfigurationError, match="PIPELINES_TEMPERATURE"):
         ModelSettings.from_env({"PIPELINES_TEMPERATURE": "hot"}, env_file=None)
+
+
+def test_tpm_is_charged_as_the_endpoint_s_provider_counts_it():
+    from pydantic import SecretStr
+
+    key = SecretStr("sk-test")
+    # OpenAI and Azure count max_tokens when they admit a request
+    assert ModelSettings(api_key=key).tpm_charge == "max_tokens"
+    assert (
+        ModelSettings(api_key=key, base_url="https://api.openai.com/v1").tpm_charge == "max_tokens"
+    )
+    azure = "https://team.openai.azure.com/openai/v1"
+    assert ModelSettings(api_key=key, base_url=azure).tpm_charge == "max_tokens"
+    # the rest settle to real usage (or have no TPM of their own)
+    assert ModelSettings(api_key=key, base_url="http://127.0.0.1:8000/v1").tpm_charge == "usage"
+    assert ModelSettings(model="anthropic:claude-3-5-haiku").tpm_charge == "usage"
+    assert ModelSettings().tpm_charge == "usage"  # the embedded model
