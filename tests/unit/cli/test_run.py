@@ -258,6 +258,58 @@ def test_user_factory_target_runs(tmp_path, fake_session, monkeypatch):
     assert [r["output"] for r in _records(out)] == ["A fine result.", "A fine result."]
 
 
+def _ready_module(tmp_path, monkeypatch, name, body):
+    pkg = tmp_path / "app"
+    pkg.mkdir()
+    (pkg / f"{name}.py").write_text(
+        "import asyncio\n"
+        "from langchain_core.messages import AIMessage\n"
+        "from langchain_core.output_parsers import StrOutputParser\n"
+        "from langchain_core.prompts import ChatPromptTemplate\n"
+        "from langchain_core.runnables import RunnableLambda\n"
+        "from tests.unit.fakes import ConcurrencyProbe, FnChatModel\n\n" + body
+    )
+    monkeypatch.chdir(pkg)
+    monkeypatch.syspath_prepend(str(pkg))
+    rows = pkg / "rows.txt"
+    rows.write_text("".join(f"topic {i}\n" for i in range(6)))
+    return rows, pkg / "o.jsonl"
+
+
+def test_a_ready_runnable_s_own_model_runs_under_the_run_s_limits(tmp_path, monkeypatch):
+    rows, out = _ready_module(
+        tmp_path,
+        monkeypatch,
+        "ready_chains",
+        "PROBE = ConcurrencyProbe(delay_s=0.01)\n"
+        "READY = ChatPromptTemplate.from_template('Say {topic}') | FnChatModel(fn=PROBE)"
+        " | StrOutputParser()\n",
+    )
+    argv = ["run", "ready_chains:READY", "--input", str(rows), "--output", str(out)]
+    assert cli.main([*argv, "--concurrency", "6", "--max-in-flight", "1"]) == 0
+    import ready_chains
+
+    assert [r["output"] for r in _records(out)] == ["Done."] * 6
+    assert ready_chains.PROBE.peak == 1  # --max-in-flight reached the Runnable's own model
+
+
+def test_a_ready_runnable_whose_model_is_out_of_reach_exits_2_before_writing(
+    tmp_path, monkeypatch, capsys
+):
+    rows, out = _ready_module(
+        tmp_path,
+        monkeypatch,
+        "hidden_chains",
+        "MODEL = FnChatModel(fn=lambda m, **k: asyncio.sleep(0, AIMessage('x')))\n"
+        "READY = RunnableLambda(lambda topic: MODEL.invoke(topic))\n",
+    )
+    argv = ["run", "hidden_chains:READY", "--input", str(rows), "--output", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot be reached" in err and "factory" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
