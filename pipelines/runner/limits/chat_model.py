@@ -260,22 +260,32 @@ class BudgetedChatModel(BaseChatModel):
                     ticket.headers = _headers(chunk.message) or ticket.headers
                     yield chunk
 
-    async def _provider_stream(
+    def _provider_stream(
         self,
         index: int,
         messages: list[BaseMessage],
         stop: list[str] | None,
         kwargs: dict[str, Any],
     ) -> AsyncIterator[ChatGenerationChunk]:
+        """Model ``index``'s stream: the provider's own, with no layer of ours per chunk."""
+        if index == 0 and self._provider_streams:
+            return super()._astream(messages, stop=stop, **kwargs)
+        return self._other_stream(index, messages, stop, kwargs)
+
+    async def _other_stream(
+        self,
+        index: int,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """A fallback's stream, or a model that cannot stream answering in one piece."""
         if index > 0:
             async for piece in self._model(index).astream(messages, _QUIET, stop=stop, **kwargs):
                 yield ChatGenerationChunk(message=_as_chunk(piece))
-        elif self._provider_streams:
-            async for chunk in super()._astream(messages, stop=stop, **kwargs):
-                yield chunk
-        else:  # a model that cannot stream answers in one piece
-            result = await super()._agenerate(messages, stop=stop, **kwargs)
-            yield ChatGenerationChunk(message=_as_chunk(result.generations[0].message))
+            return
+        result = await super()._agenerate(messages, stop=stop, **kwargs)
+        yield ChatGenerationChunk(message=_as_chunk(result.generations[0].message))
 
     @property
     def models(self) -> list[Runnable[Any, Any]]:
