@@ -15,7 +15,7 @@ from lc_async_pipelines import (
 )
 from lc_async_pipelines._text import distinct_ngram_ratio
 from lc_async_pipelines.callbacks import MetricsCallbackHandler, QueueCallbackHandler
-from lc_async_pipelines.runner import RunOptions, read_items, run_items
+from lc_async_pipelines.runner import RateBudget, RunOptions, read_items, run_items, with_budget
 
 TOPICS = ["a magical forest", "a futuristic city", "an underwater civilization"]
 MIN_DISTINCT_3GRAMS = 0.6  # a looping output repeats one sentence and falls far below
@@ -36,7 +36,8 @@ def test_server_is_health_checked_and_speaks_openai(embedded_server):
 async def test_stories_concurrently_with_streamed_tokens(llm):
     queue: asyncio.Queue = asyncio.Queue()
     metrics = MetricsCallbackHandler()
-    chain = build_story_chain(llm, max_words=150)
+    # the budgeted model streams because the queue handler asks for tokens
+    chain = build_story_chain(with_budget(llm, RateBudget()), max_words=150)
     configs = [
         {
             "callbacks": [QueueCallbackHandler(queue), metrics],
