@@ -8,16 +8,18 @@ import asyncio
 
 import openai
 
-from lc_async_pipelines import build_story_chain, chat_model_session
+from lc_async_pipelines import build_story_chain, model_session
 from lc_async_pipelines.callbacks import MetricsCallbackHandler, TerminalStreamHandler
 
 TOPICS = ["a magical forest", "a futuristic city", "an underwater civilization"]
 
 
 async def main() -> None:
-    async with chat_model_session() as llm:
+    async with model_session() as session:
         # Retry transient failures of each model call; the SDK's own retries are off.
-        model = llm.with_retry(
+        # session.llm streams a call when a handler asks for its tokens, as
+        # TerminalStreamHandler does; otherwise it sends one plain request.
+        model = session.llm.with_retry(
             retry_if_exception_type=(openai.RateLimitError, openai.APIConnectionError),
             stop_after_attempt=3,
             wait_exponential_jitter=True,
