@@ -47,12 +47,16 @@ async def browser():
         await browser.close()
 
 
-def _app(base_url: str):
+def _llm(base_url: str):
     # A client of its own: langchain-openai caches one async httpx client per base
     # URL for the process, and each test's server runs on its own event loop; a
     # connection pooled on the last test's (closed) loop would fail this one.
     client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
-    llm = make_chat_model(ModelSettings(), base_url=base_url, http_async_client=client)
+    return make_chat_model(ModelSettings(), base_url=base_url, http_async_client=client)
+
+
+def _app(base_url: str):
+    llm = _llm(base_url)
     return create_app(llm, settings=ServiceSettings(max_in_flight=4))
 
 
@@ -157,7 +161,7 @@ def build_letter_chain(llm):
 
 
 async def test_page_runs_an_object_input_pipeline(browser, embedded_server):
-    llm = make_chat_model(ModelSettings(), base_url=embedded_server.base_url)
+    llm = _llm(embedded_server.base_url)
     letter = PipelineSpec("letter", build_letter_chain, "A letter.", input_label="row")
     app = create_app(
         llm, settings=ServiceSettings(), pipelines={**registered_pipelines(), "letter": letter}
