@@ -389,12 +389,37 @@ async def chat_model_session(
         EmbeddedModelError: the embedded server cannot start.
     """
     settings = settings or ModelSettings.from_env()
-    if not settings.uses_embedded:
-        settings = await asyncio.to_thread(resolve_model, settings)
-        yield make_chat_model(settings, **overrides)
+    async with _own_http_client(settings, overrides):
+        if not settings.uses_embedded:
+            settings = await asyncio.to_thread(resolve_model, settings)
+            yield make_chat_model(settings, **overrides)
+            return
+        if settings.embedded_url:
+            yield make_chat_model(settings, base_url=settings.embedded_url, **overrides)
+            return
+        async with EmbeddedModelServer(parallel=parallel) as server:
+            yield make_chat_model(settings, base_url=server.base_url, **overrides)
+
+
+@asynccontextmanager
+async def _own_http_client(
+    settings: ModelSettings, overrides: dict[str, Any]
+) -> AsyncIterator[None]:
+    """Give an OpenAI-compatible client an HTTP client of this session's own, closed at its end.
+
+    langchain-openai otherwise shares one async client per base URL for the
+    whole process, and a connection it pooled on an event loop that has since
+    closed fails the next session's calls ("Event loop is closed": a second
+    ``asyncio.run`` in a script or a notebook, against the same endpoint).
+    """
+    if "http_async_client" in overrides or settings.provider not in (None, "openai"):
+        yield
         return
-    if settings.embedded_url:
-        yield make_chat_model(settings, base_url=settings.embedded_url, **overrides)
-        return
-    async with EmbeddedModelServer(parallel=parallel) as server:
-        yield make_chat_model(settings, base_url=server.base_url, **overrides)
+    import openai  # with the model: only when one is built
+
+    client = openai.DefaultAsyncHttpxClient()
+    overrides["http_async_client"] = client
+    try:
+        yield
+    finally:
+        await client.aclose()

@@ -134,15 +134,19 @@ async def model_session(
             resolved = settings.model_copy(
                 update={"model": getattr(chat_model, "model_name", settings.model)}
             )
-            yield ModelSession(
-                llm=with_budget(model, budget, retry=retry, fallbacks=fallbacks),
-                chat_model=chat_model,
-                budget=budget,
-                cache=the_cache,
-                settings=resolved,
-                description=describe(resolved, base_url),
-                batch=batch_session,
-            )
+            llm = with_budget(model, budget, retry=retry, fallbacks=fallbacks)
+            try:
+                yield ModelSession(
+                    llm=llm,
+                    chat_model=chat_model,
+                    budget=budget,
+                    cache=the_cache,
+                    settings=resolved,
+                    description=describe(resolved, base_url),
+                    batch=batch_session,
+                )
+            finally:
+                llm.close()  # a call after the block: a clear error, not a closed client's
     finally:
         if isinstance(owned, RedisCache):
             await owned.aclose()

@@ -136,3 +136,24 @@ async def test_the_session_s_model_streams_the_story_chain_as_the_readme_shows(
         assert len([p for p in pieces if p]) > 1  # text as the model writes it, not one chunk
         assert_complete(whole)
         assert session.budget.requests_sent == 1
+
+
+def test_two_event_loops_in_one_process_each_get_a_working_session(embedded_server, tmp_path):
+    # a script or notebook that calls asyncio.run twice against one endpoint: the
+    # second session must not reuse a connection pooled on the first, closed loop
+    script = tmp_path / "twice.py"
+    script.write_text(
+        "import asyncio\n"
+        "from lc_async_pipelines import model_session\n"
+        "async def once():\n"
+        "    async with model_session() as session:\n"
+        "        return (await session.llm.ainvoke('Say hi.')).content\n"
+        "print(bool(asyncio.run(once())), bool(asyncio.run(once())))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PIPELINES_"))}
+    env["PIPELINES_EMBEDDED_URL"] = embedded_server.base_url
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]

@@ -92,6 +92,7 @@ class BudgetedChatModel(BaseChatModel):
     _budget: RateBudget = PrivateAttr()
     _retry: RetryPolicy | None = PrivateAttr(default=None)
     _fallbacks: list[ChatModel] = PrivateAttr(default_factory=list)
+    _closed: bool = PrivateAttr(default=False)
 
     @property
     def budget(self) -> RateBudget:
@@ -107,6 +108,15 @@ class BudgetedChatModel(BaseChatModel):
     def fallbacks(self) -> list[ChatModel]:
         """The models tried, in order, when a request to this one fails."""
         return list(self._fallbacks)
+
+    def close(self) -> None:
+        """Refuse further calls: the session that wired this model has closed.
+
+        Its HTTP client, embedded server, budget store and cache are gone; a
+        later call raises :class:`~lc_async_pipelines.errors.ConfigurationError`
+        rather than failing somewhere inside them.
+        """
+        self._closed = True
 
     def _generate(
         self,
@@ -182,6 +192,12 @@ class BudgetedChatModel(BaseChatModel):
         Every failure goes into the item's history, naming the model when
         there are fallbacks (LangChain's ``with_fallbacks`` would hide it).
         """
+        if self._closed:
+            msg = (
+                "this model's session is closed: call session.llm inside "
+                "`async with model_session() as session:`"
+            )
+            raise ConfigurationError(msg)
         first_error: Exception | None = None
         for index in range(1 + len(self._fallbacks)):
             began = time.perf_counter()
@@ -428,6 +444,9 @@ def _budgeted(
 ) -> BudgetedChatModel:
     """``model``, rebuilt as its budgeted subclass from the fields it was given."""
     fields = {name: getattr(model, name) for name in model.model_fields_set}
+    if "stream_usage" in type(model).model_fields and "stream_usage" not in fields:
+        # the budget and the cost meter need a stream's usage (ChatOpenAI's off by default)
+        fields["stream_usage"] = True
     budgeted = _budgeted_class(type(model))(**fields)
     budgeted._budget = budget
     budgeted._retry = retry

@@ -245,3 +245,22 @@ def test_a_ready_runnable_whose_model_cannot_be_reached_is_refused():
     hidden = RunnableLambda(lambda text: counting().invoke(text))
     with pytest.raises(ConfigurationError, match="cannot be reached"):
         govern(hidden, RateBudget())
+
+
+async def test_a_call_after_the_session_closed_is_a_clear_error():
+    from lc_async_pipelines.errors import ConfigurationError
+
+    llm = with_budget(counting(), RateBudget())
+    await llm.ainvoke("x")
+    llm.close()
+    with pytest.raises(ConfigurationError, match="session is closed"):
+        await llm.ainvoke("x")
+
+
+def test_a_budgeted_openai_client_reports_a_stream_s_usage():
+    from langchain_openai import ChatOpenAI
+
+    bare = ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+    assert not bare.stream_usage
+    budgeted = with_budget(bare, RateBudget())
+    assert isinstance(budgeted, ChatOpenAI) and budgeted.stream_usage  # TPM and costs see it
