@@ -56,7 +56,7 @@ def bound_max_tokens(runnable: Runnable[Any, Any]) -> int | None:
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def largest_max_tokens(runnable: Any, _depth: int = 0) -> int | None:
+def largest_max_tokens(runnable: Runnable[Any, Any]) -> int | None:
     """Return the largest ``max_tokens`` bound anywhere in a chain, or None.
 
     Walks the public structure of LCEL runnables (a sequence's ``steps``, a
@@ -64,22 +64,32 @@ def largest_max_tokens(runnable: Any, _depth: int = 0) -> int | None:
     a ``RunnableLambda`` is opaque. The cost cap's first estimate of an item
     uses it: the chain's own limit, not a default.
     """
-    if _depth > 50 or not isinstance(runnable, Runnable):
-        return None
-    found = [bound_max_tokens(runnable)] if isinstance(runnable, RunnableBinding) else []
-    children: list[Any] = []
-    if isinstance(runnable, RunnableBinding):
-        children.append(runnable.bound)
-    elif isinstance(runnable, RunnableWithFallbacks):
-        children.extend([runnable.runnable, *runnable.fallbacks])
-    children.extend(getattr(runnable, "steps", None) or [])
-    steps = getattr(runnable, "steps__", None)
-    if isinstance(steps, dict):
-        children.extend(steps.values())
-    found.extend(largest_max_tokens(child, _depth + 1) for child in children)
-    found.append(bound_max_tokens(runnable) if isinstance(runnable, BaseChatModel) else None)
+    found = [_own_max_tokens(runnable), *map(largest_max_tokens, _children(runnable))]
     values = [v for v in found if v]
     return max(values) if values else None
+
+
+def _own_max_tokens(runnable: Runnable[Any, Any]) -> int | None:
+    """The ``max_tokens`` a binding's kwargs or a chat model's field sets, itself."""
+    value = None
+    if isinstance(runnable, RunnableBinding):
+        value = runnable.kwargs.get("max_tokens")
+    elif isinstance(runnable, BaseChatModel):
+        value = getattr(runnable, "max_tokens", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _children(runnable: Runnable[Any, Any]) -> list[Runnable[Any, Any]]:
+    """The runnables directly inside ``runnable``, in LCEL's public structure."""
+    if isinstance(runnable, RunnableBinding):
+        return [runnable.bound]
+    if isinstance(runnable, RunnableWithFallbacks):
+        return [runnable.runnable, *runnable.fallbacks]
+    if isinstance(runnable, RunnableSequence):
+        return list(runnable.steps)
+    if isinstance(runnable, RunnableParallel):
+        return list(runnable.steps__.values())
+    return []
 
 
 def map_chat_models(
