@@ -292,7 +292,12 @@ def build_prompt_chain(
             raise RowError(msg)
         return {v: row[v] for v in wanted}
 
-    head: Runnable[Any, Any] = RunnableLambda(check_row, name="prompt_variables") | prompt
+    async def acheck_row(row: Any) -> dict[str, Any]:
+        return check_row(row)
+
+    # afunc: a sync-only lambda runs in a thread on every ainvoke (a hop per item)
+    check = RunnableLambda(check_row, afunc=acheck_row, name="prompt_variables")
+    head: Runnable[Any, Any] = check | prompt
     chain: Runnable[dict[str, Any], Any]
     if schema is None:
         chain = head | llm | StrOutputParser()

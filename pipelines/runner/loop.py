@@ -21,8 +21,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines._text import estimate_tokens
-from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
 from lc_async_pipelines.errors import DeadlineExceeded, RowError
+from lc_async_pipelines.runner._calls import ItemCalls
 from lc_async_pipelines.runner._history import AttemptLog, logging_into
 from lc_async_pipelines.runner.fresh import fresh_items
 from lc_async_pipelines.runner.inputs import Item
@@ -99,15 +99,15 @@ async def _attempts_within_deadline(
         _fail(record, exc)
 
 
-def _note_calls(record: Record, metrics: MetricsCallbackHandler, log: AttemptLog) -> None:
+def _note_calls(record: Record, metrics: ItemCalls, log: AttemptLog) -> None:
     """Copy the item's call metrics and attempt history into its record."""
-    ttft = metrics.first_ttft()
+    ttft = metrics.ttft_s()
     if ttft is not None and log.first_queued_s is not None:
         ttft = max(0.0, ttft - log.first_queued_s)  # from the request's send, not the call's start
     record.ttft_s = None if ttft is None else round(ttft, 4)
     record.queued_s = log.queued_s
     record.usage = metrics.usage()
-    record.calls = len(metrics.calls)
+    record.calls = metrics.count()
     record.history = log.entries
     record.history_dropped = log.dropped
     record.throttled = log.throttled
@@ -132,7 +132,7 @@ async def _run_one(
     if refusal is not None:
         _fail(record, refusal)
         return record
-    metrics = MetricsCallbackHandler()
+    metrics = ItemCalls()
     costs = options.costs.item(item.id) if options.costs is not None else None
     item_config = _item_config(config, item, [metrics, *([costs] if costs is not None else [])])
     start = time.perf_counter()
@@ -156,8 +156,22 @@ async def _attempts(
     record: Record,
     log: AttemptLog,
 ) -> None:
-    """Run the item, retrying it whole only for failures that no model call retried."""
-    last: list[dict[str, Any]] = []
+    """Run the item, retrying it whole only for failures that no model call retried.
+
+    The first attempt runs on its own (most items succeed at once; tenacity's
+    machinery is not free); after a retryable failure tenacity takes over,
+    handed that failure as its attempt 1, so the waits are the policy's.
+    """
+    last: list[dict[str, Any]] = []  # the item-level entries, for their backoff
+
+    async def attempt() -> Any:
+        began = time.perf_counter()
+        try:
+            return await chain.ainvoke(item.input, config)
+        except Exception as exc:
+            if not log.logged(exc):  # not a model call's error: log it at item level
+                last.append(log.add(exc, stage="item", seconds=time.perf_counter() - began))
+            raise
 
     def retry_item(exc: BaseException) -> bool:
         return is_transient(exc) and not log.exhausted
@@ -166,16 +180,20 @@ async def _attempts(
         if last:
             last[-1]["wait_s"] = round(wait, 3)
 
-    async for attempt in policy.retrying(retry_item, on_retry=on_retry):
-        with attempt:
-            record.attempts = attempt.retry_state.attempt_number
-            began = time.perf_counter()
-            try:
-                record.output = await chain.ainvoke(item.input, config)
-            except Exception as exc:
-                if not log.logged(exc):  # not a model call's error: log it at item level
-                    last.append(log.add(exc, stage="item", seconds=time.perf_counter() - began))
-                raise
+    record.attempts = 1
+    try:
+        record.output = await attempt()
+        return
+    except Exception as exc:
+        if policy.max_retries == 0 or not retry_item(exc):
+            raise
+        failed = [exc]
+    async for state in policy.retrying(retry_item, on_retry=on_retry):
+        with state:
+            record.attempts = state.retry_state.attempt_number
+            if failed:  # attempt 1: already made, already logged
+                raise failed.pop()
+            record.output = await attempt()
 
 
 def _handlers(config: RunnableConfig) -> list[BaseCallbackHandler]:

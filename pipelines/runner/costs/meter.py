@@ -72,6 +72,11 @@ class ItemCosts(ItemCostCounter):
     """
 
     run_inline = True  # cheap arithmetic: no hop to a thread pool
+    # model calls only: no dispatch for every step of every chain of a large run
+    ignore_chain = True
+    ignore_retriever = True
+    ignore_agent = True
+    ignore_custom_event = True
 
     def __init__(self, meter: CostMeter, item_id: str) -> None:
         self.meter = meter

@@ -1,0 +1,91 @@
+"""The model calls of one item: start, first token, usage, as the item's record needs them.
+
+A handler made for one item only, so it tracks no chains: LangChain skips its
+chain, retriever and agent events (``ignore_*``), which a run of thousands of
+items would otherwise dispatch for every step of every chain.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
+
+from lc_async_pipelines.callbacks.base import Token, token_text, usage_of
+
+_USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+class ItemCalls(AsyncCallbackHandler):
+    """Count one item's model calls, their summed usage (tokens) and the first call's TTFT.
+
+    Clock: ``time.perf_counter`` (seconds). Calls still open when the item
+    ends (cancelled by its deadline) count as calls, with no usage.
+    """
+
+    run_inline = True  # dict updates only: no task per event
+    wants_tokens = False  # it times tokens when a call streams; it is no reason to stream
+    ignore_chain = True
+    ignore_retriever = True
+    ignore_agent = True
+    ignore_custom_event = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._usage = dict.fromkeys(_USAGE_KEYS, 0)
+        self._open: dict[UUID, float] = {}
+        self._ttft_s: float | None = None
+        self._first_call: UUID | None = None
+
+    async def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> None:
+        """Start the call's clock."""
+        self._start(run_id)
+
+    async def on_llm_start(
+        self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        """Start a (non-chat) LLM call's clock."""
+        self._start(run_id)
+
+    async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
+        """Stamp the TTFT of the first call that streams."""
+        if self._ttft_s is None and run_id in self._open and token_text(token):
+            self._ttft_s = time.perf_counter() - self._open[run_id]
+
+    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        """Close the call and add its usage."""
+        if self._open.pop(run_id, None) is not None:
+            self.calls += 1
+            for key, value in usage_of(response).items():
+                self._usage[key] = self._usage.get(key, 0) + value
+
+    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Close the failed call."""
+        if self._open.pop(run_id, None) is not None:
+            self.calls += 1
+
+    def _start(self, run_id: UUID) -> None:
+        self._open[run_id] = time.perf_counter()
+
+    def usage(self) -> dict[str, int]:
+        """Return input, output and total tokens summed over the item's calls."""
+        return dict(self._usage)
+
+    def count(self) -> int:
+        """Return the calls made, those still open included."""
+        return self.calls + len(self._open)
+
+    def ttft_s(self) -> float | None:
+        """Return the seconds from the start of the first call that streamed to its first token."""
+        return self._ttft_s
