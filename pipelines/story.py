@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough, RunnableSequence
+from langchain_core.runnables import Runnable, RunnablePassthrough, RunnableSequence
 
 from lc_async_pipelines._finish import finish_reply
+from lc_async_pipelines._lambdas import inline
 from lc_async_pipelines._text import max_tokens_for_words
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.prompts.story import OUTLINE_PROMPT, STORY_FROM_OUTLINE_PROMPT, STORY_PROMPT
@@ -37,7 +38,7 @@ def build_story_chain(
         rule: :mod:`lc_async_pipelines._finish`).
     """
     max_tokens = max_tokens_for_words(max_words)
-    to_vars: Runnable[str, dict[str, Any]] = RunnableLambda(
+    to_vars: Runnable[str, dict[str, Any]] = inline(
         lambda topic: {"topic": topic, "max_words": max_words}, name="story_inputs"
     )
     if not outline:

@@ -16,13 +16,14 @@ name ``max_words`` for the command line, the service and saved settings.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableSequence
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from lc_async_pipelines._finish import finish_to_length
+from lc_async_pipelines._lambdas import inline
 from lc_async_pipelines._text import estimate_tokens, max_tokens_for_target
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
@@ -83,7 +84,7 @@ def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str,
     Raises:
         ConfigurationError: ``max_words`` is below 1.
     """
-    to_vars: Runnable[str, dict[str, Any]] = RunnableLambda(
+    to_vars: Runnable[str, dict[str, Any]] = inline(
         lambda text: {"text": text, "max_words": max_words}, name="summary_inputs"
     )
     chain: RunnableSequence[str, str] = RunnableSequence(
@@ -182,5 +183,6 @@ def build_auto_summary_chain(
         # streamed by astream.
         return stuff if estimate_tokens(text) <= stuff_max_tokens else map_reduce
 
-    router: Runnable[str, str] = RunnableLambda(route, name="auto_summary")
+    # typed as what it returns once the chosen chain has run
+    router = cast("Runnable[str, str]", inline(route, name="auto_summary"))
     return router.with_types(input_type=str, output_type=str)

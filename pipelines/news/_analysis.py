@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from langchain_core.runnables import Runnable, RunnableLambda, RunnableSequence
+from langchain_core.runnables import Runnable, RunnableSequence
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from lc_async_pipelines._lambdas import inline
 from lc_async_pipelines._text import SENTENCE_END
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError
@@ -154,7 +155,7 @@ def build_news_analysis_chain(
     if isinstance(max_words, bool) or not isinstance(max_words, int) or not 5 <= max_words <= 2000:
         msg = f"max_words must be a whole number from 5 to 2000, got {max_words!r}"
         raise ConfigurationError(msg)
-    to_vars: Runnable[str, dict[str, Any]] = RunnableLambda(
+    to_vars: Runnable[str, dict[str, Any]] = inline(
         lambda text: {"article": text, "max_words": max_words}, name="news_inputs"
     )
 
@@ -165,7 +166,7 @@ def build_news_analysis_chain(
         to_vars,
         NEWS_ANALYSIS_PROMPT,
         structured_output(llm, NewsAnalysis, max_tokens=JSON_MAX_TOKENS),
-        RunnableLambda(finish, name="finish_analysis"),
+        inline(finish, name="finish_analysis"),
         name="news_analysis",
     )
     return chain.with_types(input_type=str, output_type=NewsAnalysis)
