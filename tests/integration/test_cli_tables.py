@@ -131,5 +131,5 @@ def test_a_csv_not_written_by_a_run_is_refused(tmp_path):
                           env=environment("http://127.0.0.1:9/v1"), timeout=60)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert "not written by a run" in proc.stderr
+    assert "was not written by a run" in proc.stderr
     assert out.read_text() == "a,b\n1,2\n"

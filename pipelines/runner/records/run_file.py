@@ -276,8 +276,8 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
             ``OUTPUT is in use by another run (pid N)``;
             ``OUTPUT: is not a regular file``;
             ``OUTPUT: line N is not a record (why); not a records file, left as it is``;
-            ``OUTPUT: a table not written by a run (no OUTPUT.records.jsonl beside
-            it); give another output``;
+            ``OUTPUT: exists and was not written by a run (no OUTPUT.records.jsonl
+            beside it); give another output``;
             ``OUTPUT holds the records of another run (chain ... there, ... here);
             give another output, or restart to move them aside``;
             ``OUTPUT.manifest.json: not a run manifest (why); restart to move it aside``.
@@ -308,8 +308,8 @@ def _found_state(
     exists = records.is_file()
     if records != output and os.path.lexists(output) and not exists:
         msg = (
-            f"{output}: a table not written by a run (no {records.name} beside it); "
-            "give another output"
+            f"{output}: exists and was not written by a run (no {records.name} beside "
+            "it); give another output"
         )
         raise ConfigurationError(msg)
     scan = RecordScan()

@@ -230,7 +230,7 @@ def test_a_table_without_its_records_is_not_a_runs_and_is_left_alone(tmp_path, d
     out = tmp_path / "mine.csv"
     out.write_text("a,b\n")
     for restart in (False, True):
-        with pytest.raises(ConfigurationError, match="not written by a run"):
+        with pytest.raises(ConfigurationError, match="was not written by a run"):
             open_run(out, manifest(docs), restart=restart)
     assert out.read_text() == "a,b\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.csv", "mine.csv"]
