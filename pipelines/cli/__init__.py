@@ -12,8 +12,8 @@ The package, by idea:
 - ``_checks``: the usage error and the checks commands share (paths, URLs, model);
 - ``_shared_limits``: the rate budget and the shared Redis (--budget, --cache);
 - ``_signals``: SIGINT and SIGTERM, the same for every command;
-- ``commands/``: one module per command (``run``, ``news``, ``serve`` with
-  ``serve-model``, ``list``, ``build-server``).
+- ``commands/``: one module per command (``run``, ``export``, ``news``,
+  ``serve`` with ``serve-model``, ``list``, ``build-server``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from lc_async_pipelines._version import __version__
 from lc_async_pipelines.cli._args import OneLineErrorParser
 from lc_async_pipelines.cli._checks import UsageError
-from lc_async_pipelines.cli.commands import build_server, news, run, serve
+from lc_async_pipelines.cli.commands import build_server, export, news, run, serve
 from lc_async_pipelines.cli.commands import list as list_command
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in (  # the order of `pipelines --help`
         run.add_parser,
+        export.add_parser,
         news.add_parser,
         serve.add_parser,
         list_command.add_parser,

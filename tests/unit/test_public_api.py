@@ -62,9 +62,11 @@ PUBLIC = {
         "open_budget", "with_budget",
     ],
     "lc_async_pipelines.runner.records": [
-        "MANIFEST_FORMAT", "PriorTotals", "RunFile", "RunManifest", "RunTotals", "batches_path",
-        "chain_fingerprint", "done_ids", "lock_path", "manifest_path", "open_run",
-        "prepare_resume", "run_totals", "summary_path", "whole_run_summary", "write_atomic",
+        "MANIFEST_FORMAT", "PARQUET_HINT", "PriorTotals", "RunFile", "RunManifest", "RunTotals",
+        "TABLE_FORMATS", "TableInfo", "batches_path", "chain_fingerprint", "check_table_format",
+        "done_ids", "lock_holder", "lock_path", "manifest_path", "open_run", "prepare_resume",
+        "records_path", "run_totals", "summary_path", "whole_run_summary", "write_atomic",
+        "write_table",
     ],
     "lc_async_pipelines.engines": ["ChainRecipe", "run_items_on_ray"],
     "lc_async_pipelines.errors": [

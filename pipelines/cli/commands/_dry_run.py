@@ -33,7 +33,7 @@ def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
 
     from lc_async_pipelines.models import ModelSettings
     from lc_async_pipelines.runner.costs import estimate_run
-    from lc_async_pipelines.runner.records import done_ids
+    from lc_async_pipelines.runner.records import done_ids, records_path
 
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     check_batch_model(args, settings)
@@ -50,7 +50,7 @@ def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
             rpm=args.rpm,
             tpm=args.tpm,
             limit=args.limit,
-            skip=frozenset(done_ids(args.output)),
+            skip=frozenset(done_ids(records_path(args.output))),
             max_input_tokens=input_token_cap(args, spec, settings),
         )
     )

@@ -35,6 +35,7 @@ __all__ = [
     "RunPlan",
     "check_batch_model",
     "check_engine_and_cost_flags",
+    "check_output_format",
     "input_token_cap",
     "load_price_table",
     "pipeline_from_args",
@@ -64,6 +65,7 @@ class RunPlan:
 def prepare_run(args: argparse.Namespace) -> RunPlan:
     """Check every argument against the others and the input; open and lock the output."""
     check_paths(args)  # first: a wrong path answers before LangChain loads
+    check_output_format(args.output)
     check_engine_and_cost_flags(args)
     spec, options = pipeline_from_args(args)
     if args.engine == "ray" and spec.owns_model:
@@ -103,6 +105,29 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         done,
         prices,
     )
+
+
+# Tables people may ask for that are not written: refused rather than filled with JSON lines.
+_OTHER_TABLES = (".xlsx", ".xls", ".ods", ".tsv", ".feather", ".arrow", ".pq")
+
+
+def check_output_format(output: Path) -> None:
+    """--output: records (any name), or a .csv or .parquet table; Parquet needs pyarrow.
+
+    Standard library only, so it answers before LangChain loads.
+    """
+    import importlib.util
+
+    suffix = output.suffix.lower()
+    if suffix in _OTHER_TABLES:
+        fail_usage(
+            f"--output {output}: {suffix} is not written; give .jsonl (records), "
+            ".csv or .parquet (a table, its records kept beside it)"
+        )
+    if suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        fail_usage(
+            f"--output {output}: Parquet needs pyarrow: pip install 'lc-async-pipelines[parquet]'"
+        )
 
 
 def _check_governable(args: argparse.Namespace, spec: PipelineSpec) -> None:

@@ -87,6 +87,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
             return signals.exit_code or ExitCode.INTERRUPTED
         extra = _summary_extra(args, plan, budget, started)
     _print_totals(plan, summary, extra)
+    _report_table(plan)
     return _exit_code(args, signals, started.meter, summary)
 
 
@@ -236,6 +237,24 @@ def _print_totals(plan: RunPlan, summary: RunSummary, extra: dict[str, Any]) -> 
 
     totals = plan.run.finish(summary, extra)
     print(json.dumps({"summary": totals}), file=sys.stderr)
+
+
+def _report_table(plan: RunPlan) -> None:
+    """--output a table: say how many rows it has now, and where its records are."""
+    run, info = plan.run, plan.run.table_info
+    if run.table is None or info is None:
+        return
+    print(
+        f"pipelines: wrote {run.table}: {info.rows} rows, {info.columns} columns "
+        f"(records in {run.records.name})",
+        file=sys.stderr,
+    )
+    if info.from_records:
+        print(
+            f"pipelines: note: {info.from_records} rows no longer match their line of "
+            f"{run.manifest.input}; their input columns come from the records",
+            file=sys.stderr,
+        )
 
 
 def _exit_code(

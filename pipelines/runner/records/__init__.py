@@ -17,6 +17,10 @@ object a line, nothing else, so any JSON-lines reader keeps working):
   (:mod:`lc_async_pipelines.runner.batch`), so a resume waits on them
   instead of paying twice.
 
+An ``OUTPUT`` ending in ``.csv`` or ``.parquet`` is a table: the records are
+kept beside it in ``OUTPUT.records.jsonl`` (resumed as above), and the table
+is written from them, whole, at the end of each session (:func:`write_table`).
+
 :func:`open_run` takes the lock, refuses a file that is not ours or belongs to
 another run (changing nothing), moves an old run aside on restart (never
 deletes), and on resume compacts the records. Every rewrite is a temp file,
@@ -24,37 +28,52 @@ deletes), and on resume compacts the records. Every rewrite is a temp file,
 the new one, whole, and never loses a done record.
 """
 
-from lc_async_pipelines.runner.records.files import write_atomic
+from lc_async_pipelines.runner.records.files import lock_holder, write_atomic
 from lc_async_pipelines.runner.records.manifest import (
     MANIFEST_FORMAT,
     RunManifest,
     chain_fingerprint,
 )
 from lc_async_pipelines.runner.records.paths import (
+    TABLE_FORMATS,
     batches_path,
     lock_path,
     manifest_path,
+    records_path,
     summary_path,
 )
 from lc_async_pipelines.runner.records.run_file import PriorTotals, RunFile, open_run
 from lc_async_pipelines.runner.records.scan import done_ids, prepare_resume
+from lc_async_pipelines.runner.records.table import (
+    PARQUET_HINT,
+    TableInfo,
+    check_table_format,
+    write_table,
+)
 from lc_async_pipelines.runner.records.totals import RunTotals, run_totals, whole_run_summary
 
 __all__ = [
     "MANIFEST_FORMAT",
+    "PARQUET_HINT",
+    "TABLE_FORMATS",
     "PriorTotals",
     "RunFile",
     "RunManifest",
     "RunTotals",
+    "TableInfo",
     "batches_path",
     "chain_fingerprint",
+    "check_table_format",
     "done_ids",
+    "lock_holder",
     "lock_path",
     "manifest_path",
     "open_run",
     "prepare_resume",
+    "records_path",
     "run_totals",
     "summary_path",
     "whole_run_summary",
     "write_atomic",
+    "write_table",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.records.paths import staging_path
 
-__all__ = ["RunLock", "fsync_dir", "rewrite_without", "write_atomic"]
+__all__ = ["RunLock", "fsync_dir", "lock_holder", "rewrite_without", "write_atomic"]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -103,3 +103,26 @@ class RunLock:
             self.path.unlink()
         os.close(self.fd)
         self.fd = None
+
+
+def lock_holder(path: Path) -> str | None:
+    """Return the pid (text) of the run holding the lock file ``path``, None when none does.
+
+    Probes with a shared, non-blocking ``flock``, held for no longer than the
+    probe; a lock file left by a killed run is not held.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

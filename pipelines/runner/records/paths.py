@@ -2,7 +2,9 @@
 
 ``OUTPUT.manifest.json`` (the run), ``OUTPUT.lock`` (the session writing it),
 ``OUTPUT.summary.json`` (the whole run's totals), ``OUTPUT.batches.json``
-(the Batch API's batches) and ``PATH.tmp`` (a file being replaced).
+(the Batch API's batches) and ``PATH.tmp`` (a file being replaced). When
+``OUTPUT`` is a table (``.csv``, ``.parquet``), the records it is made from
+are kept beside it in ``OUTPUT.records.jsonl``.
 """
 
 from __future__ import annotations
@@ -11,15 +13,31 @@ from pathlib import Path
 
 __all__ = [
     "SIDECARS",
+    "TABLE_FORMATS",
     "batches_path",
     "lock_path",
     "manifest_path",
+    "records_path",
     "staging_path",
     "summary_path",
 ]
 
-SIDECARS = (".manifest.json", ".summary.json", ".batches.json")
+SIDECARS = (".records.jsonl", ".manifest.json", ".summary.json", ".batches.json")
 """The files beside ``OUTPUT`` that belong to its run (moved aside with it on restart)."""
+
+TABLE_FORMATS = (".csv", ".parquet")
+"""Suffixes of an ``OUTPUT`` written as a table, from records kept beside it."""
+
+
+def records_path(output: Path) -> Path:
+    """Return where the records of ``output`` are appended.
+
+    ``OUTPUT`` itself, except for a table (a suffix in :data:`TABLE_FORMATS`,
+    any case): ``OUTPUT.records.jsonl``.
+    """
+    if output.suffix.lower() in TABLE_FORMATS:
+        return output.with_name(output.name + ".records.jsonl")
+    return output
 
 
 def manifest_path(output: Path) -> Path:

@@ -3,7 +3,8 @@
 :func:`open_run` takes the lock, refuses a file that is not ours or belongs to
 another run (changing nothing), moves an old run aside on restart (never
 deletes), and on resume compacts the records; :class:`RunFile` is the open
-session, which :meth:`RunFile.finish` closes with the whole run's summary.
+session, which :meth:`RunFile.finish` closes with the whole run's summary (and,
+for a ``.csv`` or ``.parquet`` output, the table made from the records).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from lc_async_pipelines.runner.records.paths import (
     batches_path,
     lock_path,
     manifest_path,
+    records_path,
     staging_path,
     summary_path,
 )
 from lc_async_pipelines.runner.records.scan import ForeignFile, RecordScan, scan_records
+from lc_async_pipelines.runner.records.table import TableInfo, write_table
 from lc_async_pipelines.runner.records.totals import whole_run_summary
 
 if TYPE_CHECKING:
@@ -88,7 +91,12 @@ class RunFile:
     (or :meth:`close`) closes :attr:`out` and releases the lock.
 
     Attributes:
-        output: the records file.
+        output: the output as given, made absolute: the records file, or a
+            table (``.csv``, ``.parquet``) written from them by :meth:`finish`.
+        records: the records file: ``output``, or ``OUTPUT.records.jsonl``
+            beside a table.
+        table: ``output`` when it is a table, else None.
+        table_info: what :meth:`finish` wrote to the table; None before.
         manifest: this session's manifest, as written (``sessions`` counts it).
         previous: the manifest found beside ``output``; None for a new run, a
             restart, or an adopted file (records without a manifest).
@@ -98,7 +106,7 @@ class RunFile:
             it, ``BACKUP.manifest.json``, ``BACKUP.summary.json``); else None.
         done_ids: ids of the items done in earlier sessions: skip them.
         prior: the earlier sessions' totals and what the resume dropped.
-        out: the records file, open for appending (text, UTF-8).
+        out: :attr:`records`, open for appending (text, UTF-8).
     """
 
     def __init__(
@@ -114,6 +122,9 @@ class RunFile:
         lock: RunLock,
     ) -> None:
         self.output = output
+        self.records = records_path(output)
+        self.table = output if self.records != output else None
+        self.table_info: TableInfo | None = None
         self.manifest = manifest
         self.previous = previous
         self.adopted = adopted
@@ -121,7 +132,7 @@ class RunFile:
         self.done_ids = done_ids
         self.prior = prior
         self._lock = lock
-        self.out: TextIO = output.open("a", encoding="utf-8")
+        self.out: TextIO = self.records.open("a", encoding="utf-8")
 
     @property
     def summary_path(self) -> Path:
@@ -133,7 +144,9 @@ class RunFile:
 
         Flushes :attr:`out`, totals every record in the file
         (:func:`whole_run_summary`), writes ``OUTPUT.summary.json`` atomically,
-        then the manifest with ``wall_s`` grown by this session's.
+        then the manifest with ``wall_s`` grown by this session's; for a
+        table output, then the table from every record (:func:`write_table`,
+        atomically; the input's columns from the manifest's input file).
 
         Args:
             session: this session's totals, from ``write_records``.
@@ -144,6 +157,11 @@ class RunFile:
             The summary as written (see :func:`whole_run_summary`); under
             ``"session"`` it also has ``resumed_done`` and the ``dropped_*``
             counts of this session's resume.
+
+        Raises:
+            ConfigurationError: a ``.parquet`` table and no pyarrow installed
+                (the records and summary are written; ``pipelines export``
+                makes the table later).
         """
         self.out.flush()
         resume = {
@@ -153,7 +171,7 @@ class RunFile:
             "dropped_partial": self.prior.dropped_partial,
         }
         summary = whole_run_summary(
-            self.output,
+            self.records,
             session,
             sessions=self.manifest.sessions,
             previous_wall_s=self.prior.wall_s,
@@ -162,6 +180,10 @@ class RunFile:
         write_atomic(self.summary_path, json.dumps(summary, indent=2) + "\n")
         self.manifest = replace(self.manifest, wall_s=self.prior.wall_s + session.wall_s)
         write_atomic(manifest_path(self.output), manifest_text(self.manifest))
+        if self.table is not None:
+            self.table_info = write_table(
+                self.records, self.table, input_path=Path(self.manifest.input_resolved)
+            )
         return summary
 
     def close(self) -> None:
@@ -198,18 +220,18 @@ def _backup_name(output: Path) -> Path:
 def _move_aside(output: Path) -> Path | None:
     """Rename ``output`` and its sidecars to a backup; return it (None: nothing to move).
 
-    ``OUTPUT`` goes first: a kill between renames leaves at worst a stale
-    sidecar beside no records, which the next session replaces.
+    The records go first: a kill between renames leaves at worst a stale
+    table or sidecar beside no records, which the next session replaces.
     """
-    sidecars = [output.with_name(output.name + s) for s in SIDECARS]
-    if not output.exists() and not any(s.exists() for s in sidecars):
+    moves = [(output.with_name(output.name + s), s) for s in SIDECARS] + [(output, "")]
+    records = records_path(output)
+    moves.sort(key=lambda move: move[0] != records)  # stable: the records first
+    if not any(path.exists() for path, _ in moves):
         return None
     backup = _backup_name(output)
-    if output.exists():
-        os.rename(output, backup)
-    for sidecar, suffix in zip(sidecars, SIDECARS, strict=True):
-        if sidecar.exists():
-            os.rename(sidecar, backup.with_name(backup.name + suffix))
+    for path, suffix in moves:
+        if path.exists():
+            os.rename(path, backup.with_name(backup.name + suffix))
     fsync_dir(output.parent)
     return backup
 
@@ -229,7 +251,10 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
       counted in :attr:`RunFile.prior`, the file rewritten atomically.
       ``sessions`` grows by one, ``created_at`` and ``wall_s`` carry over.
     - Records and no manifest (written before manifests): adopted as this run's.
-    - ``restart=True``: ``OUTPUT``, ``OUTPUT.manifest.json``,
+    - ``OUTPUT`` a table (``.csv``, ``.parquet``): the records are
+      ``OUTPUT.records.jsonl`` (:func:`records_path`), resumed as above; a
+      table there without its records is not this run's and is refused.
+    - ``restart=True``: ``OUTPUT``, ``OUTPUT.records.jsonl``, ``OUTPUT.manifest.json``,
       ``OUTPUT.summary.json`` and ``OUTPUT.batches.json`` are renamed to
       ``OUTPUT.bak-YYYYmmdd-HHMMSS`` (``-2``, ``-3`` ... when taken) and its
       sidecars; nothing is deleted; :attr:`RunFile.backup` says where. A file
@@ -251,6 +276,8 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
             ``OUTPUT is in use by another run (pid N)``;
             ``OUTPUT: is not a regular file``;
             ``OUTPUT: line N is not a record (why); not a records file, left as it is``;
+            ``OUTPUT: exists and was not written by a run (no OUTPUT.records.jsonl
+            beside it); give another output``;
             ``OUTPUT holds the records of another run (chain ... there, ... here);
             give another output, or restart to move them aside``;
             ``OUTPUT.manifest.json: not a run manifest (why); restart to move it aside``.
@@ -277,13 +304,20 @@ def _found_state(
     Raises:
         ConfigurationError: not a records file, not a manifest, or another run's records.
     """
-    exists = output.is_file()
+    records = records_path(output)
+    exists = records.is_file()
+    if records != output and os.path.lexists(output) and not exists:
+        msg = (
+            f"{output}: exists and was not written by a run (no {records.name} beside "
+            "it); give another output"
+        )
+        raise ConfigurationError(msg)
     scan = RecordScan()
     if exists:
         try:
-            scan = scan_records(output)
+            scan = scan_records(records)
         except ForeignFile as exc:
-            msg = f"{output}: {exc}; not a records file, left as it is"
+            msg = f"{records}: {exc}; not a records file, left as it is"
             raise ConfigurationError(msg) from None
     try:
         previous = read_manifest(output)
@@ -332,8 +366,9 @@ def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: Ru
     """Open ``output`` under ``lock``: check, then restart or resume, then write the manifest."""
     exists, scan, previous = _found_state(output, manifest, restart=restart)
     # Checked: from here on we change things, each step whole under a kill.
+    records = records_path(output)
     staged = [staging_path(output), staging_path(manifest_path(output))]
-    staged.append(staging_path(batches_path(output)))
+    staged += [staging_path(batches_path(output)), staging_path(records)]
     for stale in staged:
         stale.unlink(missing_ok=True)
     backup: Path | None = None
@@ -345,7 +380,7 @@ def _open_locked(output: Path, manifest: RunManifest, *, restart: bool, lock: Ru
         manifest = replace(manifest, sessions=1, wall_s=0.0)
     elif exists:
         if scan.rewrite:
-            rewrite_without(output, scan.drop)
+            rewrite_without(records, scan.drop)
         adopted = previous is None
         manifest, prior = _resumed(manifest, previous, scan)
     else:
