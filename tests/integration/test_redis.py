@@ -117,6 +117,38 @@ def test_the_scripts_space_requests_pause_and_meter_tokens(redis_url):
     client.close()
 
 
+def test_the_reserve_script_holds_a_provider_s_window_of_whole_requests(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    reserve, adjust = (
+        client.register_script(scripts.RESERVE),
+        client.register_script(scripts.ADJUST),
+    )
+    keys = [f"{{w1}}:{part}" for part in
+            ("rpm", "tpm", "pause", "latest", "window", "window_tokens", "bookings")]  # fmt: skip
+    now = 7_000_000.0
+    per_ms = 49.5 / 1000  # tpm 3000 less 1%; a window of 1 s (+20 ms) admits 50 tokens
+
+    def send(tokens: float, at: float, late: tuple[object, float] = (0, 0)) -> tuple[float, bytes]:
+        args = [0, 2, tokens, per_ms, 1000, 0, 0, at, 60_000, 0, 50, 1020, *late]
+        wait_us, _, _, booking = reserve(keys=keys, args=args)
+        return at + wait_us / 1000, booking
+
+    # calls of 4 tokens: the bucket alone lets a 13th (52 tokens) into 0.97 s
+    sent = []
+    for _ in range(13):
+        at, booking = send(4, sent[-1] if sent else now)
+        sent.append(at)
+    assert sent[12] - sent[0] == pytest.approx(1020)  # it waits for the first to leave
+    assert sent[11] - sent[0] < 1000
+    # a settled refund frees the window at once (and the bucket); a late send moves its booking
+    adjust(keys=[keys[1], keys[5]], args=[-4, per_ms, 1000, sent[12], 60_000, booking])
+    assert float(client.hget(keys[5], booking)) == 0
+    score = client.zscore(keys[4], booking)
+    send(0.001, sent[12], late=(booking, 30))
+    assert client.zscore(keys[4], booking) == pytest.approx(score + 30)
+    client.close()
+
+
 # Two OS processes, one budget.
 
 

@@ -92,6 +92,7 @@ class CallTicket:
             ``x-ratelimit-remaining-*`` and ``x-ratelimit-reset-*``.
         queued_s: seconds the call waited for the budget (a 429's pause,
             a slot, its turn in the rates), summed over its requests.
+        booking: its latest request's booking in the store, settled with its usage.
     """
 
     estimate: int
@@ -104,6 +105,7 @@ class CallTicket:
     output_tokens: int | None = None
     headers: Mapping[str, str] | None = None
     queued_s: float = 0.0
+    booking: object = field(default=None, repr=False)
     probe: bool = field(default=False, repr=False)
 
 
@@ -403,7 +405,7 @@ class RateBudget:
                 await self._slots.acquire()
                 ticket.slot = True
             ticket.charged = charge
-            await self._reserve(charge)
+            ticket.booking = await self._reserve(charge)
         except BaseException:
             self._release_probe(ticket)
             raise
@@ -412,16 +414,16 @@ class RateBudget:
         ticket.requests += 1
         self.requests_sent += 1
 
-    async def _reserve(self, charge: float) -> None:
-        """Take a turn in the store; take a new one if a pause overtook it while it slept."""
+    async def _reserve(self, charge: float) -> object:
+        """Take a turn in the store (return its booking); a new one if a pause overtook it."""
         loop = asyncio.get_running_loop()
         while True:
             while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(delay)
             self._recover(loop.time())
-            await self._store().reserve(charge)
+            booking = await self._store().reserve(charge)
             if self._resume_at <= loop.time():
-                return
+                return booking
             self.requeued += 1  # sent now, it would reach a limit the provider says is spent
 
     async def _charge(self, ticket: CallTicket) -> float:
@@ -476,7 +478,7 @@ class RateBudget:
         finally:
             self._release_probe(ticket)
         if difference:
-            await self._store().adjust(difference)
+            await self._store().adjust(difference, ticket.booking)
 
     def _learn(self, ticket: CallTicket, used: int) -> float:
         """Note what the call used; return the tokens to charge (> 0) or refund (< 0) now."""

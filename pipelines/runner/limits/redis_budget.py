@@ -32,7 +32,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from lc_async_pipelines.errors import BudgetUnavailable, ConfigurationError
 from lc_async_pipelines.runner.limits import _redis_scripts as scripts
 from lc_async_pipelines.runner.limits.budget import RateBudget, TpmCharge, check_limits
-from lc_async_pipelines.runner.limits.store import BudgetRates
+from lc_async_pipelines.runner.limits.store import WINDOW_GUARD_S, WINDOW_S, BudgetRates
 from lc_async_pipelines.runner.redis_client import (
     CONNECT_TIMEOUT_S,
     SOCKET_TIMEOUT_S,
@@ -69,6 +69,11 @@ _BACKOFF_JITTER_S = 0.1
 def _unavailable(url: str, exc: BaseException) -> BudgetUnavailable:
     """Map an error of redis-py (or the socket under it) to one clear, scrubbed line."""
     return BudgetUnavailable(f"shared budget at {redacted_url(url)} unreachable: {one_line(exc)}")
+
+
+def _text(value: Any) -> str:
+    """A script's reply as text (redis-py answers bytes unless asked to decode)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def budget_key(base_url: str | None, model: str | None) -> str:
@@ -139,6 +144,7 @@ class RedisBudgetStore:
         self._connecting: asyncio.Lock | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._floors = [0.0, 0.0]
+        self._late: list[Any] = [0, 0.0]  # this process's last booking and how late it went
         self._debt = 0.0
         self._outage_since: float | None = None
 
@@ -154,8 +160,12 @@ class RedisBudgetStore:
 
     @property
     def keys(self) -> list[str]:
-        """The budget's keys: ``{key}:rpm``, ``{key}:tpm``, ``{key}:pause``, ``{key}:latest``."""
-        return [f"{{{self.key}}}:{part}" for part in ("rpm", "tpm", "pause", "latest")]
+        """The budget's keys: ``{key}:rpm``, ``:tpm``, ``:pause``, ``:latest``, and the window's.
+
+        The window's: ``{key}:window``, ``{key}:window_tokens``, ``{key}:bookings``.
+        """
+        parts = ("rpm", "tpm", "pause", "latest", "window", "window_tokens", "bookings")
+        return [f"{{{self.key}}}:{part}" for part in parts]
 
     def attach(self, client: Any) -> None:
         """Use ``client`` (a redis-py asyncio client, connected) and register the scripts on it."""
@@ -241,35 +251,53 @@ class RedisBudgetStore:
         except Exception as exc:  # a lost pause notice must not fail anything
             log.debug("pause not shared: %s", one_line(exc))
 
-    async def reserve(self, tokens: float) -> None:
-        """Reserve the earliest send time that fits every limit (one script); sleep until then."""
+    async def reserve(self, tokens: float) -> str | None:
+        """Reserve the earliest send time that fits every limit (one script); sleep until then.
+
+        Returns:
+            the request's booking in the window log (None: none), for :meth:`adjust`.
+        """
         if not (self.interval_ms or self.tokens_per_ms):
-            return
+            return None
         debt, self._debt = self._debt, 0.0  # usage a failed settle could not charge
+        rates = self.rates
         args = [
             self.interval_ms,
-            self.rates.request_room,
+            rates.request_room,
             tokens + debt if self.tokens_per_ms else 0,
             self.tokens_per_ms,
-            self.rates.token_depth_s * 1000,
+            rates.token_depth_s * 1000,
             *self._floors,
             0,  # now: Redis' clock
             _KEEP_MS,
+            rates.window_requests or 0,
+            rates.window_tokens or 0,
+            (WINDOW_S + WINDOW_GUARD_S) * 1000,
+            *self._late,
         ]
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
         try:
-            wait_us, requests_tat, tokens_tat = await self._run("reserve", self.keys, args)
+            wait_us, requests_tat, tokens_tat, *rest = await self._run("reserve", self.keys, args)
         except BaseException:
             self._debt += debt
             raise
+        answered = loop.time()
         self._floors = [
             max(self._floors[0], float(requests_tat)),
             max(self._floors[1], float(tokens_tat)),
         ]
         if wait_us > 0:
             await asyncio.sleep(wait_us / 1e6)
+        booking = _text(rest[0]) if rest else "0"
+        # Late by the reply's trip at most, and by the sleep's overrun: the window
+        # log moves the booking to when it went, with the next reservation.
+        late_ms = (answered - asked + loop.time() - answered - max(wait_us, 0) / 1e6) * 1000
+        self._late = [booking, max(0.0, late_ms)] if booking != "0" else [0, 0.0]
+        return booking if booking != "0" else None
 
-    async def adjust(self, difference: float) -> None:
-        """Charge (> 0) or refund (< 0) tokens in Redis, trying once (see the class)."""
+    async def adjust(self, difference: float, booking: object = None) -> None:
+        """Charge (> 0) or refund (< 0) tokens in Redis, and in ``booking``'s window; try once."""
         script = self._scripts.get("adjust")
         if not difference or script is None:
             return
@@ -278,8 +306,15 @@ class RedisBudgetStore:
             # charged with this process' next reservation; a lost refund is only caution.
             self.round_trips += 1
             await script(
-                keys=self.keys[1:2],
-                args=[difference, self.tokens_per_ms, self.rates.token_depth_s * 1000, 0, _KEEP_MS],
+                keys=[self.keys[1], self.keys[5]],
+                args=[
+                    difference,
+                    self.tokens_per_ms,
+                    self.rates.token_depth_s * 1000,
+                    0,
+                    _KEEP_MS,
+                    booking if isinstance(booking, str) else 0,
+                ],
             )
         except Exception as exc:
             if difference > 0:

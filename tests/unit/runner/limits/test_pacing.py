@@ -45,7 +45,7 @@ class FakeStore:
         if self.gate is not None:
             await self.gate.wait()
 
-    async def adjust(self, difference: float) -> None:
+    async def adjust(self, difference: float, booking: object = None) -> None:
         self.adjusted.append(difference)
 
     def pause(self, seconds: float) -> None:

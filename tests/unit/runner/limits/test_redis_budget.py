@@ -216,7 +216,9 @@ async def test_reservations_carry_the_charge_and_the_floors_the_client_saw():
     await llm.ainvoke("hello", max_tokens=100)
     await llm.ainvoke("hello", max_tokens=100)
     (keys, first), (_, second) = reserve.calls
-    assert keys == ["{team}:rpm", "{team}:tpm", "{team}:pause", "{team}:latest"]
+    assert keys[:4] == ["{team}:rpm", "{team}:tpm", "{team}:pause", "{team}:latest"]
+    assert keys[4:] == ["{team}:window", "{team}:window_tokens", "{team}:bookings"]
+    assert first[9:12] == [0, 1000, pytest.approx(1020)]  # a window's limits, its span in ms
     assert first[0] == pytest.approx(60_000 / 594)  # ms between requests
     assert first[2] == pytest.approx(102)  # estimate: 2 prompt tokens + max_tokens
     # tpm_charge="usage": the second is charged what the first used, 2 + 8 tokens
