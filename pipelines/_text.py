@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 from lc_async_pipelines.errors import ConfigurationError
 
@@ -97,3 +98,20 @@ def distinct_ngram_ratio(text: str, n: int = 3) -> float:
     words = text.lower().split()
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the choice closest to ``word``, or "".
+
+    Close means a ``difflib`` ratio of at least 0.6 (``get_close_matches``), so a
+    typo finds its word ("sumary" → "summary", "docid" → "doc_id") and an
+    unrelated word finds none.
+
+    Args:
+        word: what was given (a pipeline name, a flag, a field).
+        choices: what exists.
+    """
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

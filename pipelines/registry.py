@@ -32,6 +32,7 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from lc_async_pipelines._text import did_you_mean
 from lc_async_pipelines.errors import ConfigurationError
 
 if TYPE_CHECKING:  # LangChain is imported only when a pipeline is built or loaded
@@ -196,8 +197,9 @@ def load_pipeline(target: str) -> PipelineSpec:
         builtin = {ep.name: ep for ep in _BUILTIN_ENTRY_POINTS}
         if not found and target in builtin:
             return _load_entry(builtin[target])
-        listed = ", ".join(sorted(found) or sorted(builtin))
-        msg = f"no pipeline {target!r}; registered: {listed} (or give package.module:attr)"
+        names = sorted(found) or sorted(builtin)
+        msg = f"no pipeline {target!r}{did_you_mean(target, names)}; registered: "
+        msg += f"{', '.join(names)} (or give package.module:attr)"
         raise ConfigurationError(msg)
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:

@@ -19,6 +19,7 @@ The package, by idea:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # for the did-you-mean of _parse
     for add_parser in (  # the order of `pipelines --help`
         run.add_parser,
         export.add_parser,
@@ -68,6 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; a mistyped command or flag is one line with the closest name.
+
+    An unknown flag is reported by its command's parser, so the pointer is to
+    that command's ``--help`` (argparse reports it from the top-level one).
+    """
+    from lc_async_pipelines._text import did_you_mean
+
+    commands: dict[str, argparse.ArgumentParser] = parser.commands  # type: ignore[attr-defined]
+    given = next((a for a in argv if not a.startswith("-")), None)
+    if given is not None and given not in commands:
+        parser.error(
+            f"no command {given!r}{did_you_mean(given, commands)}; commands: " + ", ".join(commands)
+        )
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = commands[args.command]
+        flags = re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", command.format_usage())
+        first = next((u.split("=")[0] for u in unknown if u.startswith("-")), "")
+        hint = did_you_mean(first, flags) if first else ""
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
@@ -77,11 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         return _parse_and_execute(argv)
     except KeyboardInterrupt:  # also while modules are still importing
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:  # `pipelines list | head`: the reader left; say nothing more
+        # Python's recipe (docs.python.org/3/library/signal.html#note-on-sigpipe):
+        # stdout to devnull, so the flush at exit does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
 
 
 def _parse_and_execute(argv: list[str] | None) -> ExitCode:
     """Parse ``argv`` and run its command; the library's usage errors become exit 2."""
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
     from lc_async_pipelines.errors import (
         BudgetUnavailable,
         CacheUnavailable,
@@ -94,8 +127,13 @@ def _parse_and_execute(argv: list[str] | None) -> ExitCode:
     execute: Callable[[argparse.Namespace], ExitCode] = args.execute
     try:
         return execute(args)
+    except UsageError as exc:
+        from lc_async_pipelines._scrub import error_text
+
+        command = f"pipelines {args.command}"
+        print(f"{command}: error: {error_text(exc)} (see {command} --help)", file=sys.stderr)
+        return ExitCode.USAGE
     except (
-        UsageError,
         ConfigurationError,
         InputError,
         EmbeddedModelError,

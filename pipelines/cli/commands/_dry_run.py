@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from lc_async_pipelines.cli._checks import check_paths
 from lc_async_pipelines.cli.commands._run_plan import (
     check_batch_model,
     check_engine_and_cost_flags,
+    check_first_rows,
     input_token_cap,
     load_price_table,
     pipeline_from_args,
@@ -38,7 +40,10 @@ def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     check_batch_model(args, settings)
     prices = load_price_table(args, settings)
-    items, _ = read_run_items(args, spec, options)
+    reader, required = read_run_items(args, spec, options)
+    head = [item for _, item in zip(range(5), reader, strict=False)]
+    check_first_rows(head, args, required)  # as the run would: exit 2, not an estimate of errors
+    items = itertools.chain(head, reader)
     estimate = asyncio.run(
         estimate_run(
             lambda llm: spec.build(llm, **options),

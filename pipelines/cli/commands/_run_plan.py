@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lc_async_pipelines._text import did_you_mean
 from lc_async_pipelines.cli._checks import (
     chain_input_shape,
     check_paths,
@@ -227,7 +228,7 @@ def read_run_items(
     reader = read_items(
         args.input,
         field=args.field,
-        id_field=args.id_field,
+        id_field=args.id_field or "id",
         whole_rows=whole_rows,
         text_key=required[0] if len(required) == 1 else "input",
         keep_fields=reads,
@@ -236,22 +237,45 @@ def read_run_items(
 
 
 def check_first_rows(head: list[Item], args: argparse.Namespace, required: list[str]) -> None:
-    """Fail before any server starts when the first rows cannot feed the pipeline."""
+    """Fail before any server starts when the first rows cannot feed the pipeline.
+
+    Checked: the rows give the text or fields the chain reads (``--field``, the
+    prompt's variables) and the first row has the ``--id-field`` given, each
+    with the closest field name when one is near.
+    """
+    if args.id_field is not None and head:
+        _check_id_field(args, head[0].line)
     usable = [i for i in head if i.error is None]
     if head and not usable:
         raw = _first_row_fields(args.input)
         found = f"; the first row has: {', '.join(raw)}" if raw else ""
-        fail_usage(f"{args.input}: {head[0].error}{found}")
+        hint = did_you_mean(args.field, raw) if args.field else ""
+        fail_usage(f"{args.input}: {head[0].error}{hint}{found}")
     for item in usable[:1]:
         if isinstance(item.input, dict):
             missing = [r for r in required if r not in item.input]
             if missing:
                 # The row as the file has it: the item holds only the fields the chain reads.
-                has = ", ".join(_first_row_fields(args.input)) or "no fields"
+                raw = _first_row_fields(args.input)
+                hint = did_you_mean(missing[0], raw)
                 fail_usage(
                     f"{args.input} line {item.line}: no field for prompt variable "
-                    f"{', '.join(map(repr, missing))}; the row has: {has}"
+                    f"{', '.join(map(repr, missing))}{hint}; the row has: "
+                    f"{', '.join(raw) or 'no fields'}"
                 )
+
+
+def _check_id_field(args: argparse.Namespace, line: int) -> None:
+    """--id-field names a field of the first row (a typo would give every item a hashed id)."""
+    raw = _first_row_fields(args.input)
+    if args.id_field in raw:
+        return
+    if not raw or args.input.suffix.lower() == ".txt":
+        fail_usage(f"--id-field {args.id_field}: {args.input} has lines of text, not fields")
+    fail_usage(
+        f"--id-field {args.id_field}: {args.input} line {line} has no such field"
+        f"{did_you_mean(args.id_field, raw)}; the row has: {', '.join(raw)}"
+    )
 
 
 def _first_row_fields(path: Path) -> list[str]:
@@ -290,7 +314,7 @@ def _run_fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:
             "schema": text(args.schema),
             "options": options,
             "field": args.field,
-            "id_field": args.id_field,
+            "id_field": args.id_field or "id",  # as before the flag had no default
         }
     )
 

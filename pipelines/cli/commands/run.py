@@ -104,7 +104,11 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--input", required=True, type=Path, help=".jsonl, .json, .csv or .txt")
     io.add_argument("--output", required=True, type=Path, help="records, one JSON per line")
     io.add_argument("--field", help="text field of object rows (default: input/text/topic/...)")
-    io.add_argument("--id-field", default="id", help="row field holding a stable id (default id)")
+    io.add_argument(
+        "--id-field",
+        help="row field holding a stable id (default: id when rows have one, else a hash "
+        "of the input); checked against the first row",
+    )
     io.add_argument("--limit", type=count, help="run at most N distinct items")
     io.add_argument(
         "--restart", action="store_true", help="start over instead of resuming from OUTPUT"

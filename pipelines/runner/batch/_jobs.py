@@ -116,7 +116,8 @@ def read_state(path: Path) -> list[dict[str, Any]]:
     """Return the batch entries recorded in ``path`` (a ``OUTPUT.batches.json``).
 
     Raises:
-        ConfigurationError: not a batches file of this version (restart to move it aside).
+        ConfigurationError: not a batches file of this version (run again with
+            --restart to move it aside).
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -127,7 +128,8 @@ def read_state(path: Path) -> list[dict[str, Any]]:
             if not isinstance(entry.get("custom_ids"), list):
                 raise ValueError("a batch without custom_ids")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        msg = f"{path}: not a batches file of this version ({exc}); restart to move it aside"
+        msg = f"{path}: not a batches file of this version ({exc}); "
+        msg += "run again with --restart to move it aside"
         raise ConfigurationError(msg) from None
     return entries
 

@@ -279,8 +279,9 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
             ``OUTPUT: exists and was not written by a run (no OUTPUT.records.jsonl
             beside it); give another output``;
             ``OUTPUT holds the records of another run (chain ... there, ... here);
-            give another output, or restart to move them aside``;
-            ``OUTPUT.manifest.json: not a run manifest (why); restart to move it aside``.
+            give another output, or run again with --restart to move them aside``;
+            ``OUTPUT.manifest.json: not a run manifest (why); run again with
+            --restart to move it aside``.
     """
     if output.exists() and not output.is_file():
         msg = f"{output}: is not a regular file"
@@ -324,7 +325,7 @@ def _found_state(
     except ValueError as exc:
         if not restart and exists:
             path = manifest_path(output)
-            msg = f"{path}: not a run manifest ({exc}); restart to move it aside"
+            msg = f"{path}: not a run manifest ({exc}); run again with --restart to move it aside"
             raise ConfigurationError(msg) from None
         previous = None  # moved aside below, or stale beside no records: replaced
     if exists and previous is not None and not restart:
@@ -332,7 +333,7 @@ def _found_state(
         if other is not None:
             msg = (
                 f"{output} holds the records of another run ({other}); "
-                "give another output, or restart to move them aside"
+                "give another output, or run again with --restart to move them aside"
             )
             raise ConfigurationError(msg)
     return exists, scan, previous

@@ -225,7 +225,7 @@ def test_the_records_of_another_chain_or_model_are_refused_and_left_as_they_are(
         open_run(out, manifest(tmp_path, fp="e" * 64), restart=False)
     assert str(info.value) == (
         f"{out} holds the records of another run (chain story ffffffffffff there, "
-        "story eeeeeeeeeeee here); give another output, or restart to move them aside"
+        "story eeeeeeeeeeee here); give another output, or run again with --restart to move them aside"
     )
     with pytest.raises(ConfigurationError, match="model 'model m1' there, 'model m2' here"):
         open_run(out, manifest(tmp_path, model="model m2"), restart=False)
@@ -240,7 +240,9 @@ def test_a_manifest_that_does_not_read_is_refused(tmp_path, text, why):
     out.write_text(line(rec("a")))
     manifest_path(out).write_bytes(text)
     before = snapshot(tmp_path)
-    with pytest.raises(ConfigurationError, match=f"not a run manifest .*{why}.*; restart"):
+    with pytest.raises(
+        ConfigurationError, match=f"not a run manifest .*{why}.*; run again with --restart"
+    ):
         open_run(out, manifest(tmp_path), restart=False)
     assert snapshot(tmp_path) == before
     with open_run(out, manifest(tmp_path), restart=True) as rf:  # restart moves it aside

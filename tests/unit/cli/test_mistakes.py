@@ -1,0 +1,80 @@
+"""Careless input: one line, exit 2, the closest name, and the command's own --help."""
+
+import json
+
+import pytest
+
+from lc_async_pipelines import cli
+
+
+def rows(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    lines = [{"doc_id": "a1", "text": "hello"}, {"doc_id": "a2", "text": "world"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def run(tmp_path, capsys, *argv):
+    """Exit code (SystemExit or return) and the one line of stderr."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err  # one line
+    assert not (tmp_path / "o.jsonl").exists()  # nothing written
+    return code, err
+
+
+def test_a_mistyped_command_names_the_closest(tmp_path, capsys):
+    code, err = run(tmp_path, capsys, "rnu")
+    assert code == 2
+    assert "no command 'rnu' (did you mean 'run'?)" in err and "(see pipelines --help)" in err
+
+
+def test_a_mistyped_flag_is_reported_by_its_command_with_the_closest(tmp_path, capsys):
+    docs = rows(tmp_path)
+    argv = ["run", "summary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, "--max_words", "40")
+    assert code == 2
+    assert err.startswith("pipelines run: error: unrecognized arguments: --max_words 40")
+    assert "(did you mean '--max-words'?)" in err and err.endswith("(see pipelines run --help)")
+
+
+def test_a_mistyped_pipeline_names_the_closest(tmp_path, capsys):
+    docs = rows(tmp_path)
+    argv = ["run", "sumary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv)
+    assert code == 2 and "no pipeline 'sumary' (did you mean 'summary'?)" in err
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_mistyped_field_names_the_closest(tmp_path, capsys, dry_run):
+    docs = rows(tmp_path)
+    argv = ["run", "summary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, "--field", "txt", *dry_run)
+    assert code == 2 and "missing field 'txt' (did you mean 'text'?)" in err
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_mistyped_id_field_is_caught_not_hashed(tmp_path, capsys, dry_run):
+    docs = rows(tmp_path)
+    argv = ["run", "summary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, "--id-field", "docid", *dry_run)
+    assert code == 2
+    assert "--id-field docid:" in err and "(did you mean 'doc_id'?)" in err
+    assert "the row has: doc_id, text" in err
+
+
+def test_an_id_field_on_lines_of_text_is_refused(tmp_path, capsys):
+    topics = tmp_path / "t.txt"
+    topics.write_text("a fox\na hen\n")
+    argv = ["run", "story", "--input", str(topics), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, "--id-field", "id")
+    assert code == 2 and "has lines of text, not fields" in err
+
+
+def test_a_usage_error_points_to_its_command_s_help(tmp_path, capsys):
+    argv = ["run", "story", "--input", str(tmp_path / "nope.txt"), "--output", "o.jsonl"]
+    code, err = run(tmp_path, capsys, *argv)
+    assert code == 2 and err.endswith("(see pipelines run --help)")
