@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parse_and_execute(argv: list[str] | None) -> ExitCode:
     """Parse ``argv`` and run its command; the library's usage errors become exit 2."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the resume command
     from lc_async_pipelines.errors import (
         BudgetUnavailable,
         CacheUnavailable,
