@@ -60,12 +60,19 @@ class InFlight:
     Each item gets an equal share of the screen's height (the bar's line kept
     free) and shows the last lines of its text. Callbacks and the display's
     refresh thread both touch it, so every access holds a lock.
+
+    Args:
+        listen: make :attr:`handler`, the callback handler that feeds it tokens.
+
+    Attributes:
+        handler: with ``listen``, a handler for the run's callbacks (it asks
+            the model to stream); else None.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, listen: bool = False) -> None:
         self._items: dict[str, _Streamed] = {}
         self._lock = threading.Lock()
-        self.handler: TaggedCallbackHandler | None = None
+        self.handler: TaggedCallbackHandler | None = _Tokens(self) if listen else None
 
     def start(self, tag: str, run_id: UUID) -> None:
         """A model call of item ``tag`` starts; an item's new call replaces its ended ones."""
@@ -154,9 +161,7 @@ def in_flight_text(stream: bool) -> InFlight | None:
     """
     if not (stream and sys.stdout.isatty() and sys.stderr.isatty()):
         return None
-    in_flight = InFlight()
-    in_flight.handler = _Tokens(in_flight)
-    return in_flight
+    return InFlight(listen=True)
 
 
 def output_text(record: Record) -> str:
@@ -288,7 +293,7 @@ def run_display(
     if not sys.stderr.isatty():
         yield RunDisplay(stream=stream, tagged=tagged, stdout=stdout, in_flight=in_flight)
         return
-    progress = _live_progress(in_flight, redirect_stdout=stdout.isatty())
+    progress = live_progress(in_flight, redirect_stdout=stdout.isatty())
     with progress:
         task = progress.add_task("", total=total, rate=0.0)
         yield RunDisplay(
@@ -296,11 +301,18 @@ def run_display(
         )
 
 
-def _live_progress(in_flight: InFlight, *, redirect_stdout: bool) -> Progress:
+def live_progress(
+    in_flight: InFlight, *, redirect_stdout: bool, console: Console | None = None
+) -> Progress:
     """Return rich's ``Progress`` on stderr, with the items in flight drawn above its bar.
 
     ``get_renderables`` is the hook rich documents for a custom progress display.
     A piped stdout is not redirected: it keeps its plain text.
+
+    Args:
+        in_flight: the texts drawn above the bar.
+        redirect_stdout: print what is written to ``sys.stdout`` above the bar.
+        console: where to draw (default: a console on stderr).
     """
     from rich.console import Console
     from rich.progress import Progress
@@ -312,7 +324,7 @@ def _live_progress(in_flight: InFlight, *, redirect_stdout: bool) -> Progress:
 
     return _Progress(
         *bar_columns(),
-        console=Console(stderr=True),
+        console=console or Console(stderr=True),
         redirect_stdout=redirect_stdout,
         refresh_per_second=12,
     )
