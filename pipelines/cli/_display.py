@@ -58,7 +58,8 @@ class InFlight:
     """The text of the items in flight, drawn above the bar (a rich renderable).
 
     Each item gets an equal share of the screen's height (the bar's line kept
-    free) and shows the last lines of its text. Callbacks and the display's
+    free) and shows the last lines of its text, under ``[id] …`` when its start
+    no longer fits. Callbacks and the display's
     refresh thread both touch it, so every access holds a lock.
 
     Args:
@@ -112,8 +113,11 @@ class InFlight:
         texts = texts[:room]
         share = max(1, room // len(texts)) if texts else 0
         for tag, text in texts:
-            lines = tagged_text(tag, text).wrap(console, options.max_width)
-            yield from list(lines)[-share:]
+            lines = list(tagged_text(tag, text).wrap(console, options.max_width))
+            if len(lines) > share >= 2:  # the start scrolled away: keep the tag in sight
+                yield tagged_text(tag, "…")
+                lines = lines[1 - share :]
+            yield from lines[-share:]
 
 
 def tagged_text(tag: str | None, text: str, style: str = "") -> Text:
@@ -295,7 +299,7 @@ def run_display(
         return
     progress = live_progress(in_flight, redirect_stdout=stdout.isatty())
     with progress:
-        task = progress.add_task("", total=total, rate=0.0)
+        task = progress.add_task(BarCounts().description(), total=total, rate=0.0)
         yield RunDisplay(
             stream=stream, tagged=tagged, stdout=stdout, in_flight=in_flight, bar=(progress, task)
         )

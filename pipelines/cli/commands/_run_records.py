@@ -243,6 +243,7 @@ def _print_totals(
 ) -> None:
     """Finish the run file (summary beside the records); the table on stderr, --json on stdout."""
     from lc_async_pipelines.cli._ending import Ending, ending_rows, print_ending
+    from lc_async_pipelines.runner.records import summary_path
 
     totals = plan.run.finish(summary, extra)
     stopped = {ExitCode.COST_CAP: "cost", ExitCode.INTERRUPTED: "signal"}.get(code)
@@ -250,7 +251,7 @@ def _print_totals(
         stopped = "signal"
     ending = Ending(
         records=str(args.output),
-        summary_file=str(plan.run.summary_path),
+        summary_file=str(summary_path(args.output)),  # as the user spelled --output
         argv=getattr(args, "argv", ()),
         stopped=stopped,
         rpm=args.rpm,

@@ -265,11 +265,12 @@ def _print_totals(
     import json
 
     from lc_async_pipelines.cli._ending import Ending, ending_rows, print_ending
+    from lc_async_pipelines.runner.records import summary_path
 
     totals = run.finish(summary, extra)
     ending = Ending(
         records=str(args.output),
-        summary_file=str(run.summary_path),
+        summary_file=str(summary_path(args.output)),  # as the user spelled --output
         argv=getattr(args, "argv", ()),
         stopped="signal" if stopped else None,
         rpm=args.rpm,

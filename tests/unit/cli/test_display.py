@@ -65,9 +65,10 @@ def test_each_item_in_flight_gets_its_share_of_the_screen_above_the_bar():
         flight.token(tag, run_id, " ".join(f"{tag}{i}" for i in range(200)))
     lines = screen_of(flight, terminal(width=40, height=11)).splitlines()
     assert len(lines) == 9  # 3 items x 3 lines: the bar's line and one more stay free
-    blocks = ["".join(lines[i : i + 3]) for i in (0, 3, 6)]
-    for tag, block in zip("abc", blocks, strict=True):  # each item's last lines
-        assert block.endswith(f"{tag}199") and f"{tag}190" in block and f"{tag}0 " not in block
+    assert [lines[i] for i in (0, 3, 6)] == ["[a] …", "[b] …", "[c] …"]  # the tag kept in sight
+    blocks = [" ".join(lines[i + 1 : i + 3]) for i in (0, 3, 6)]
+    for tag, block in zip("abc", blocks, strict=True):  # then each item's last lines
+        assert block.endswith(f"{tag}199") and f"{tag}195" in block and f"{tag}0 " not in block
 
 
 def test_a_failed_record_shows_its_error_and_no_trim_note_for_an_untrimmed_output():
