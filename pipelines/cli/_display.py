@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
     from lc_async_pipelines.runner.record import Record
 
+_SPARE_ROWS = 4  # rows of the screen the text in flight leaves to the bar and a margin
+
 TAG_STYLE = "bold cyan"
 """How an item's ``[id]`` tag is drawn on a terminal."""
 
@@ -109,15 +111,19 @@ class InFlight:
         with self._lock:
             texts = [(tag, item.text()) for tag, item in self._items.items()]
         texts = [(tag, text) for tag, text in texts if text]
-        room = max(1, console.height - 2)  # the bar's line, and one to spare
+        # Rows for the bar and a margin: a live region as tall as the screen
+        # scrolls its top into the scrollback, and rich's redraw then erases
+        # lines printed above it.
+        room = max(1, console.height - _SPARE_ROWS)
         texts = texts[:room]
         share = max(1, room // len(texts)) if texts else 0
         for tag, text in texts:
             lines = list(tagged_text(tag, text).wrap(console, options.max_width))
             if len(lines) > share >= 2:  # the start scrolled away: keep the tag in sight
-                yield tagged_text(tag, "…")
-                lines = lines[1 - share :]
-            yield from lines[-share:]
+                lines = [tagged_text(tag, "…"), *lines[1 - share :]]
+            for line in lines[-share:]:
+                line.no_wrap, line.overflow = True, "crop"  # one row each, always
+                yield line
 
 
 def tagged_text(tag: str | None, text: str, style: str = "") -> Text:

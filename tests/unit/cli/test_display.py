@@ -63,8 +63,8 @@ def test_each_item_in_flight_gets_its_share_of_the_screen_above_the_bar():
     for tag in ("a", "b", "c"):
         flight.start(tag, run_id := __import__("uuid").uuid4())
         flight.token(tag, run_id, " ".join(f"{tag}{i}" for i in range(200)))
-    lines = screen_of(flight, terminal(width=40, height=11)).splitlines()
-    assert len(lines) == 9  # 3 items x 3 lines: the bar's line and one more stay free
+    lines = screen_of(flight, terminal(width=40, height=13)).splitlines()
+    assert len(lines) == 9  # 3 items x 3 lines: 4 rows stay free for the bar and a margin
     assert [lines[i] for i in (0, 3, 6)] == ["[a] …", "[b] …", "[c] …"]  # the tag kept in sight
     blocks = [" ".join(lines[i + 1 : i + 3]) for i in (0, 3, 6)]
     for tag, block in zip("abc", blocks, strict=True):  # then each item's last lines
