@@ -17,7 +17,7 @@ calls in flight:
    ``max_concurrency``: ``streaming=False``, then ``streaming=True``
    (``stream_usage=True``, as the session's model), each on both HTTP clients,
    and the streaming one again with a token consumer (``TerminalStreamHandler``
-   writing to ``/dev/null``, what ``pipelines run --stream`` attaches);
+   writing to ``/dev/null``: a token consumer, as ``pipelines run --stream`` on a terminal);
 4. ``run_items`` over the same chain on ``model_session(...).llm`` (the
    session's model, default settings but the endpoint), without a handler and
    with the token consumer;

@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse_and_execute(argv: list[str] | None) -> ExitCode:
     """Parse ``argv`` and run its command; the library's usage errors become exit 2."""
-    args = _parse(build_parser(), sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = _parse(build_parser(), given)
+    args.argv = given  # for the resume command
     from lc_async_pipelines.errors import (
         BudgetUnavailable,
         CacheUnavailable,

@@ -19,7 +19,9 @@ class RunSummary:
     error class and HTTP status (``"RateLimitError 429"``); ``failed_by_class``
     counts the items that failed, by their final error's class. ``cost_usd``,
     ``cache_saved_usd`` and ``batch_saved_usd`` sum the records' (USD);
-    ``unpriced`` counts the records that made calls of a model with no price.
+    ``unpriced`` counts the records that made calls of a model with no price,
+    ``priced`` those that carry a cost; with unpriced records and no priced
+    one, :meth:`as_dict` gives ``cost_usd`` None (unpriced, not $0).
     """
 
     done: int = 0
@@ -34,6 +36,7 @@ class RunSummary:
     cache_saved_usd: float = 0.0
     batch_saved_usd: float = 0.0
     unpriced: int = 0
+    priced: int = 0
     attempt_errors: dict[str, int] = field(default_factory=dict)
     failed_by_class: dict[str, int] = field(default_factory=dict)
     ttft_s: list[float] = field(default_factory=list, repr=False)
@@ -58,6 +61,7 @@ class RunSummary:
         self.total_tokens += record.usage.get("total_tokens", 0)
         if record.cost_usd is not None:
             self.cost_usd += record.cost_usd
+            self.priced += 1
         elif record.calls:
             self.unpriced += 1
         self.cache_saved_usd += record.cache_saved_usd
@@ -79,7 +83,7 @@ class RunSummary:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
-            "cost_usd": round(self.cost_usd, 6),
+            "cost_usd": None if self.unpriced and not self.priced else round(self.cost_usd, 6),
             "cache_saved_usd": round(self.cache_saved_usd, 6),
             "batch_saved_usd": round(self.batch_saved_usd, 6),
             "unpriced": self.unpriced,

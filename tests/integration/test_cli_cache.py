@@ -11,10 +11,10 @@ def run(src, out, cache):
     env.pop("PIPELINES_EMBEDDED_URL", None)  # each run starts its own llama-server
     cmd = [sys.executable, "-m", "lc_async_pipelines", "run", "story", "--input", str(src),
            "--output", str(out), "--max-words", "50", "--concurrency", "3",
-           "--cache", str(cache), "--restart"]  # fmt: skip
+           "--cache", str(cache), "--restart", "--json"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stderr.strip().splitlines()[-1])["summary"]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])["summary"]
     outputs = {r["input"]: r["output"] for r in map(json.loads, out.read_text().splitlines())}
     return summary, outputs
 

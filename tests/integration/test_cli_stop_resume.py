@@ -50,7 +50,8 @@ def test_stop_then_resume(sig, embedded_server, tmp_path):
     _, stderr = proc.communicate(timeout=120)
     if sig == signal.SIGINT:
         assert proc.returncode == 130, stderr
-        assert '"summary"' in stderr  # summary printed on the way out
+        assert "  stopped  run the same command to resume:" in stderr  # the ending, on the way out
+        assert (tmp_path / "stories.jsonl.summary.json").exists()
     else:
         assert proc.returncode == -signal.SIGKILL
     first = records_of(out)

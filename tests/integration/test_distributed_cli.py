@@ -66,8 +66,8 @@ def write_items(path: Path, prefix: str, n: int) -> list[str]:
 
 
 def start(cmd: list[str], env: dict[str, str], cwd: Path, name: str, **kw) -> subprocess.Popen:
-    with (cwd / f"{name}.stderr").open("w") as err:
-        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, **kw)
+    with (cwd / f"{name}.stderr").open("w") as err, (cwd / f"{name}.stdout").open("w") as out:
+        return subprocess.Popen([*cmd, "--json"], env=env, cwd=cwd, stdout=out, stderr=err, **kw)
 
 
 def finish(proc: subprocess.Popen, cwd: Path, name: str, timeout: float = 240) -> int:
@@ -84,7 +84,8 @@ def stderr_of(cwd: Path, name: str) -> str:
 
 
 def summary_of(cwd: Path, name: str) -> dict:
-    return json.loads(stderr_of(cwd, name).strip().splitlines()[-1])["summary"]
+    # --json: the full summary is stdout's last line
+    return json.loads((cwd / f"{name}.stdout").read_text().strip().splitlines()[-1])["summary"]
 
 
 def stats(base: str) -> dict:

@@ -106,15 +106,17 @@ def test_cli_run_summary_on_shared_server(embedded_server, data_dir, tmp_path):
             sys.executable, "-m", "lc_async_pipelines", "run", "summary",
             "--input", str(data_dir / "news_summaries" / "writer_summaries.json"),
             "--field", "article", "--id-field", "article_id",
-            "--limit", "4", "--concurrency", "4", "--stream", "--output", str(out),
+            "--limit", "4", "--concurrency", "4", "--stream", "--output", str(out), "--json",
         ],
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 4 and all(r["output"] and r["error"] is None for r in records)
-    assert proc.stdout.count("] ") >= 4  # streamed lines tagged with their item
-    assert json.loads(proc.stderr.strip().splitlines()[-1])["summary"]["done"] == 4
+    *shown, summary = proc.stdout.strip().splitlines()
+    # piped: each output as plain lines tagged with its item, then --json's summary
+    assert {line.split("] ", 1)[0][1:] for line in shown} == {r["id"] for r in records}
+    assert json.loads(summary)["summary"]["done"] == 4
 
 
 async def test_the_session_s_model_streams_the_story_chain_as_the_readme_shows(

@@ -47,14 +47,14 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
 
     from langchain_core.runnables import RunnableConfig
 
-    from lc_async_pipelines.callbacks import TerminalStreamHandler
-    from lc_async_pipelines.cli._progress import progress_bar
+    from lc_async_pipelines.cli._display import in_flight_text, run_display
     from lc_async_pipelines.cli._signals import stop_loop_on_signals
     from lc_async_pipelines.runner import RetryPolicy, RunOptions
     from lc_async_pipelines.runner import write_records as write
 
     _report_resume(args, plan)
-    callbacks = [TerminalStreamHandler(tagged=args.concurrency > 1)] if args.stream else []
+    in_flight = in_flight_text(args.stream)  # on a terminal: tokens as they arrive
+    callbacks = [in_flight.handler] if in_flight is not None and in_flight.handler else []
     config = RunnableConfig(max_concurrency=args.concurrency, callbacks=callbacks)  # type: ignore[typeddict-item]
     stop = asyncio.Event()
     signals = stop_loop_on_signals(stop, grace_s=args.grace)
@@ -81,14 +81,18 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
             started = await _start_here(args, plan, stack, budget, options, config, batch)
         print(f"pipelines: {plan.spec.name} on {started.where}", file=sys.stderr)
         try:
-            with progress_bar(plan.total) as tick:
-                summary = await write(started.records, plan.run.out, on_record=tick)
+            tagged = args.concurrency > 1
+            with run_display(
+                plan.total, stream=args.stream, tagged=tagged, in_flight=in_flight
+            ) as display:
+                summary = await write(started.records, plan.run.out, on_record=display.show)
         except asyncio.CancelledError:  # a second signal: stop now
             return signals.exit_code or ExitCode.INTERRUPTED
         extra = _summary_extra(args, plan, budget, started)
-    _print_totals(plan, summary, extra)
+    code = _exit_code(args, signals, started.meter, summary)
+    _print_totals(args, plan, summary, extra, code)
     _report_table(plan)
-    return _exit_code(args, signals, started.meter, summary)
+    return code
 
 
 def _report_resume(args: argparse.Namespace, plan: RunPlan) -> None:
@@ -231,12 +235,34 @@ def _summary_extra(
     return extra
 
 
-def _print_totals(plan: RunPlan, summary: RunSummary, extra: dict[str, Any]) -> None:
-    """Finish the run file (summary beside the records) and print the totals on stderr."""
-    import json
+def _print_totals(
+    args: argparse.Namespace,
+    plan: RunPlan,
+    summary: RunSummary,
+    extra: dict[str, Any],
+    code: ExitCode,
+) -> None:
+    """Finish the run file (summary beside the records); the table on stderr, --json on stdout."""
+    from lc_async_pipelines.cli._ending import Ending, ending_rows, print_ending
+    from lc_async_pipelines.runner.records import summary_path
 
     totals = plan.run.finish(summary, extra)
-    print(json.dumps({"summary": totals}), file=sys.stderr)
+    stopped = {ExitCode.COST_CAP: "cost", ExitCode.INTERRUPTED: "signal"}.get(code)
+    if code == ExitCode.TERMINATED:
+        stopped = "signal"
+    ending = Ending(
+        records=str(args.output),
+        summary_file=str(summary_path(args.output)),  # as the user spelled --output
+        argv=getattr(args, "argv", ()),
+        stopped=stopped,
+        rpm=args.rpm,
+        tpm=args.tpm,
+    )
+    print_ending(f"pipelines: {plan.spec.name}", ending_rows(totals, ending), ending.argv)
+    if args.json:
+        import json
+
+        print(json.dumps({"summary": totals}), flush=True)
 
 
 def _report_table(plan: RunPlan) -> None:

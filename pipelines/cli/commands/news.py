@@ -76,6 +76,9 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--limit", type=count, help="analyse at most N articles")
     io.add_argument("--per-source", type=positive_int, help="at most N articles from each feed")
     io.add_argument("--quiet", action="store_true", help="no line per article")
+    io.add_argument(
+        "--json", action="store_true", help="print the run's full summary as JSON on stdout"
+    )
 
 
 def _add_analysis_flags(parser: argparse.ArgumentParser) -> None:
@@ -207,7 +210,6 @@ async def analyse_feeds(
 ) -> ExitCode:
     """Fetch the feeds and analyse their articles, writing a record as each completes."""
     import asyncio
-    import json
 
     from lc_async_pipelines.cli._signals import stop_loop_on_signals
     from lc_async_pipelines.news import Fetcher, analyse_news
@@ -245,11 +247,38 @@ async def analyse_feeds(
         except asyncio.CancelledError:  # a second signal: stop now
             return signals.exit_code or ExitCode.INTERRUPTED
         extra = {"requests_sent": budget.requests_sent, "sources": len(sources)}
-    totals = run.finish(summary, extra)
-    print(json.dumps({"summary": totals}), file=sys.stderr)
+    _print_totals(args, run, summary, extra, stopped=signals.exit_code is not None)
     if signals.exit_code is not None:
         return signals.exit_code
     return ExitCode.for_items(summary.failed)
+
+
+def _print_totals(
+    args: argparse.Namespace,
+    run: RunFile,
+    summary: RunSummary,
+    extra: dict[str, Any],
+    *,
+    stopped: bool,
+) -> None:
+    """Finish the run file; the ending table on stderr, and the summary on stdout with --json."""
+    import json
+
+    from lc_async_pipelines.cli._ending import Ending, ending_rows, print_ending
+    from lc_async_pipelines.runner.records import summary_path
+
+    totals = run.finish(summary, extra)
+    ending = Ending(
+        records=str(args.output),
+        summary_file=str(summary_path(args.output)),  # as the user spelled --output
+        argv=getattr(args, "argv", ()),
+        stopped="signal" if stopped else None,
+        rpm=args.rpm,
+        tpm=args.tpm,
+    )
+    print_ending("pipelines: news", ending_rows(totals, ending), ending.argv)
+    if args.json:
+        print(json.dumps({"summary": totals}), flush=True)
 
 
 def _news_run_options(
@@ -295,14 +324,14 @@ async def _write_news_records(
     args: argparse.Namespace, records: AsyncIterator[Record], run: RunFile
 ) -> RunSummary:
     """Write each record, with a line per article (unless --quiet) and the progress bar."""
-    from lc_async_pipelines.cli._progress import progress_bar
+    from lc_async_pipelines.cli._display import run_display
     from lc_async_pipelines.runner import write_records
 
-    with progress_bar(None) as tick:
+    with run_display(None, stream=False, tagged=False) as display:
 
         def show(record: Any) -> None:
             if not args.quiet:
-                print(news_line(record), flush=True)
-            tick(record)
+                display.line(news_line(record))  # above the bar on a terminal
+            display.show(record)
 
         return await write_records(records, run.out, on_record=show)

@@ -113,7 +113,15 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
     io.add_argument(
         "--restart", action="store_true", help="start over instead of resuming from OUTPUT"
     )
-    io.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    io.add_argument(
+        "--stream",
+        action="store_true",
+        help="show each item's text: on a terminal as its tokens arrive, above the bar; "
+        "piped, each output as its record is written",
+    )
+    io.add_argument(
+        "--json", action="store_true", help="print the run's full summary as JSON on stdout"
+    )
 
 
 def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:

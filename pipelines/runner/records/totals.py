@@ -31,6 +31,7 @@ class RunTotals:
         cache_saved_usd: what the LLM cache saved over all records, USD.
         batch_saved_usd: what the Batch API price saved over all records, USD.
         unpriced: records that made model calls but carry no cost (no price).
+        priced: records that carry a cost.
         attempt_errors: failed attempts by error class and HTTP status.
         failed_by_class: failed records by their error's class.
         unreadable: lines that are not records (a partial last line), skipped.
@@ -47,6 +48,7 @@ class RunTotals:
     cache_saved_usd: float = 0.0
     batch_saved_usd: float = 0.0
     unpriced: int = 0
+    priced: int = 0
     attempt_errors: dict[str, int] = field(default_factory=dict)
     failed_by_class: dict[str, int] = field(default_factory=dict)
     unreadable: int = 0
@@ -78,13 +80,18 @@ class RunTotals:
         cost = record.get("cost_usd")
         if isinstance(cost, int | float) and not isinstance(cost, bool):
             self.cost_usd += cost
+            self.priced += 1
         elif count_of(record.get("calls")):
             self.unpriced += 1
         self.cache_saved_usd += usd_of(record.get("cache_saved_usd"))
         self.batch_saved_usd += usd_of(record.get("batch_saved_usd"))
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the totals under the names ``RunSummary.as_dict`` uses."""
+        """Return the totals under the names ``RunSummary.as_dict`` uses.
+
+        ``cost_usd`` is None when records made calls but none carries a cost
+        (no price for the model), as in the records: unpriced, not $0.
+        """
         return {
             "done": self.done,
             "failed": self.failed,
@@ -93,7 +100,7 @@ class RunTotals:
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
-            "cost_usd": round(self.cost_usd, 6),
+            "cost_usd": None if self.unpriced and not self.priced else round(self.cost_usd, 6),
             "cache_saved_usd": round(self.cache_saved_usd, 6),
             "batch_saved_usd": round(self.batch_saved_usd, 6),
             "unpriced": self.unpriced,
@@ -137,11 +144,13 @@ def whole_run_summary(
     Top level, over all records in the file (all sessions): ``done``,
     ``failed``, ``retries``, ``throttled_429``, ``input_tokens``,
     ``output_tokens``, ``total_tokens``, ``cost_usd``, ``cache_saved_usd``,
-    ``batch_saved_usd``, ``unpriced``, ``attempt_errors``, ``failed_by_class``;
-    then ``sessions``, ``session_wall_s`` and ``total_wall_s``
-    (``previous_wall_s`` + this session's). The figures only this session
-    can give keep their place and meaning at top level: ``wall_s``, the rates
-    and p50/p95 percentiles, and ``extra`` (``requests_sent``, ``cache_hits``).
+    ``batch_saved_usd``, ``unpriced``, ``attempt_errors``, ``failed_by_class``,
+    ``wall_s`` (``previous_wall_s`` + this session's, as ``total_wall_s``),
+    ``items_per_s`` and ``output_tokens_per_s`` over that wall time; then
+    ``sessions`` and ``session_wall_s``. ``cost_usd`` is None when no record
+    carries a cost but some made calls (unpriced). The figures only this
+    session can give are this session's at top level too: the p50/p95
+    percentiles and ``extra`` (``requests_sent``, ``cache_hits``).
     ``"session"`` holds this session's own ``RunSummary.as_dict()`` with
     ``extra``. On a first session the top level equals what
     ``RunSummary.as_dict()`` gave, plus the new keys.
@@ -159,9 +168,13 @@ def whole_run_summary(
     mine = {**session.as_dict(), **(extra or {})}
     whole = run_totals(output).as_dict()
     total_wall = previous_wall_s + session.wall_s
+    items = whole["done"] + whole["failed"]
     return {
         **mine,
         **whole,
+        "wall_s": round(total_wall, 3),
+        "output_tokens_per_s": round(whole["output_tokens"] / total_wall, 2) if total_wall else 0,
+        "items_per_s": round(items / total_wall, 3) if total_wall else 0,
         "sessions": sessions,
         "session_wall_s": round(session.wall_s, 3),
         "total_wall_s": round(total_wall, 3),

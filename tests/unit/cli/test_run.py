@@ -17,7 +17,8 @@ def test_run_writes_records_and_summary(tmp_path, fake_session, capsys):
         "a magical forest\na futuristic city\na magical forest\nan underwater civilization\n"
     )
     out = tmp_path / "out" / "stories.jsonl"
-    code = cli.main(["run", "story", "--input", str(src), "--output", str(out), "--limit", "2"])
+    argv = ["run", "story", "--input", str(src), "--output", str(out), "--limit", "2", "--json"]
+    code = cli.main(argv)
     assert code == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     # records come in completion order
@@ -25,7 +26,9 @@ def test_run_writes_records_and_summary(tmp_path, fake_session, capsys):
     assert all(r["output"] == "A fine result." and r["error"] is None for r in records)
     summary = json.loads((tmp_path / "out" / "stories.jsonl.summary.json").read_text())
     assert summary["done"] == 2 and summary["failed"] == 0
-    assert '"summary"' in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["summary"] == summary  # --json: the same summary on stdout
+    assert "  done     2\n" in printed.err and "{" not in printed.err  # the table, no JSON
 
 
 def test_bad_input_path_exits_2(tmp_path, fake_session, capsys):
@@ -149,10 +152,10 @@ def test_cache_answers_a_restarted_run_without_calls(tmp_path, monkeypatch, caps
     assert cli.main(argv) == 0
     first = {json.loads(line)["input"]: json.loads(line)["output"] for line in out.open()}
     capsys.readouterr()
-    code = cli.main([*argv, "--restart"])
+    code = cli.main([*argv, "--restart", "--json"])
     assert code == 0, out.read_text()
     second = {json.loads(line)["input"]: json.loads(line)["output"] for line in out.open()}
-    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["summary"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
     assert len(calls) == 3
     assert second == first
     assert (summary["cache_hits"], summary["requests_sent"], summary["done"]) == (3, 0, 3)

@@ -99,7 +99,9 @@ def _slow_run(tmp_path, monkeypatch, grace, kills):
 def test_run_stops_after_the_grace_on_one_sigint(tmp_path, monkeypatch, capsys):
     code, took = _slow_run(tmp_path, monkeypatch, grace=0.5, kills=[0.2])
     assert code == ExitCode.INTERRUPTED and took < 20
-    assert '"summary"' in capsys.readouterr().err  # a graceful stop writes the summary
+    err = capsys.readouterr().err  # a graceful stop writes the summary, says how to resume
+    assert (tmp_path / "o.jsonl.summary.json").exists()
+    assert "  stopped  run the same command to resume:\n  pipelines run story --input " in err
 
 
 def test_run_stops_at_once_on_a_second_sigint(tmp_path, monkeypatch, capsys):

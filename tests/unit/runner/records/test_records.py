@@ -444,6 +444,11 @@ async def test_the_summary_after_a_resume_covers_every_session(tmp_path):
     assert two["requests_sent"] == 1  # this session's figures keep their place
     assert two["session_wall_s"] == round(again.wall_s, 3)
     assert two["total_wall_s"] == round(session.wall_s + again.wall_s, 3)
+    # wall time and rates cover the same sessions as done: all of them
+    assert (
+        two["wall_s"] == two["total_wall_s"] and two["session"]["wall_s"] == two["session_wall_s"]
+    )
+    assert two["items_per_s"] == round(3 / (session.wall_s + again.wall_s), 3)
     kept = json.loads(manifest_path(out).read_text())
     assert kept["sessions"] == 2 and kept["wall_s"] == pytest.approx(session.wall_s + again.wall_s)
 
@@ -459,6 +464,17 @@ def test_whole_run_totals_stream_the_file_and_skip_a_partial_line(tmp_path):
         out, summary_of([rec("b", error=True)], wall_s=3.0), sessions=4, previous_wall_s=10.0
     )
     assert (merged["done"], merged["sessions"], merged["total_wall_s"]) == (1, 4, 13.0)
+
+
+def test_an_unpriced_run_has_no_cost_rather_than_zero(tmp_path):
+    out = tmp_path / "o.jsonl"
+    unpriced = {**rec("a"), "calls": 1, "cost_usd": None}
+    out.write_text(line(unpriced) + line({**rec("b"), "calls": 0}))  # b: no call (a cache hit)
+    assert run_totals(out).as_dict()["cost_usd"] is None
+    assert run_totals(out).as_dict()["unpriced"] == 1
+    out.write_text(line(unpriced) + line({**rec("c"), "calls": 1, "cost_usd": 0.25}))
+    assert run_totals(out).as_dict()["cost_usd"] == 0.25  # priced in part: the priced sum
+    assert run_totals(out).as_dict()["unpriced"] == 1
 
 
 # 4. prepare_resume, for existing callers
