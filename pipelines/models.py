@@ -162,6 +162,22 @@ class ModelSettings(BaseModel):
         return "max_tokens" if openai_hosted or self.provider == "azure_openai" else "usage"
 
     @property
+    def known_provider(self) -> bool:
+        """True when a provider that bills by the token serves the calls.
+
+        A ``provider:model`` of LangChain's, or OpenAI's or Azure OpenAI's own
+        API; False for the embedded model and any other OpenAI-compatible
+        endpoint (self-hosted: vLLM, llama.cpp, Ollama, a mock), whose models
+        have no price to look up, so a run does not warn that they have none.
+        """
+        if self.uses_embedded:
+            return False
+        if self.provider is not None:
+            return True
+        host = urlsplit(self.base_url or OPENAI_URL).hostname or ""
+        return host == "api.openai.com" or host.endswith(".openai.azure.com")
+
+    @property
     def uses_embedded(self) -> bool:
         """True when the embedded model serves the calls: forced, or nothing else configured."""
         if self.embedded:

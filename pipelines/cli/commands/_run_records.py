@@ -206,6 +206,8 @@ async def _start_here(
         max_cost_usd=args.max_cost,
         prior_usd=plan.run.prior.cost_usd,
         output_tokens=chain_max_tokens(chain) or plan.settings.max_tokens or 512,
+        # a self-hosted endpoint's models have no price to miss, unless prices were given
+        warn_unpriced=plan.settings.known_provider or args.prices is not None,
     )
     options = dataclasses.replace(options, costs=meter)
     where = session.description

@@ -158,6 +158,8 @@ class CostMeter:
         prior_usd: what earlier sessions of the run spent, USD (counted against the cap).
         output_tokens: output tokens expected of an item before any finished (the
             model's ``max_tokens``).
+        warn_unpriced: log a warning naming each model found without a price
+            (False for a self-hosted endpoint, whose models have none to find).
 
     Attributes:
         session_usd: spent by this session's calls, USD.
@@ -177,6 +179,7 @@ class CostMeter:
     max_cost_usd: float | None = None
     prior_usd: float = 0.0
     output_tokens: int = 512
+    warn_unpriced: bool = True
     session_usd: float = field(init=False, default=0.0)
     cache_saved_usd: float = field(init=False, default=0.0)
     batch_saved_usd: float = field(init=False, default=0.0)
@@ -250,11 +253,12 @@ class CostMeter:
             name = str(model)
             if name not in self.unpriced:
                 self.unpriced.add(name)
-                log.warning(
-                    "no price for model %r in the price table: its records carry cost_usd null "
-                    "(give prices with --prices FILE)",
-                    name,
-                )
+                if self.warn_unpriced and model is not None:
+                    log.warning(
+                        "no price for model %r in the price table: its records carry "
+                        "cost_usd null (give prices with --prices FILE)",
+                        name,
+                    )
             return CallPrice(None)
         usage: Mapping[str, Any] = message.usage_metadata or {}
         batched = message.response_metadata.get("service_tier") == "batch"

@@ -158,3 +158,18 @@ def test_tpm_is_charged_as_the_endpoint_s_provider_counts_it():
     assert ModelSettings(api_key=key, base_url="http://127.0.0.1:8000/v1").tpm_charge == "usage"
     assert ModelSettings(model="anthropic:claude-3-5-haiku").tpm_charge == "usage"
     assert ModelSettings().tpm_charge == "usage"  # the embedded model
+
+
+@pytest.mark.parametrize(
+    ("settings", "known"),
+    [
+        ({}, False),  # the embedded model
+        ({"api_key": "sk-x"}, True),  # OpenAI's own API
+        ({"api_key": "sk-x", "base_url": "https://x.openai.azure.com/openai/v1"}, True),
+        ({"model": "anthropic:claude-x", "api_key": "k"}, True),
+        ({"base_url": "http://127.0.0.1:8080/v1", "model": "mock"}, False),  # self-hosted
+        ({"base_url": "http://vllm.internal:8000/v1", "api_key": "k"}, False),
+    ],
+)
+def test_known_provider_tells_a_billed_endpoint_from_a_self_hosted_one(settings, known):
+    assert ModelSettings(**settings).known_provider is known

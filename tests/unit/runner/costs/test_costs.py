@@ -177,6 +177,14 @@ async def test_a_model_without_price_gives_null_cost_and_one_warning(caplog):
     assert len(warnings) == 1 and meter.unpriced == {"m1"}
 
 
+async def test_a_self_hosted_model_without_price_is_unpriced_without_a_warning(caplog):
+    meter = CostMeter(PriceTable({}), model="m1", warn_unpriced=False)
+    with caplog.at_level(logging.WARNING):
+        records = [r async for r in run_items(replying(), items(3), RunOptions(costs=meter))]
+    assert [r.cost_usd for r in records] == [None] * 3 and meter.unpriced == {"m1"}
+    assert not [r for r in caplog.records if "no price" in r.getMessage()]
+
+
 def test_a_cap_needs_a_price_for_the_model():
     with pytest.raises(ConfigurationError, match="no price for model 'gpt-x'"):
         CostMeter(TABLE, model="gpt-x", max_cost_usd=1.0)
