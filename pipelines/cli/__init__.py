@@ -12,7 +12,7 @@ The package, by idea:
 - ``_checks``: the usage error and the checks commands share (paths, URLs, model);
 - ``_shared_limits``: the rate budget and the shared Redis (--budget, --cache);
 - ``_signals``: SIGINT and SIGTERM, the same for every command;
-- ``commands/``: one module per command (``run``, ``export``, ``news``,
+- ``commands/``: one module per command (``run``, ``invoke``, ``export``, ``news``,
   ``serve`` with ``serve-model``, ``list``, ``build-server``).
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from lc_async_pipelines._version import __version__
 from lc_async_pipelines.cli._args import OneLineErrorParser
 from lc_async_pipelines.cli._checks import UsageError
-from lc_async_pipelines.cli.commands import build_server, export, news, run, serve
+from lc_async_pipelines.cli.commands import build_server, export, invoke, news, run, serve
 from lc_async_pipelines.cli.commands import list as list_command
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
@@ -36,6 +36,7 @@ _MAIN_EXAMPLES = """\
 examples:
   pipelines run story --input topics.txt --output out/stories.jsonl
   pipelines run --prompt prompt.txt --input rows.csv --output out/o.jsonl
+  pipelines invoke story "a lighthouse keeper's last night" --stream
   pipelines serve --port 8000
   pipelines list
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = sub.choices  # type: ignore[attr-defined]  # for the did-you-mean of _parse
     for add_parser in (  # the order of `pipelines --help`
         run.add_parser,
+        invoke.add_parser,
         export.add_parser,
         news.add_parser,
         serve.add_parser,

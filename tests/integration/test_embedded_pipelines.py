@@ -159,3 +159,25 @@ def test_two_event_loops_in_one_process_each_get_a_working_session(embedded_serv
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_invoke_streams_one_story_and_prints_what_json_returns(embedded_server):
+    """``pipelines invoke story TOPIC --stream`` on the embedded model: pieces, then the text."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PIPELINES_"))}
+    env["PIPELINES_EMBEDDED_URL"] = embedded_server.base_url
+    cmd = [sys.executable, "-m", "lc_async_pipelines", "invoke", "story", "a fox in the snow"]
+    cmd += ["--max-words", "40"]
+    with subprocess.Popen(
+        [*cmd, "--stream"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        reads = list(iter(lambda: os.read(proc.stdout.fileno(), 4096), b""))  # type: ignore[union-attr]
+        proc.wait(timeout=300)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    streamed = b"".join(reads).decode()
+    assert len(reads) > 1 and streamed.strip()  # it came in pieces, not at the end
+    done = subprocess.run(
+        [*cmd, "--json"], capture_output=True, text=True, env=env, timeout=300, check=True
+    )
+    shown = json.loads(done.stdout)
+    assert shown["output"].strip() and shown["usage"]["output_tokens"] > 0

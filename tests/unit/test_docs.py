@@ -176,7 +176,7 @@ def test_command_line_shown_exists(where: str, words: list[str]):
     assert words, where
     command = words[0]
     assert command in subcommands(), f"{where}: no subcommand {command!r}"
-    flags = {w.split("=", 1)[0] for w in words[1:] if w.startswith("-")}
+    flags = {w.split("=", 1)[0] for w in words[1:] if w.startswith("-") and w != "-"}  # "-": stdin
     unknown = flags - known_flags(command)
     assert not unknown, f"{where}: unknown flags {sorted(unknown)}"
 

@@ -173,8 +173,10 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
     """The pipeline of TARGET or --prompt, and the options its flags give it."""
     from lc_async_pipelines.registry import load_pipeline
 
-    if (args.target is None) == (args.prompt is None):
-        fail_usage("give a TARGET (pipeline name or module:attr) or --prompt FILE, not both")
+    if args.target is None and args.prompt is None:
+        fail_usage("give a TARGET (a pipeline name or module:attr) or --prompt FILE")
+    if args.target is not None and args.prompt is not None:
+        fail_usage(f"give a TARGET ({args.target}) or --prompt FILE, not both")
     if args.schema and args.prompt is None:
         fail_usage("--schema goes with --prompt")
     options: dict[str, Any] = {}
