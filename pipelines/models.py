@@ -46,13 +46,15 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
 from dotenv import dotenv_values
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+if TYPE_CHECKING:
+    import httpx
 
 from lc_async_pipelines._scrub import register_secret, scrub
 from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING, EmbeddedModelServer
@@ -272,6 +274,8 @@ def resolve_model(
         return settings
     if settings.base_url is None:
         return settings.model_copy(update={"model": DEFAULT_OPENAI_MODEL})
+    import httpx  # only to ask the endpoint: not in the start-up of every run
+
     url = settings.base_url.rstrip("/") + "/models"
     headers = {}
     if settings.api_key is not None:

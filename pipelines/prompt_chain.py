@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.load import loads
 from langchain_core.messages import BaseMessage
@@ -146,6 +145,8 @@ def load_schema(spec: str | Path) -> Schema:
         raise ConfigurationError(f'--schema {path}: must be a JSON Schema with "type": "object"')
     if not isinstance(schema.get("properties"), dict) or not schema["properties"]:
         raise ConfigurationError(f'--schema {path}: must name its fields under "properties"')
+    import jsonschema  # only for a --schema: its import costs start-up of every run
+
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
@@ -157,6 +158,8 @@ def load_schema(spec: str | Path) -> Schema:
 def _validated(schema: Schema, value: Any) -> Any:
     """Check a parsed output against ``schema``; raise :class:`OutputValidationError`."""
     if isinstance(schema, dict):
+        import jsonschema
+
         errors = sorted(
             jsonschema.validators.validator_for(schema)(schema).iter_errors(value),
             key=lambda e: list(e.path),

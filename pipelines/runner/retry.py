@@ -13,12 +13,12 @@ import contextlib
 import email.utils
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import openai
 from langchain_core.exceptions import (
     ModelConnectionError,
@@ -77,12 +77,14 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ValueError) and str(exc).startswith(_EMPTY_STREAM):
         return True
+    # httpx (not the SDK's httpx2) only raises once something imported it
+    httpx = sys.modules.get("httpx")
+    if httpx is not None and isinstance(exc, httpx.TimeoutException | httpx.TransportError):
+        return True
     return isinstance(
         exc,
         openai.APITimeoutError
         | openai.APIConnectionError
-        | httpx.TimeoutException
-        | httpx.TransportError
         | asyncio.TimeoutError
         | ConnectionError
         # provider-neutral errors that LangChain integrations raise
