@@ -246,7 +246,7 @@ def test_bad_shared_and_engine_arguments_exit_2_with_one_line(tmp_path, extra, s
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
     message = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(message) == 1, proc.stderr
-    assert message[0].startswith("pipelines: error: ") and says in message[0], message
+    assert message[0].startswith("pipelines run: error: ") and says in message[0], message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["items.txt", "prompt.txt"]
 
 
