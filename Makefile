@@ -18,11 +18,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # is muted. Comments stay out of the recipes so that make does not echo them.
 PACKAGE_DIRS := $(shell find pipelines prompts callbacks -type d -not -name __pycache__)
 
+$(STAMP): export PYTHONWARNINGS = ignore:Editable installation
 $(STAMP): pyproject.toml $(PACKAGE_DIRS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	PYTHONWARNINGS='ignore:Editable installation' \
-		$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	touch $@
 
 install: $(STAMP) model
