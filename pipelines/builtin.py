@@ -19,6 +19,7 @@ STORY = PipelineSpec(
     description="A short story about a topic.",
     input_label="topic",
     max_input_chars=2_000,
+    example="a lighthouse keeper who collects storms",
 )
 
 SUMMARY = PipelineSpec(
@@ -28,6 +29,7 @@ SUMMARY = PipelineSpec(
     input_label="document",
     max_input_chars=200_000,
     splits_long_inputs=True,
+    example="Paste a document to summarize: an article, a report, a chapter…",
 )
 
 NEWS = PipelineSpec(
@@ -36,4 +38,5 @@ NEWS = PipelineSpec(
     description="A news article's analysis: summary, topic, tone, key facts, names (JSON).",
     input_label="article",
     max_input_chars=60_000,
+    example="Paste a news article's text: the city council voted on Tuesday to build…",
 )

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from lc_async_pipelines._llama_build import (
+    INSTALL_COMMAND,
     build_llama_server,
     find_llama_server,
     find_model_path,
@@ -94,7 +95,9 @@ class EmbeddedModelServer:
         ctx_per_slot: context window of each slot, in tokens (SmolLM2 was trained on 8192).
         port: loopback port; a free one is picked when None.
         threads: CPU threads for decoding (default: llama.cpp's choice).
-        build: build ``llama-server`` into the cache if it is missing (about 5 minutes).
+        build: build ``llama-server`` into the cache if it is missing (about 5
+            minutes, announced by a warning on the ``lc_async_pipelines.embedded``
+            logger; ``pipelines install-model`` does it ahead of time).
         startup_timeout: seconds to wait for ``/health`` to answer 200.
         log_path: file for the server's output (default: discarded).
 
@@ -131,17 +134,23 @@ class EmbeddedModelServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def command(self) -> list[str]:
-        """Return the ``llama-server`` command line this server runs."""
+        """Return the ``llama-server`` command line this server runs.
+
+        Raises:
+            EmbeddedModelError: the GGUF file is missing, or ``llama-server`` is
+                missing and ``build`` is False or its build fails.
+        """
+        model = find_model_path()  # before a build: its error is instant, a build is not
         binary = find_llama_server()
         if binary is None:
             if not self.build:
-                raise EmbeddedModelError("llama-server is not built: run `pipelines build-server`")
-            binary = build_llama_server()
+                raise EmbeddedModelError(f"llama-server is not built: run `{INSTALL_COMMAND}`")
+            binary = build_llama_server()  # logs a warning: it takes minutes
         if self.port is None:
             self.port = _free_port()
         cmd = [
             str(binary),
-            "--model", str(find_model_path()),
+            "--model", str(model),
             "--alias", EMBEDDED_MODEL_NAME,
             "--host", "127.0.0.1",
             "--port", str(self.port),

@@ -66,6 +66,8 @@ class PipelineSpec:
         splits_long_inputs: True when the pipeline cuts an input longer than the
             model's context into chunks itself (map-reduce), so the runner does
             not cap inputs at the context window.
+        example: an example input, shown by the page as its input box's
+            placeholder (empty: the page says what ``input_label`` is).
     """
 
     name: str
@@ -75,6 +77,7 @@ class PipelineSpec:
     max_input_chars: int = 200_000
     owns_model: bool = False
     splits_long_inputs: bool = False
+    example: str = ""
 
     def defaults(self) -> dict[str, Any]:
         """Return the factory's keyword options and their defaults (e.g. ``{"max_words": 250}``)."""
@@ -148,13 +151,14 @@ def _load_entry(ep: EntryPoint) -> PipelineSpec:
     return spec if spec.name == ep.name else dataclasses.replace(spec, name=ep.name)
 
 
-# The same entry points as pyproject.toml's, for a source tree run without
-# installed metadata. Built-ins load as plug-ins do, by name: the registry
-# sits below the pipelines it lists and never imports them.
+# The same entry points as pyproject.toml's, in its order, for a source tree
+# run without installed metadata. Built-ins load as plug-ins do, by name: the
+# registry sits below the pipelines it lists and never imports them.
 _BUILTIN_ENTRY_POINTS = tuple(
     EntryPoint(name, f"lc_async_pipelines.builtin:{name.upper()}", ENTRY_POINT_GROUP)
-    for name in ("news", "story", "summary")
+    for name in ("story", "summary", "news")
 )
+_BUILTIN_ORDER = {ep.name: i for i, ep in enumerate(_BUILTIN_ENTRY_POINTS)}
 
 
 def _builtins() -> dict[str, PipelineSpec]:
@@ -166,11 +170,16 @@ def _builtins() -> dict[str, PipelineSpec]:
 def registered_pipelines() -> dict[str, PipelineSpec]:
     """Return every pipeline registered in the ``lc_async_pipelines.pipelines`` entry-point group.
 
-    Loaded once per process. A registration that fails to load is left out
-    with a warning on stderr rather than breaking every other pipeline.
+    In a fixed order: the built-ins first (story, summary, news), then the
+    others by name; the page opens on the first. Loaded once per process. A
+    registration that fails to load is left out with a warning on stderr
+    rather than breaking every other pipeline.
     """
     specs: dict[str, PipelineSpec] = {}
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    groups = entry_points(group=ENTRY_POINT_GROUP)
+    for ep in sorted(
+        groups, key=lambda e: (_BUILTIN_ORDER.get(e.name, len(_BUILTIN_ORDER)), e.name)
+    ):
         try:
             specs[ep.name] = _load_entry(ep)
         except ConfigurationError as exc:  # a broken plug-in must not break the others

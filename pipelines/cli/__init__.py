@@ -26,7 +26,15 @@ from collections.abc import Callable
 from lc_async_pipelines._version import __version__
 from lc_async_pipelines.cli._args import OneLineErrorParser
 from lc_async_pipelines.cli._checks import UsageError
-from lc_async_pipelines.cli.commands import build_server, export, invoke, news, run, serve
+from lc_async_pipelines.cli.commands import (
+    build_server,
+    export,
+    install_model,
+    invoke,
+    news,
+    run,
+    serve,
+)
 from lc_async_pipelines.cli.commands import list as list_command
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
@@ -66,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         serve.add_parser,
         list_command.add_parser,
         serve.add_model_parser,
+        install_model.add_parser,
         build_server.add_parser,
     ):
         add_parser(sub, formatter)

@@ -136,10 +136,11 @@ async def _unless_disconnected(
 
 @router.get("/healthz")
 async def healthz(state: State) -> dict[str, Any]:
-    """Liveness, the model, and the shared budget's figures."""
+    """Liveness, the model, whether the API needs a token, and the shared budget's figures."""
     return {
         "status": "ok",
         "model": state.model,
+        "token_required": state.settings.api_token is not None,
         "in_flight": state.in_flight,
         "requests_sent": state.budget.requests_sent,
         "throttled_429": state.budget.throttled,

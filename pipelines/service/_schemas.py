@@ -163,6 +163,7 @@ class PipelineInfo(BaseModel):
             a request may set ``max_words``.
         input_schema: JSON Schema of the chain's input (``{"type": "string"}``
             for text, an object schema for a prompt with several variables).
+        example: an example input, the page's placeholder ("" when none).
     """
 
     name: str
@@ -171,3 +172,4 @@ class PipelineInfo(BaseModel):
     max_input_chars: int
     options: dict[str, Any]
     input_schema: dict[str, Any]
+    example: str = ""

@@ -325,6 +325,7 @@ def _served(spec: PipelineSpec, schema: dict[str, Any]) -> ServedPipeline:
         max_input_chars=spec.max_input_chars,
         options={k: _jsonable(v) for k, v in spec.defaults().items()},
         input_schema=schema,
+        example=spec.example,
     )
     return ServedPipeline(spec, schema, validator, info)
 

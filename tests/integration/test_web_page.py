@@ -55,9 +55,9 @@ def _llm(base_url: str):
     return make_chat_model(ModelSettings(), base_url=base_url, http_async_client=client)
 
 
-def _app(base_url: str):
+def _app(base_url: str, **settings):
     llm = _llm(base_url)
-    return create_app(llm, settings=ServiceSettings(max_in_flight=4))
+    return create_app(llm, settings=ServiceSettings(max_in_flight=4, **settings))
 
 
 def _watch(page, base: str) -> dict[str, list[str]]:
@@ -87,22 +87,19 @@ async def _start_run(page, pipeline: str, text: str, max_words: str = "") -> Non
 
 
 async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, embedded_server):
-    with serve(_app(embedded_server.base_url)) as base:
+    with serve(_app(embedded_server.base_url, api_token="tok-typed-in-123")) as base:
         page = await browser.new_page(viewport={"width": 1100, "height": 900})
         seen = _watch(page, base)
         response = await page.goto(base + "/")
         assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
-        await page.wait_for_selector("#pipeline option", state="attached")
         # A token typed in stays in the page's memory: no web storage holds it.
         await page.fill("#token", "tok-typed-in-123")
         await page.dispatch_event("#token", "change")
+        await page.wait_for_selector("#pipeline option", state="attached")
         stored = await page.evaluate(
             "() => JSON.stringify([{...localStorage}, {...sessionStorage}])"
         )
         assert "tok-typed-in-123" not in stored
-        await page.fill("#token", "")
-        await page.dispatch_event("#token", "change")
-        await page.wait_for_selector("#pipeline option", state="attached")
         # Streamed text is on the page while the run is still streaming. An observer
         # notes it the moment it happens, so a slow first token on a loaded machine
         # (or a run that ends between two polls) cannot make the check miss it.
@@ -170,7 +167,7 @@ async def test_page_runs_an_object_input_pipeline(browser, embedded_server):
         page = await browser.new_page()
         await page.goto(base + "/")
         await page.wait_for_selector("#pipeline option[value='letter']", state="attached")
-        assert await page.locator("#pipeline option").count() == 4  # news, story, summary, letter
+        assert await page.locator("#pipeline option").count() == 4  # story, summary, news, letter
         await page.select_option("#pipeline", "letter")
         # An object input: the box is a JSON skeleton of the prompt's variables, max words is off.
         assert await page.is_checked("#as-json")
@@ -203,15 +200,17 @@ async def test_page_shows_a_structured_output_as_json_and_keeps_the_choice_on_re
     from tests.unit.fakes import cycling_llm
 
     facts = PipelineSpec("facts", build_facts_chain, "Facts (JSON).")
-    app = create_app(cycling_llm("unused"), settings=ServiceSettings(),
+    app = create_app(cycling_llm("unused"), settings=ServiceSettings(api_token="tok-facts-1234"),
                      pipelines={**registered_pipelines(), "facts": facts})  # fmt: skip
     with serve(app) as base:
         page = await browser.new_page()
         await page.goto(base + "/")
+        await page.fill("#token", "tok-facts-1234")
+        await page.dispatch_event("#token", "change")
         await page.wait_for_selector("#pipeline option[value='facts']", state="attached")
         await page.select_option("#pipeline", "facts")
-        # A new token reloads the list (as CI once raced a run against): the choice stays.
-        await page.fill("#token", "another-token")
+        # A token entered again reloads the list (as CI once raced a run against):
+        # the choice stays.
         await page.dispatch_event("#token", "change")
         await page.wait_for_load_state("networkidle")
         assert await page.input_value("#pipeline") == "facts"
@@ -220,6 +219,45 @@ async def test_page_shows_a_structured_output_as_json_and_keeps_the_choice_on_re
         await page.wait_for_selector(".run[data-state='done']", timeout=60_000)
         text = await page.locator(".run .output").inner_text()
     assert json.loads(text) == {"topic": "BRIDGE VOTE", "key_facts": ["one", "two"]}
+
+
+async def test_page_opens_on_the_first_builtin_with_its_placeholder_and_no_token_field(browser):
+    from tests.unit.fakes import cycling_llm
+
+    specs = registered_pipelines()
+    with serve(create_app(cycling_llm("Once."), settings=ServiceSettings())) as base:
+        page = await browser.new_page()
+        seen = _watch(page, base)
+        await page.goto(base + "/")
+        await page.wait_for_selector("#pipeline option", state="attached")
+        assert await page.input_value("#pipeline") == "story"
+        assert await page.get_attribute("#input", "placeholder") == specs["story"].example
+        # no token configured: the field is not shown
+        assert not await page.is_visible("#token")
+        for name in ("summary", "news"):
+            await page.select_option("#pipeline", name)
+            assert await page.get_attribute("#input", "placeholder") == specs[name].example
+    assert seen["violations"] == []
+
+
+async def test_page_shows_the_token_field_when_the_service_needs_one(browser):
+    from tests.unit.fakes import cycling_llm
+
+    settings = ServiceSettings(api_token="tok-page-0123456789")
+    with serve(create_app(cycling_llm("Once."), settings=settings)) as base:
+        page = await browser.new_page()
+        seen = _watch(page, base)
+        await page.goto(base + "/")
+        await page.wait_for_selector("#token", state="visible")
+        # the list needs the token: the page asks for it rather than fetch a 401
+        await page.wait_for_selector("text=enter the bearer token")
+        assert await page.locator("#pipeline option").count() == 0
+        await page.fill("#token", "tok-page-0123456789")
+        await page.dispatch_event("#token", "change")
+        await page.wait_for_selector("#pipeline option", state="attached")
+        assert await page.input_value("#pipeline") == "story"
+        assert await page.is_visible("#token")
+    assert seen["violations"] == []  # no 401 in the console either
 
 
 async def test_page_shows_the_model_error(browser, tmp_path):

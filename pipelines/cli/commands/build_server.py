@@ -1,4 +1,7 @@
-"""``pipelines build-server``: build and cache llama.cpp's llama-server (once per machine)."""
+"""``pipelines build-server``: build and cache llama.cpp's llama-server (once per machine).
+
+``pipelines install-model`` does this too, after installing the GGUF package.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,13 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
 
 
 def build_server(args: argparse.Namespace) -> ExitCode:
-    """Print the path of llama-server, built first unless it is cached."""
+    """Print the path of llama-server, built first (with a progress line) unless it is cached."""
     from lc_async_pipelines._llama_build import build_llama_server, find_llama_server
+    from lc_async_pipelines.cli.commands._build_progress import BuildDisplay
 
-    print(find_llama_server() or build_llama_server())
+    server = find_llama_server()
+    if server is None:
+        with BuildDisplay() as display:
+            server = build_llama_server(progress=display)
+    print(server)
     return ExitCode.OK

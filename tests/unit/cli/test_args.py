@@ -37,6 +37,6 @@ def test_the_commands_are_listed_in_their_order(capsys):
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    order = ["run", "news", "serve", "list", "serve-model", "build-server"]
+    order = ["run", "news", "serve", "list", "serve-model", "install-model", "build-server"]
     positions = [re.search(rf"^    {re.escape(name)}\s", out, re.M).start() for name in order]
     assert positions == sorted(positions)

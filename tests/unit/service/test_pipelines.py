@@ -59,6 +59,7 @@ async def test_a_user_pipeline_is_listed_and_streams(app_for):
             "max_input_chars": 50,
             "options": {"exclaim": True},
             "input_schema": listing[0]["input_schema"],
+            "example": "",
         }
     ]
     assert listing[0]["input_schema"]["type"] == "string"

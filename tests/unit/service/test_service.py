@@ -15,10 +15,23 @@ STORY = "Once upon a time a fox. It ran home. The end."
 async def test_health_and_listing(app_for):
     async with app_for(cycling_llm(STORY)) as client:
         health = (await client.get("/healthz")).json()
-        names = [p["name"] for p in (await client.get("/v1/pipelines")).json()]
+        listed = (await client.get("/v1/pipelines")).json()
     assert health["status"] == "ok"
     assert health["model"] == "GenericFakeChatModel"
-    assert names == ["news", "story", "summary"]
+    assert health["token_required"] is False
+    # the built-ins first, in their own order: the page opens on the first
+    assert [p["name"] for p in listed] == ["story", "summary", "news"]
+    # each with its own example input, the page's placeholder
+    examples = [p["example"] for p in listed]
+    assert examples[0] == "a lighthouse keeper who collects storms"
+    assert len(set(examples)) == 3 and all(examples)
+
+
+async def test_health_says_when_the_api_needs_a_token_and_never_shows_it(app_for):
+    async with app_for(cycling_llm(STORY), api_token="tok-health-secret") as client:
+        r = await client.get("/healthz")
+    assert r.json()["token_required"] is True
+    assert "tok-health-secret" not in r.text
 
 
 async def test_invoke_returns_output_usage_and_timings(app_for):
