@@ -23,8 +23,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from lc_async_pipelines._llama_build import (
     INSTALL_COMMAND,
     build_llama_server,
@@ -170,6 +168,8 @@ class EmbeddedModelServer:
         if self._proc is not None:
             return self
         self._spawn(self.command())
+        import httpx  # only once a server starts: not in the start-up of every run
+
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
@@ -189,6 +189,8 @@ class EmbeddedModelServer:
         if self._proc is not None:
             return self
         self._spawn(await asyncio.to_thread(self.command))
+        import httpx
+
         deadline = time.monotonic() + self.startup_timeout
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
