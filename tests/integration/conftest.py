@@ -17,7 +17,10 @@ def embedded_server():
 
 @pytest.fixture(scope="session")
 def llm(embedded_server):
-    return make_chat_model(ModelSettings(), base_url=embedded_server.base_url)
+    # 600 s, not 120: four slots on two busy cores can hold a long map-reduce
+    # chunk past two minutes (a CI run under load timed one out); the tests
+    # check the plumbing, not the speed
+    return make_chat_model(ModelSettings(timeout=600.0), base_url=embedded_server.base_url)
 
 
 _HERE = Path(__file__).parent
