@@ -309,6 +309,8 @@ def run_display(
         yield RunDisplay(
             stream=stream, tagged=tagged, stdout=stdout, in_flight=in_flight, bar=(progress, task)
         )
+        if total is None:  # an uncounted input (.json): the bar ends full, not pulsing
+            progress.update(task, total=progress.tasks[0].completed)
 
 
 def live_progress(
