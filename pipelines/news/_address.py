@@ -38,11 +38,46 @@ class Refused(Exception):
         self.cause = cause
 
 
+# NAT64 prefixes (RFC 6052 well-known, RFC 8215 local-use): the last 32 bits are IPv4.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Return the IPv4 addresses an IPv6 address carries, which route to them.
+
+    IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``, RFC 4291
+    2.5.5.1, deprecated but still parsed), NAT64 (``64:ff9b::/96``,
+    ``64:ff9b:1::/48``), 6to4 (``2002::/16``) and Teredo (``2001::/32``: its
+    server and client), read with Python's ``ipaddress`` properties where it
+    has them.
+    """
+    value = int(address)
+    low = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    if value >> 32 == 0 and value > 1:  # :: and ::1 are IPv6's own
+        return [low]
+    if any(address in net for net in _NAT64):
+        return [low]
+    return []
+
+
 def non_public_kind(ip: str) -> str | None:
-    """Return what kind of non-public address ``ip`` is (``"loopback"``...), None when public."""
+    """Return what kind of non-public address ``ip`` is (``"loopback"``...), None when public.
+
+    An IPv6 address that carries an IPv4 one (:func:`embedded_ipv4`) is as
+    public as the least public of the two.
+    """
     address = ipaddress.ip_address(ip.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) aside
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        for inner in embedded_ipv4(address):
+            kind = non_public_kind(str(inner))
+            if kind is not None:
+                return kind
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:

@@ -60,6 +60,16 @@ def fetcher(server: Server, **limits) -> Fetcher:
         ("::ffff:10.0.0.1", "private"),
         ("100.64.0.1", "non-public"),  # carrier-grade NAT
         ("224.0.0.1", "non-public"),  # multicast
+        # IPv6 forms that carry an IPv4 address (issue 22, point 11)
+        ("::127.0.0.1", "loopback"),  # IPv4-compatible
+        ("::a9fe:a9fe", "link-local"),  # ::169.254.169.254
+        ("64:ff9b::7f00:1", "loopback"),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a00:1", "private"),  # NAT64 of 10.0.0.1
+        ("64:ff9b:1::c0a8:101", "private"),  # local-use NAT64 of 192.168.1.1
+        ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+        ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 of 169.254.169.254
+        ("64:ff9b::808:808", None),  # NAT64 of a public address stays public
+        ("2002:808:808::1", None),  # 6to4 of a public address
     ],
 )
 def test_kinds_of_address(ip, kind):
@@ -75,6 +85,8 @@ def test_kinds_of_address(ip, kind):
         ("http://[::1]/", "a loopback address (::1)"),
         ("http://169.254.169.254/latest/meta-data/", "a link-local address (169.254.169.254)"),
         ("http://[::ffff:7f00:1]/", "a loopback address (::ffff:7f00:1)"),
+        ("http://[::127.0.0.1]/", "a loopback address (::7f00:1)"),
+        ("http://[64:ff9b::7f00:1]/", "a loopback address (64:ff9b::7f00:1)"),
     ],
 )
 async def test_a_link_to_a_non_public_address_is_refused_before_it_is_sent(url, cause):
