@@ -19,6 +19,7 @@ __all__ = [
     "UsageError",
     "chain_input_shape",
     "check_paths",
+    "check_regular_file",
     "check_shared_urls",
     "fail_usage",
     "model_identity",
@@ -47,12 +48,34 @@ def check_paths(
         )
     if args.input.is_dir():
         fail_usage(f"{flag} {args.input}: is a folder; give {kinds} file")
-    if not args.input.exists():
-        fail_usage(f"{flag} {args.input}: no such file")
+    check_regular_file(flag, args.input)
+    for other in ("prompt", "schema"):
+        given = getattr(args, other, None)
+        if given is not None and not _names_a_module(str(given)):
+            check_regular_file(f"--{other}", Path(given))
     _check_output(args, flag)
     check_shared_urls(args)
     if args.cache is not None and "://" not in args.cache:
         _check_cache_file(args, flag)
+
+
+def check_regular_file(flag: str, path: Path) -> None:
+    """``path`` is a regular file: not missing, not a folder, a device or a pipe.
+
+    ``/dev/zero`` as an input would be read for ever, a FIFO would block the
+    read (issue 22, point 3).
+    """
+    if not path.exists():
+        fail_usage(f"{flag} {path}: no such file")
+    if path.is_dir():
+        fail_usage(f"{flag} {path}: is a folder; give a file")
+    if not path.is_file():
+        fail_usage(f"{flag} {path}: not a regular file (a device, a pipe or a socket)")
+
+
+def _names_a_module(spec: str) -> bool:
+    """``--schema package.module:Model`` rather than a file (a file of that name wins)."""
+    return ":" in spec and not Path(spec).exists()
 
 
 def _check_output(args: argparse.Namespace, flag: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lc_async_pipelines.cli._args import MAX_WORDS, add_model_flags, count, number
-from lc_async_pipelines.cli._checks import chain_input_shape, fail_usage
+from lc_async_pipelines.cli._checks import chain_input_shape, check_regular_file, fail_usage
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -95,10 +95,9 @@ def execute(args: argparse.Namespace) -> ExitCode:
 def _check_prompt_file(args: argparse.Namespace) -> None:
     """--prompt and --schema name files that exist (before LangChain loads)."""
     for flag, path in (("--prompt", args.prompt), ("--schema", args.schema)):
-        if path is None or (flag == "--schema" and ":" in str(path)):
+        if path is None or (flag == "--schema" and ":" in str(path) and not Path(path).exists()):
             continue
-        if not Path(path).is_file():
-            fail_usage(f"{flag} {path}: no such file")
+        check_regular_file(flag, Path(path))
     if args.var and args.prompt is None:
         fail_usage("-v/--var goes with --prompt FILE (the prompt's variables)")
 

@@ -78,3 +78,26 @@ def test_a_usage_error_points_to_its_command_s_help(tmp_path, capsys):
     argv = ["run", "story", "--input", str(tmp_path / "nope.txt"), "--output", "o.jsonl"]
     code, err = run(tmp_path, capsys, *argv)
     assert code == 2 and err.endswith("(see pipelines run --help)")
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+@pytest.mark.parametrize("flag", ["--input", "--prompt", "--sources"])
+def test_a_device_or_a_pipe_is_refused_before_it_is_read(tmp_path, capsys, kind, flag):
+    """Issue 22, point 3: /dev/zero was read for ever (3.2 GB in 10 s), a FIFO hung."""
+    import os
+
+    if kind == "device":
+        special = "/dev/zero"
+    else:
+        special = str(tmp_path / "pipe")
+        os.mkfifo(special)
+    topics = tmp_path / "t.txt"
+    topics.write_text("a fox\n")
+    out = str(tmp_path / "o.jsonl")
+    argv = {
+        "--input": ["run", "story", "--input", special, "--output", out],
+        "--prompt": ["run", "--prompt", special, "--input", str(topics), "--output", out],
+        "--sources": ["news", "--sources", special, "--output", out],
+    }[flag]
+    code, err = run(tmp_path, capsys, *argv)
+    assert code == 2 and f"{flag} {special}: not a regular file" in err
