@@ -336,6 +336,8 @@ def test_a_ready_runnable_whose_model_is_out_of_reach_exits_2_before_writing(
 def test_bad_targets_and_combinations_exit_2(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.txt").write_text("topic\n")
+    (tmp_path / "p.txt").write_text("{topic}\n")  # files that exist: the combination is wrong
+    (tmp_path / "s.json").write_text('{"type": "object", "properties": {"a": {}}}')
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
