@@ -156,12 +156,7 @@ async def _attempts(
     record: Record,
     log: AttemptLog,
 ) -> None:
-    """Run the item, retrying it whole only for failures that no model call retried.
-
-    The first attempt runs on its own (most items succeed at once; tenacity's
-    machinery is not free); after a retryable failure tenacity takes over,
-    handed that failure as its attempt 1, so the waits are the policy's.
-    """
+    """Run the item, retrying it whole only for failures that no model call retried."""
     last: list[dict[str, Any]] = []  # the item-level entries, for their backoff
 
     async def attempt() -> Any:
@@ -180,20 +175,10 @@ async def _attempts(
         if last:
             last[-1]["wait_s"] = round(wait, 3)
 
-    record.attempts = 1
-    try:
-        record.output = await attempt()
-        return
-    except Exception as exc:
-        if policy.max_retries == 0 or not retry_item(exc):
-            raise
-        failed = [exc]
-    async for state in policy.retrying(retry_item, on_retry=on_retry):
-        with state:
-            record.attempts = state.retry_state.attempt_number
-            if failed:  # attempt 1: already made, already logged
-                raise failed.pop()
-            record.output = await attempt()
+    def on_attempt(number: int) -> None:
+        record.attempts = number
+
+    record.output = await policy.call(attempt, retry_item, on_retry=on_retry, on_attempt=on_attempt)
 
 
 def _handlers(config: RunnableConfig) -> list[BaseCallbackHandler]:

@@ -15,9 +15,9 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 from langchain_core.exceptions import (
@@ -47,6 +47,8 @@ __all__ = [
     "response_headers",
     "retry_after",
 ]
+
+T = TypeVar("T")
 
 _TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -312,3 +314,42 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
+
+    async def call(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        retry_if: Callable[[BaseException], bool] = is_transient,
+        *,
+        on_retry: Callable[[BaseException, float], None] | None = None,
+        on_attempt: Callable[[int], None] | None = None,
+    ) -> T:
+        """Return ``await attempt()``, retried under this policy (the last error re-raised).
+
+        The first attempt runs on its own: tenacity's machinery costs about
+        0.1 ms a call (``benchmarks/overhead.py``) and most calls succeed at
+        once. Only after a failure ``retry_if`` accepts does :meth:`retrying`
+        take over, handed that failure as its attempt 1, so the waits are the
+        policy's, as if it had run all along.
+
+        Args:
+            attempt: makes one attempt.
+            retry_if: which errors are worth another attempt.
+            on_retry: called with the error and the wait (seconds) before each retry.
+            on_attempt: called with each attempt's number (1, 2, ...) as it starts.
+        """
+        if on_attempt is not None:
+            on_attempt(1)
+        try:
+            return await attempt()
+        except Exception as exc:
+            if self.max_retries == 0 or not retry_if(exc):
+                raise
+            failed = [exc]
+        async for state in self.retrying(retry_if, on_retry=on_retry):
+            with state:
+                if on_attempt is not None:
+                    on_attempt(state.retry_state.attempt_number)
+                if failed:  # attempt 1: already made
+                    raise failed.pop()
+                return await attempt()
+        raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover

@@ -370,53 +370,25 @@ def _log_failure(exc: BaseException, began: float, extra: dict[str, Any]) -> Non
 
 
 async def _retrying(retry: RetryPolicy | None, attempt: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``attempt`` under ``retry``; the backoff before each retry goes into its last entry.
-
-    The first attempt runs on its own: tenacity's machinery costs about 0.1 ms
-    a call (``benchmarks/overhead.py``) and most calls succeed at once. Only
-    after a transient failure does tenacity take over, handed that failure as
-    its first attempt, so the waits are the policy's, as if it had run all along.
-    """
+    """Run ``attempt`` under ``retry`` (:meth:`RetryPolicy.call`), backoffs in its entries."""
     log = history.current()
     mine: list[dict[str, Any]] = []  # this call's entries: an item's calls may run at once
     token = _CALL_ENTRIES.set(mine)
+
+    def on_retry(exc: BaseException, wait: float) -> None:
+        if mine:
+            mine[-1]["wait_s"] = round(wait, 3)
+
     try:
-        try:
+        if retry is None:
             return await attempt()
-        except Exception as exc:
-            if retry is None or retry.max_retries == 0 or not is_transient(exc):
-                raise
-            failed = [exc]
-        return await _retrying_after(retry, attempt, failed, mine)
+        return await retry.call(attempt, on_retry=on_retry)
     except Exception as exc:
         if log is not None and retry is not None and is_transient(exc):
             log.exhausted = True  # the item must not repeat its calls that succeeded
         raise
     finally:
         _CALL_ENTRIES.reset(token)
-
-
-async def _retrying_after(
-    retry: RetryPolicy,
-    attempt: Callable[[], Awaitable[Any]],
-    failed: list[Exception],
-    mine: list[dict[str, Any]],
-) -> Any:
-    """Tenacity's retries after the first attempt ``failed`` (given to it as its attempt 1)."""
-
-    def on_retry(exc: BaseException, wait: float) -> None:
-        if mine:
-            mine[-1]["wait_s"] = round(wait, 3)
-
-    async def again() -> Any:
-        if failed:  # attempt 1: already made, already logged
-            raise failed.pop()
-        return await attempt()
-
-    async for attempt_state in retry.retrying(on_retry=on_retry):
-        with attempt_state:
-            return await again()
-    raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
 
 def _note_queue(ticket: CallTicket, began: float) -> None:
