@@ -58,11 +58,8 @@ def _seconds(s: float) -> str:
     if s < 120:
         return f"{s:.1f} s"
     minutes, seconds = divmod(round(s), 60)
-    return (
-        f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
-        if minutes >= 60
-        else (f"{minutes}m{seconds:02d}s")
-    )
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def _rate_bound(summary: Mapping[str, Any], rpm: float | None, tpm: float | None) -> str:
