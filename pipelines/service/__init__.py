@@ -42,7 +42,8 @@ model, budget and chains), ``_events`` (invoke, SSE stream and batch runs),
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -62,7 +63,7 @@ from lc_async_pipelines.service._security import (
     BodyLimit,
     short_validation_errors,
 )
-from lc_async_pipelines.service._server import serve
+from lc_async_pipelines.service._server import bind, serve
 from lc_async_pipelines.service._settings import ServiceSettings
 from lc_async_pipelines.service._state import injected_state, lifespan
 
@@ -71,7 +72,9 @@ __all__ = [
     "InvokeRequest",
     "InvokeResponse",
     "ServiceSettings",
+    "bind",
     "create_app",
+    "secured_app",
     "serve",
 ]
 
@@ -84,6 +87,37 @@ class _App(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         """Wrap the whole stack in :class:`SecurityHeaders`."""
         return SecurityHeaders(super().build_middleware_stack(), self.csp)
+
+
+def secured_app(settings: ServiceSettings, *, pages: Sequence[str], **fastapi_args: Any) -> FastAPI:
+    """Return an empty FastAPI app behind the service's guards, for this service or another.
+
+    The guards, outermost first: the security headers (a same-origin CSP
+    allowing the inline scripts and styles of ``pages`` by hash, no framing,
+    no sniffing, no referrer), the Host check (loopback names only without a
+    token), the bearer token (every path but ``/`` and ``/healthz``), the
+    body deadline and the body size limit; a 422 echoes only a short excerpt.
+    ``pipelines view`` serves its page behind the same guards.
+
+    Args:
+        settings: the token, allowed hosts and body limits.
+        pages: the HTML the app serves (their inline code is allowed by hash).
+        **fastapi_args: passed to ``FastAPI`` (title, lifespan, docs_url, ...).
+
+    Returns:
+        The app, with ``app.state.settings`` set; add its routes.
+    """
+    register_secret(settings.api_token)
+    app = _App(**fastapi_args)
+    app.csp = content_security_policy(pages)
+    # Added innermost first: host check, then token, then body deadline and size.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
+    app.add_middleware(BearerAuth, token=settings.api_token)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_exception_handler(RequestValidationError, short_validation_errors)
+    app.state.settings = settings
+    return app
 
 
 def create_app(
@@ -110,9 +144,10 @@ def create_app(
         shutdown) or ``pipelines serve``.
     """
     settings = settings or ServiceSettings.from_env()
-    register_secret(settings.api_token)
     specs = dict(pipelines or registered_pipelines())
-    app = _App(
+    app = secured_app(
+        settings,
+        pages=[page_html(), f"<style>{DOCS_STYLE}</style>"],
         title="LangChain async pipelines",
         summary="LCEL pipelines: invoke, stream (SSE) and batch, and a page.",
         lifespan=lifespan(llm, settings, model_settings, specs),
@@ -120,14 +155,6 @@ def create_app(
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
-    app.csp = content_security_policy([page_html(), f"<style>{DOCS_STYLE}</style>"])
-    # Added innermost first: host check, then token, then body deadline and size.
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
-    app.add_middleware(BearerAuth, token=settings.api_token)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
-    app.add_exception_handler(RequestValidationError, short_validation_errors)
-    app.state.settings = settings
     # With an injected model the state is ready now, so ASGI clients that skip the lifespan work.
     app.state.pipelines = None if llm is None else injected_state(llm, settings, specs)
     app.include_router(router)

@@ -44,6 +44,7 @@ connection cap's 503 carries them, with the policy ``default-src 'none'``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import math
@@ -59,7 +60,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.service._settings import ServiceSettings
 
-__all__ = ["check_exposure", "configured_server", "is_loopback", "serve"]
+__all__ = ["bind", "check_exposure", "configured_server", "is_loopback", "serve"]
 
 log = logging.getLogger("lc_async_pipelines.service")
 
@@ -240,8 +241,40 @@ def _drain(app: FastAPI, settings: ServiceSettings) -> Callable[[], None]:
     return start
 
 
+def bind(host: str, port: int, *, settings: ServiceSettings) -> socket.socket:
+    """Return a listening TCP socket on ``host``:``port`` (0: a free port), for :func:`serve`.
+
+    Binding before the server starts turns a port in use into one clear
+    error instead of uvicorn's log line and exit, and tells the caller the
+    port it got.
+
+    Raises:
+        ConfigurationError: ``host`` is beyond loopback without a token or
+            ``allow_open`` (as :func:`serve` refuses), the port is in use, or
+            the address cannot be bound (the message names ``host``:``port``
+            and the cause).
+    """
+    check_exposure(host, settings.api_token is not None, settings.allow_open)
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        msg = f"{host}: cannot listen ({exc.strerror or exc})"
+        raise ConfigurationError(msg) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        cause = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        msg = f"{host}:{port}: cannot listen ({cause}); give another --port, or --port 0"
+        raise ConfigurationError(msg) from None
+    return sock
+
+
 def configured_server(
-    app: FastAPI, *, host: str, port: int, settings: ServiceSettings
+    app: FastAPI, *, host: str, port: int, settings: ServiceSettings, access_log: bool = True
 ) -> uvicorn.Server:
     """Return a uvicorn server for ``app`` with the limits of ``settings``, not yet running.
 
@@ -275,11 +308,20 @@ def configured_server(
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + _BACKSTOP_S,
         proxy_headers=False,
         server_header=False,
+        access_log=access_log,
     )
     return _Server(config, _drain(app, settings))
 
 
-def serve(app: FastAPI, *, host: str, port: int, settings: ServiceSettings) -> None:
+def serve(
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    settings: ServiceSettings,
+    sock: socket.socket | None = None,
+    access_log: bool = True,
+) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, bounding what slow clients can hold.
 
     A connection cap (``max_connections``: more get 503), a deadline for
@@ -294,9 +336,13 @@ def serve(app: FastAPI, *, host: str, port: int, settings: ServiceSettings) -> N
         host: the address to bind (``127.0.0.1`` for this machine only).
         port: the TCP port.
         settings: the limits (``ServiceSettings.from_env()`` reads them).
+        sock: a socket already listening on ``host``:``port`` (:func:`bind`);
+            None: uvicorn binds it.
+        access_log: log each request (uvicorn's access log).
 
     Raises:
         ConfigurationError: ``host`` is beyond loopback without a token or
             ``allow_open``.
     """
-    configured_server(app, host=host, port=port, settings=settings).run()
+    server = configured_server(app, host=host, port=port, settings=settings, access_log=access_log)
+    server.run(sockets=None if sock is None else [sock])

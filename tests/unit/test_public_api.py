@@ -81,9 +81,10 @@ PUBLIC = {
         "page_metadata", "parse_feed", "read_sources",
     ],
     "lc_async_pipelines.service": [
-        "BatchRequest", "InvokeRequest", "InvokeResponse", "ServiceSettings", "create_app",
-        "serve",
+        "BatchRequest", "InvokeRequest", "InvokeResponse", "ServiceSettings", "bind",
+        "create_app", "secured_app", "serve",
     ],
+    "lc_async_pipelines.view": ["RunWatch", "create_view_app"],
 }  # fmt: skip
 
 
