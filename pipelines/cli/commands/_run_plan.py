@@ -90,10 +90,12 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     except OSError as exc:
         fail_usage(f"--output {args.output}: cannot make its folder ({exc.strerror})")
     total = count_items(args.input)
-    run = _open_output(args, spec, options, model, settings)
+    if total is not None and args.limit is not None:
+        total = min(total, args.limit)
+    run = _open_output(args, spec, options, model, settings, total)
     done = set(run.done_ids)
     if total is not None:
-        total = max(0, min(total, args.limit if args.limit is not None else total) - len(done))
+        total = max(0, total - len(done))
     return RunPlan(
         spec,
         options,
@@ -151,6 +153,7 @@ def _open_output(
     options: dict[str, Any],
     model: str,
     settings: ModelSettings,
+    items: int | None,
 ) -> RunFile:
     """Open --output for this run (resume or --restart); the lock is the caller's to release."""
     from lc_async_pipelines.runner.records import RunManifest, open_run
@@ -161,6 +164,8 @@ def _open_output(
         model=model,
         input=args.input,
         options=options,
+        items=items,
+        limits={"rpm": args.rpm, "tpm": args.tpm, "max_in_flight": args.max_in_flight},
     )
     check_shared_services_reachable(args, settings)  # Redis unreachable: output untouched
     try:  # last: it takes the lock, which only the caller's `with` releases

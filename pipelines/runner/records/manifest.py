@@ -67,6 +67,12 @@ class RunManifest:
         wall_s: wall time of the sessions that finished (seconds; one killed
             by ``kill -9`` never finished and is not counted).
         options: the pipeline's options, for reading (the fingerprint covers them).
+        items: items in the input (cut to ``--limit``) as this session counted
+            them; None when not counted (too large, or a caller that does not say).
+        limits: the budget this session set: ``rpm``, ``tpm`` (per minute) and
+            ``max_in_flight``, those given only.
+        session_started_at: when this session started (ISO 8601, UTC); None
+            in manifests written before it was kept.
     """
 
     pipeline: str
@@ -78,6 +84,9 @@ class RunManifest:
     sessions: int = 1
     wall_s: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    items: int | None = None
+    limits: dict[str, float] = field(default_factory=dict)
+    session_started_at: str | None = None
     format: int = MANIFEST_FORMAT
 
     @classmethod
@@ -89,6 +98,8 @@ class RunManifest:
         model: str,
         input: Path,
         options: Mapping[str, Any] | None = None,
+        items: int | None = None,
+        limits: Mapping[str, float | None] | None = None,
     ) -> RunManifest:
         """Return the manifest of a session starting now.
 
@@ -98,15 +109,21 @@ class RunManifest:
             model: stable model description without secrets.
             input: the input file, as given on the command line.
             options: the pipeline's options.
+            items: items in the input, if counted.
+            limits: ``rpm``, ``tpm``, ``max_in_flight``; None values are left out.
         """
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         return cls(
             pipeline=pipeline,
             fingerprint=fingerprint,
             model=model,
             input=str(input),
             input_resolved=str(input.resolve()),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            created_at=now,
             options=dict(options or {}),
+            items=items,
+            limits={k: v for k, v in (limits or {}).items() if v is not None},
+            session_started_at=now,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,7 +169,28 @@ class RunManifest:
             wall_s=float(wall_s),
             options=options,
             format=version,
+            **_described(data),
         )
+
+
+def _described(data: dict[str, Any]) -> dict[str, Any]:
+    """The optional fields that describe a session (items, limits, start); mistyped ones dropped.
+
+    They are for reading only (``pipelines view``), so a wrong one is left
+    out rather than refusing the run's manifest.
+    """
+    items, limits, started = data.get("items"), data.get("limits"), data.get("session_started_at")
+    counted = isinstance(items, int) and not isinstance(items, bool) and items >= 0
+    numbers = {
+        str(k): float(v)
+        for k, v in (limits.items() if isinstance(limits, dict) else ())
+        if isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+    }
+    return {
+        "items": items if counted else None,
+        "limits": numbers,
+        "session_started_at": started if isinstance(started, str) else None,
+    }
 
 
 def manifest_text(manifest: RunManifest) -> str:
