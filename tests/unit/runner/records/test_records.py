@@ -506,3 +506,25 @@ def test_a_symlink_to_the_output_finds_the_same_lock(tmp_path):
         with pytest.raises(ConfigurationError, match="in use by another run"):
             open_run(link, manifest, restart=False)
     assert link.is_symlink()
+
+
+def test_manifest_describes_items_limits_and_session_start_for_readers(tmp_path):
+    from lc_async_pipelines.runner.records import RunManifest
+
+    made = RunManifest.new(
+        pipeline="story",
+        fingerprint="f" * 64,
+        model="m",
+        input=tmp_path / "in.txt",
+        items=12,
+        limits={"rpm": 60, "tpm": None, "max_in_flight": 4},
+    )
+    assert made.limits == {"rpm": 60, "max_in_flight": 4}
+    assert made.session_started_at == made.created_at
+    back = RunManifest.from_dict(made.to_dict())
+    assert back == made
+    mistyped = {**made.to_dict(), "items": "12", "limits": {"rpm": "fast", "tpm": 100}}
+    read = RunManifest.from_dict(mistyped)  # for reading only: dropped, not refused
+    assert read.items is None and read.limits == {"tpm": 100.0}
+    old = {k: v for k, v in made.to_dict().items() if k not in ("items", "limits")}
+    assert RunManifest.from_dict(old).items is None
