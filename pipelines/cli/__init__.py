@@ -12,7 +12,7 @@ The package, by idea:
 - ``_checks``: the usage error and the checks commands share (paths, URLs, model);
 - ``_shared_limits``: the rate budget and the shared Redis (--budget, --cache);
 - ``_signals``: SIGINT and SIGTERM, the same for every command;
-- ``commands/``: one module per command (``run``, ``invoke``, ``export``, ``news``,
+- ``commands/``: one module per command (``run``, ``invoke``, ``export``, ``view``, ``news``,
   ``serve`` with ``serve-model``, ``list``, ``build-server``).
 """
 
@@ -34,6 +34,7 @@ from lc_async_pipelines.cli.commands import (
     news,
     run,
     serve,
+    view,
 )
 from lc_async_pipelines.cli.commands import list as list_command
 from lc_async_pipelines.cli.exit_codes import ExitCode
@@ -45,6 +46,7 @@ examples:
   pipelines run story --input topics.txt --output out/stories.jsonl
   pipelines run --prompt prompt.txt --input rows.csv --output out/o.jsonl
   pipelines invoke story "a lighthouse keeper's last night" --stream
+  pipelines view out/stories.jsonl
   pipelines serve --port 8000
   pipelines list
 
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_parser,
         invoke.add_parser,
         export.add_parser,
+        view.add_parser,
         news.add_parser,
         serve.add_parser,
         list_command.add_parser,
