@@ -13,15 +13,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from lc_async_pipelines.runner.records.scan import parse_line
 
 __all__ = ["RecordTail", "TailBatch", "TailLine"]
 
 
-@dataclass(frozen=True)
-class TailLine:
+class TailLine(NamedTuple):
     """One complete line of the records file.
 
     Attributes:
@@ -75,7 +74,7 @@ class RecordTail:
         self.pending = 0
         self._identity: tuple[int, int] | None = None
 
-    def read(self, max_bytes: int = 8 << 20) -> TailBatch:
+    def read(self, max_bytes: int = 4 << 20) -> TailBatch:
         """Hand out the complete lines after :attr:`offset`, about ``max_bytes`` at most.
 
         A single line longer than ``max_bytes`` is read whole. Lines that are

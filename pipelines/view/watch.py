@@ -68,7 +68,7 @@ class RunWatch:
         self._samples: deque[tuple[float, int, int, int]] = deque()
         self._seen: dict[Path, int] = {}
 
-    def step(self, max_bytes: int = 8 << 20) -> bool:
+    def step(self, max_bytes: int = 4 << 20) -> bool:
         """Read what the run appended since the last step, ``max_bytes`` at most.
 
         Returns:
