@@ -135,8 +135,9 @@ class RunWatch:
         """Return ``running``, ``finished`` or ``stopped``.
 
         ``running``: a run holds the lock; ``finished``: its summary is newer
-        than its records; ``stopped``: no run, and no summary since the last
-        record (killed or interrupted).
+        than its records and they cover the items the manifest counted (when
+        it counted them); ``stopped``: no run, and no summary since the last
+        record (killed), or fewer records than items (interrupted).
         """
         if self.holder is not None:
             return "running"
@@ -146,7 +147,9 @@ class RunWatch:
             )
         except OSError:
             summary_newer = False
-        return "finished" if summary_newer and self.summary is not None else "stopped"
+        items = self.manifest.items if self.manifest else None
+        complete = items is None or self.stats.records >= items
+        return "finished" if summary_newer and self.summary is not None and complete else "stopped"
 
     def state(self) -> dict[str, Any]:
         """Return everything the page shows but the table, as JSON-able values.

@@ -140,3 +140,14 @@ async def test_with_a_token_everything_but_the_page_needs_it(tmp_path):
         assert (await http.get("/api/state")).status_code == 401
         ok = await http.get("/api/state", headers={"Authorization": "Bearer s3cret-token-value"})
         assert ok.status_code == 200
+
+
+def test_a_summary_with_fewer_records_than_items_is_an_interrupted_run(tmp_path):
+    out = tmp_path / "out.jsonl"
+    write(out, [record(0), record(1)])
+    manifest(out, items=5)
+    summary_path(out).write_text(json.dumps({"done": 2, "total_wall_s": 3.0}))
+    assert watched(out).state()["run"]["status"] == "stopped"
+    write(out, [record(i) for i in range(5)])
+    summary_path(out).write_text(json.dumps({"done": 5, "total_wall_s": 9.0}))
+    assert watched(out).state()["run"]["status"] == "finished"
