@@ -524,3 +524,15 @@ def test_a_password_in_the_endpoint_url_stays_out_of_the_manifest(
     assert cli.main(["run", "story", "--input", str(src), "--output", str(out)]) == 0
     manifest = (tmp_path / "o.jsonl.manifest.json").read_text()
     assert "pw-S3cretValue99" not in manifest and "127.0.0.1:9" in manifest
+
+
+def test_the_manifest_says_the_items_and_the_budget_for_pipelines_view(tmp_path, fake_session):
+    src = tmp_path / "t.txt"
+    src.write_text("one\ntwo\nthree\n")
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "story", "--input", str(src), "--output", str(out), "--rpm", "60"]
+    assert cli.main([*argv, "--limit", "2"]) == 0
+    manifest = json.loads((tmp_path / "o.jsonl.manifest.json").read_text())
+    assert manifest["items"] == 2  # the input's 3, cut to --limit
+    assert manifest["limits"] == {"rpm": 60.0}
+    assert manifest["session_started_at"] == manifest["created_at"]
