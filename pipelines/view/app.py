@@ -66,6 +66,7 @@ def create_view_app(
     """
     settings = settings or ServiceSettings.from_env()
     watch = RunWatch(output)
+    html = view_page()  # read once: the page served is the one the CSP hashes
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -79,7 +80,7 @@ def create_view_app(
 
     app = secured_app(
         settings,
-        pages=[view_page()],
+        pages=[html],
         title=f"pipelines view {output.name}",
         lifespan=lifespan,
         docs_url=None,
@@ -87,6 +88,7 @@ def create_view_app(
         openapi_url=None,
     )
     app.state.watch = watch
+    app.state.page = html
     app.include_router(router)
     return app
 
@@ -97,9 +99,9 @@ def _watch(request: Request) -> RunWatch:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def page() -> HTMLResponse:
+async def page(request: Request) -> HTMLResponse:
     """The page."""
-    return HTMLResponse(view_page())
+    return HTMLResponse(request.app.state.page)
 
 
 @router.get("/healthz")

@@ -136,7 +136,7 @@ async def _check_counts_and_table(page, records: list[dict]) -> None:
     retries = sum(max(0, len(r["history"]) - (r["error"] is not None)) for r in records)
     assert await _count(page, "#retries-count") == retries
     assert await _count(page, "#throttled-count") == sum(r["throttled"] for r in records)
-    classes = await page.locator("#failures tr").evaluate_all(
+    classes = await page.locator("#failures tr[data-kind]").evaluate_all(
         "rows => rows.map(r => r.dataset.kind)"
     )
     assert sorted(classes) == sorted({r["error"]["type"] for r in failed})

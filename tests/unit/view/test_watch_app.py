@@ -1,8 +1,11 @@
 """One run followed (counts, status, rates, a replaced file) and the page's app behind the guards."""
 
+import base64
 import fcntl
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import httpx
@@ -114,6 +117,9 @@ async def test_app_serves_the_page_state_pages_and_search_behind_the_headers(tmp
         csp = page.headers["content-security-policy"]
         assert "script-src 'self' 'sha256-" in csp and "unsafe-inline" not in csp
         assert page.headers["x-frame-options"] == "DENY"
+        script = re.search(r"<script>(.*?)</script>", page.text, re.S).group(1)
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp  # the page served is the one the policy allows
         assert 'src="http' not in page.text and 'href="http' not in page.text  # no CDN
         state = (await http.get("/api/state")).json()
         assert state["progress"]["records"] == 30 and state["progress"]["failed"] == 10
