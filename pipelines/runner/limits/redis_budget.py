@@ -34,9 +34,8 @@ from lc_async_pipelines.runner.limits import _redis_scripts as scripts
 from lc_async_pipelines.runner.limits.budget import RateBudget, TpmCharge, check_limits
 from lc_async_pipelines.runner.limits.store import WINDOW_GUARD_S, WINDOW_S, BudgetRates
 from lc_async_pipelines.runner.redis_client import (
-    CONNECT_TIMEOUT_S,
-    SOCKET_TIMEOUT_S,
     checked_url,
+    client_options,
     import_redis,
     is_outage,
     one_line,
@@ -197,8 +196,7 @@ class RedisBudgetStore:
                     self.url,
                     # One quick retry for a pooled connection Redis dropped; outages are ours.
                     retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 1),
-                    socket_connect_timeout=CONNECT_TIMEOUT_S,
-                    socket_timeout=SOCKET_TIMEOUT_S,
+                    **client_options(self.url),
                 )
             except ValueError as exc:
                 msg = f"budget URL {redacted_url(self.url)!r}: {one_line(exc)}"
