@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -123,9 +124,13 @@ def client_options(url: str, environ: dict[str, str] | None = None) -> dict[str,
 
 
 def one_line(exc: BaseException) -> str:
-    """Return ``ExcClass: message``, scrubbed, on one line."""
+    """Return ``ExcClass: message``, scrubbed, on one line (a refused password: how to give one)."""
     text = " ".join(str(exc).split()) or "no detail"
-    return scrub(f"{type(exc).__name__}: {text}")[:300]
+    line = scrub(f"{type(exc).__name__}: {text}")[:300]
+    exceptions = getattr(sys.modules.get("redis"), "exceptions", None)
+    if exceptions is not None and isinstance(exc, exceptions.AuthenticationError):
+        line += f" (set {PASSWORD_VARIABLE}, or give the password in the URL)"
+    return line
 
 
 def is_outage(exc: BaseException) -> bool:

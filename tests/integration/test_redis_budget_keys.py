@@ -80,6 +80,7 @@ async def test_the_redis_password_can_come_from_the_environment(monkeypatch):
         with pytest.raises(BudgetUnavailable) as refused:
             await budget.connect()
         assert "env-pass-W7x9" not in str(refused.value)
+        assert "set REDIS_PASSWORD" in str(refused.value)
         monkeypatch.setenv("REDIS_PASSWORD", "env-pass-W7x9")
         async with open_budget(url, key="with-password", rpm=600) as budget:
             assert (await budget.shared_use()).runs == 1
