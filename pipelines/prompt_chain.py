@@ -34,6 +34,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, R
 from pydantic import BaseModel
 
 from lc_async_pipelines._lambdas import inline
+from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError, OutputValidationError, RowError
 
@@ -43,6 +44,7 @@ __all__ = [
     "load_prompt_file",
     "load_schema",
     "structured_output",
+    "template_tokens",
 ]
 
 Schema = dict[str, Any] | type[BaseModel]
@@ -111,6 +113,25 @@ def load_prompt_file(path: str | Path) -> BasePromptTemplate[Any]:
         msg = f"--prompt {path}: the template has no {{variable}} for the rows to fill"
         raise ConfigurationError(msg)
     return prompt
+
+
+def template_tokens(prompt: BasePromptTemplate[Any]) -> int:
+    """Estimate the tokens of ``prompt``'s own text: every call carries them besides the row.
+
+    The template is rendered with every variable empty and its messages'
+    text counted (3.5 characters a token, :func:`lc_async_pipelines._text.estimate_tokens`).
+    A template that does not render so (a messages placeholder) counts its
+    template strings instead.
+    """
+    try:
+        value = prompt.invoke(dict.fromkeys(prompt.input_variables, ""))
+        return sum(estimate_tokens(m.text) for m in value.to_messages())
+    except Exception:  # a variable that wants a list, not text: count the raw template
+        templates = [getattr(prompt, "template", "")]
+        for message in getattr(prompt, "messages", []):
+            inner = getattr(message, "prompt", None)
+            templates.append(getattr(inner, "template", ""))
+        return sum(estimate_tokens(t) for t in templates if isinstance(t, str))
 
 
 def load_schema(spec: str | Path) -> Schema:

@@ -68,6 +68,9 @@ class PipelineSpec:
             not cap inputs at the context window.
         example: an example input, shown by the page as its input box's
             placeholder (empty: the page says what ``input_label`` is).
+        prompt_tokens: estimated tokens of fixed prompt text every call
+            carries besides the input (a ``--prompt`` file's template), counted
+            with the input toward ``max_input_tokens`` and the context window.
     """
 
     name: str
@@ -78,6 +81,7 @@ class PipelineSpec:
     owns_model: bool = False
     splits_long_inputs: bool = False
     example: str = ""
+    prompt_tokens: int = 0
 
     def defaults(self) -> dict[str, Any]:
         """Return the factory's keyword options and their defaults (e.g. ``{"max_words": 250}``)."""

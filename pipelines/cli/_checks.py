@@ -175,7 +175,7 @@ def model_identity(args: argparse.Namespace, spec: PipelineSpec, settings: Model
         return f"{EMBEDDED_MODEL_NAME} (embedded)"
     if settings.provider not in (None, "openai"):
         return f"{settings.provider}:{settings.model_name}"
-    from lc_async_pipelines._scrub import scrub
+    from lc_async_pipelines._scrub import scrub_url
 
     name = settings.model_name or "(asked of the endpoint)"
-    return f"{name} at {scrub(settings.base_url or OPENAI_URL)}"  # a password in the URL
+    return f"{name} at {scrub_url(settings.base_url or OPENAI_URL)}"  # a password, a ?key=

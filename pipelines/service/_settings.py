@@ -54,7 +54,7 @@ class ServiceSettings(BaseModel):
     by all requests, aiming ``PIPELINES_RATE_MARGIN`` (default 0.01) below them.
     ``PIPELINES_BUDGET_URL`` (``redis://HOST:PORT/DB``): share RPM, TPM and
     429 pauses with every replica and run using the same Redis and
-    ``PIPELINES_BUDGET_KEY`` (default: derived from the endpoint and model).
+    ``PIPELINES_BUDGET_KEY`` (default: derived from the endpoint, model and limits).
     ``PIPELINES_MAX_IN_FLIGHT``: model calls at once (default 4; per replica).
     ``PIPELINES_MAX_BODY_BYTES``: larger request bodies get 413 (default 1 MB).
     ``PIPELINES_REQUEST_TIMEOUT``: deadline of an invoke or a batch input,

@@ -58,8 +58,8 @@ PUBLIC = {
     ],
     "lc_async_pipelines.runner.limits": [
         "BudgetRateLimiter", "BudgetRates", "BudgetStore", "BudgetedChatModel",
-        "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget", "budget_key",
-        "open_budget", "with_budget",
+        "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget", "SharedUse",
+        "budget_key", "open_budget", "with_budget",
     ],
     "lc_async_pipelines.runner.records": [
         "MANIFEST_FORMAT", "PARQUET_HINT", "PriorTotals", "RunFile", "RunManifest", "RunTotals",

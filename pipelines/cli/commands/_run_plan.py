@@ -78,6 +78,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     model = model_identity(args, spec, settings)
     check_batch_model(args, settings)
+    max_input_tokens = input_token_cap(args, spec, settings)  # a prompt over it: exit 2 here
 
     from lc_async_pipelines.runner import count_items
 
@@ -102,7 +103,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         run,
         reader,
         settings,
-        input_token_cap(args, spec, settings),
+        max_input_tokens,
         done,
         prices,
     )
@@ -184,6 +185,8 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
         options["max_words"] = args.max_words
     if args.outline:
         options["outline"] = True
+    if args.max_chunks is not None:
+        options["max_chunks"] = args.max_chunks
     spec = _prompt_file_pipeline(args) if args.prompt is not None else load_pipeline(args.target)
     takes = spec.defaults()
     for name in options:
@@ -202,7 +205,12 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
 
 def _prompt_file_pipeline(args: argparse.Namespace) -> PipelineSpec:
     """The pipeline of --prompt FILE (and --schema): one prompt, one model call a row."""
-    from lc_async_pipelines.prompt_chain import build_prompt_chain, load_prompt_file, load_schema
+    from lc_async_pipelines.prompt_chain import (
+        build_prompt_chain,
+        load_prompt_file,
+        load_schema,
+        template_tokens,
+    )
     from lc_async_pipelines.registry import PipelineSpec
 
     prompt = load_prompt_file(args.prompt)
@@ -212,7 +220,11 @@ def _prompt_file_pipeline(args: argparse.Namespace) -> PipelineSpec:
         return build_prompt_chain(llm, prompt, schema=schema)
 
     return PipelineSpec(
-        name=args.prompt.stem, factory=factory, description=str(args.prompt), input_label="row"
+        name=args.prompt.stem,
+        factory=factory,
+        description=str(args.prompt),
+        input_label="row",
+        prompt_tokens=template_tokens(prompt),  # sent with every row
     )
 
 
@@ -293,11 +305,22 @@ def _first_row_fields(path: Path) -> list[str]:
 def input_token_cap(
     args: argparse.Namespace, spec: PipelineSpec, settings: ModelSettings
 ) -> int | None:
-    """--max-input-tokens, else the model's context window unless the pipeline chunks inputs."""
+    """--max-input-tokens, else the model's context window unless the pipeline chunks inputs.
+
+    A prompt template that alone fills the cap (it is sent with every row) is exit 2.
+    """
     given: int | None = args.max_input_tokens
     if given is not None or spec.splits_long_inputs or spec.owns_model:
-        return given
-    return settings.context_window
+        cap = given
+    else:
+        cap = settings.context_window
+    if cap is not None and spec.prompt_tokens >= cap:
+        what = "--max-input-tokens" if given is not None else "the model's context window"
+        fail_usage(
+            f"--prompt {args.prompt}: the template alone is about {spec.prompt_tokens:,} tokens, "
+            f"sent with every row; {what} is {cap:,}"
+        )
+    return cap
 
 
 def _run_fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:

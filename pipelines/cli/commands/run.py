@@ -125,7 +125,7 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
-    """The "pipeline options" group: --max-words and --outline."""
+    """The "pipeline options" group: --max-words, --outline and --max-chunks."""
     opts = parser.add_argument_group("pipeline options")
     opts.add_argument(
         "--max-words",
@@ -134,6 +134,12 @@ def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
         f"(1 to {MAX_WORDS:,})",
     )
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
+    opts.add_argument(
+        "--max-chunks",
+        type=number(int, 0, strict=True),
+        help="summary: most chunks (one model call each) a document may split into; "
+        "one with more is an error record (default 64)",
+    )
 
 
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
