@@ -172,12 +172,12 @@ def _document(paragraphs: int, name: str) -> str:
     )
 
 
-def _ancestor(span: ReceivedSpan, by_id: dict[str, ReceivedSpan], name: str) -> ReceivedSpan | None:
-    """The nearest ancestor of ``span`` named ``name``, if any."""
+def _ancestor(span: ReceivedSpan, by_id: dict[str, ReceivedSpan], name: str) -> str | None:
+    """The span id of the nearest ancestor of ``span`` named ``name``, if any."""
     parent = by_id.get(span.parent_span_id or "")
     while parent is not None and parent.name != name:
         parent = by_id.get(parent.parent_span_id or "")
-    return parent
+    return parent.span_id if parent is not None else None
 
 
 @pytest.mark.skipif(
@@ -238,7 +238,7 @@ def test_summary_run_traces_reach_the_collector(collector: Collector, tmp_path):
         assert "error.type" not in model.attributes
     # each item's model spans carry exactly the usage its record counts
     for item_id, record in records.items():
-        own = [m for m in models if _ancestor(m, by_id, "pipelines.item") is items[item_id]]
+        own = [m for m in models if _ancestor(m, by_id, "pipelines.item") == items[item_id].span_id]
         assert len(own) == record["calls"], item_id
         for kind in ("input_tokens", "output_tokens"):
             sent = sum(m.attributes[f"gen_ai.usage.{kind}"] for m in own)
@@ -260,4 +260,4 @@ def test_summary_run_traces_reach_the_collector(collector: Collector, tmp_path):
         assert wait.attributes["pipelines.budget.wait_s"] > 0
         assert wait.attributes["pipelines.budget.limit"] in BUDGET_LIMITS
         assert wait.attributes["pipelines.budget.queue_depth"] >= 0
-        assert _ancestor(wait, by_id, "pipelines.run") is run
+        assert _ancestor(wait, by_id, "pipelines.run") == run.span_id
