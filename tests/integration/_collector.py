@@ -152,8 +152,13 @@ class Collector:
         trace_id: str | None = None,
         name: str | None = None,
         timeout_s: float = 60.0,
+        settle_s: float = 1.0,
     ) -> list[ReceivedSpan]:
-        """Poll until at least ``count`` such spans arrived (Phoenix inserts in batches); return them.
+        """Poll until at least ``count`` such spans arrived, and no more for ``settle_s``; return them.
+
+        Phoenix inserts what it receives in batches: the settling lets the
+        spans of a trace that were not counted (a number the caller cannot
+        know) land too.
 
         Raises:
             AssertionError: fewer arrived within ``timeout_s``; the message lists those that did.
@@ -162,7 +167,12 @@ class Collector:
         while True:
             spans = self.spans(trace_id=trace_id, name=name)
             if len(spans) >= count:
-                return spans
+                while True:
+                    time.sleep(settle_s)
+                    again = self.spans(trace_id=trace_id, name=name)
+                    if len(again) == len(spans):
+                        return again
+                    spans = again
             if time.monotonic() > deadline:
                 names = sorted(span.name for span in spans)
                 raise AssertionError(

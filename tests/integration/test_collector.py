@@ -153,7 +153,7 @@ HAS_TELEMETRY = importlib.util.find_spec("lc_async_pipelines.telemetry") is not 
 
 # The mock draws a fault for each request in arrival order from Random(seed):
 # with these, request 1 is a 429 and request 4 a 500, and requests 5 to 40 are
-# clean, so a run of 4 to 38 calls meets exactly one of each.
+# clean, so a run of 2 to 38 calls (4 to 40 requests) meets exactly one of each.
 FAULTS = MockConfig(fault_rate=0.05, faults=("429", "500"), seed=2257, retry_after_s=0.05)
 
 
@@ -196,8 +196,10 @@ def test_summary_run_traces_reach_the_collector(collector: Collector, tmp_path):
     src.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "summaries.jsonl"
     with mock_server(FAULTS) as base_url:
-        env = {**os.environ, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-test",
-               "PIPELINES_MODEL": "mock", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}  # fmt: skip
+        # none of the caller's OTEL_* (a traces endpoint of theirs would win)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(OPENAI_BASE_URL=base_url, OPENAI_API_KEY="sk-test", PIPELINES_MODEL="mock",
+                   OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint)  # fmt: skip
         env.pop("PIPELINES_EMBEDDED_URL", None)
         # --rpm 120: the 8 requests cannot all go at once, so some wait for the budget
         cmd = [sys.executable, "-m", "lc_async_pipelines", "run", "summary", "--input", str(src),
@@ -216,11 +218,13 @@ def test_summary_run_traces_reach_the_collector(collector: Collector, tmp_path):
     assert run.parent_span_id is None
     spans = collector.wait_for(1 + len(records) + calls, trace_id=run.trace_id)
     by_id = {span.span_id: span for span in spans}
+    assert [s.name for s in spans].count("pipelines.run") == 1
     assert run.attributes["pipelines.run.items_done"] == 3
     assert run.attributes["pipelines.run.items_failed"] == 0
 
     items = {s.attributes["pipelines.item.id"]: s for s in spans if s.name == "pipelines.item"}
     assert set(items) == set(records)
+    assert [s.name for s in spans].count("pipelines.item") == len(records)
     for item_id, item in items.items():
         assert item.parent_span_id == run.span_id
         assert item.attributes["pipelines.item.outcome"] == "ok"
