@@ -256,8 +256,9 @@ def main() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # unwinds spawn()
         with spawn(port=args.port) as phoenix:
             print(
-                f"phoenix at {phoenix.url}: OTEL_EXPORTER_OTLP_ENDPOINT={phoenix.otlp_endpoint} "
-                f"(gRPC {phoenix.grpc_endpoint}); data is removed on exit; Ctrl-C stops it",
+                f"phoenix at {phoenix.url}: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="
+                f"{phoenix.traces_url} (it takes no metrics); data is removed on exit; "
+                "Ctrl-C stops it",
                 flush=True,
             )
             with contextlib.suppress(KeyboardInterrupt):
