@@ -101,3 +101,21 @@ def test_a_device_or_a_pipe_is_refused_before_it_is_read(tmp_path, capsys, kind,
     }[flag]
     code, err = run(tmp_path, capsys, *argv)
     assert code == 2 and f"{flag} {special}: not a regular file" in err
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+@pytest.mark.parametrize(
+    ("name", "body", "said"),
+    [
+        ("empty.jsonl", b"", "no items (an empty or blank file, or a header with no rows)"),
+        ("header.csv", b"id,text\n\n", "no items (an empty or blank file"),
+        ("nul.csv", b"\x00" * 100_000, "the header row (line 1) contains NUL bytes"),
+    ],
+)
+def test_an_input_of_no_items_says_so_and_exits_2(tmp_path, capsys, name, body, said, dry_run):
+    """Issue 22, point 4: a 100 KB all-NUL CSV ran 0 items and exited 0."""
+    src = tmp_path / name
+    src.write_bytes(body)
+    argv = ["run", "summary", "--input", str(src), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, *dry_run)
+    assert code == 2 and said in err

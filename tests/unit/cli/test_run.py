@@ -524,3 +524,22 @@ def test_a_password_in_the_endpoint_url_stays_out_of_the_manifest(
     assert cli.main(["run", "story", "--input", str(src), "--output", str(out)]) == 0
     manifest = (tmp_path / "o.jsonl.manifest.json").read_text()
     assert "pw-S3cretValue99" not in manifest and "127.0.0.1:9" in manifest
+
+
+def test_a_stray_quote_is_one_error_record_and_resume_keeps_ids(tmp_path, fake_session):
+    """Issue 22, point 4: `1,"unterminated` merged 3 CSV rows into 1 item, exit 0."""
+    src = tmp_path / "rows.csv"
+    src.write_text('id,text\n1,"unterminated\n2,b\n3,c\n')
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "summary", "--input", str(src), "--output", str(out)]
+    assert cli.main(argv) == 1
+    first = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(first) == ["2", "3", "line-1"]
+    assert first["line-1"]["error"]["type"] == "RowError"
+    assert first["line-1"]["error"]["message"].startswith("line 1: a quoted field never closes")
+    assert (first["2"]["input"], first["3"]["input"]) == ("b", "c")
+    assert cli.main(argv) == 1  # resume: the done rows are kept, the bad one fails again
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in again) == ["2", "3", "line-1"]
+    kept = sorted((r for r in again if r["id"] != "line-1"), key=lambda r: r["id"])
+    assert kept == [first["2"], first["3"]]  # as written the first time, not run again
