@@ -133,6 +133,11 @@ class RunFile:
         self.prior = prior
         self._lock = lock
         self.out: TextIO = self.records.open("a", encoding="utf-8")
+        try:
+            lock.cover(self.out.fileno())
+        except BaseException:
+            self.out.close()
+            raise
 
     @property
     def summary_path(self) -> Path:
@@ -239,7 +244,9 @@ def _move_aside(output: Path) -> Path | None:
 def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
     """Open ``output`` for a session of the run ``manifest`` describes.
 
-    In order: take ``OUTPUT.lock`` (non-blocking); check what is there; on
+    In order: take ``OUTPUT.lock`` and a lock on the records file itself (both
+    non-blocking; the second is keyed by the file's device and inode, so a hard
+    link to it is refused too); check what is there; on
     restart move the old run aside; on resume compact the records; write the
     manifest; open the records for appending. A refusal changes nothing (the
     lock file, created for the check, is removed again).
@@ -274,6 +281,8 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
     Raises:
         ConfigurationError: (one line each)
             ``OUTPUT is in use by another run (pid N)``;
+            ``OUTPUT is in use by another run that writes the same file under
+            another name (a hard link)``;
             ``OUTPUT: is not a regular file``;
             ``OUTPUT: line N is not a record (why); not a records file, left as it is``;
             ``OUTPUT: exists and was not written by a run (no OUTPUT.records.jsonl
@@ -291,6 +300,7 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
     output = Path(os.path.realpath(output))
     lock = RunLock(lock_path(output), output)
     try:
+        lock.hold_records(records_path(output))  # by identity: a hard link finds it too
         return _open_locked(output, manifest, restart=restart, lock=lock)
     except BaseException:
         lock.release()

@@ -543,3 +543,32 @@ def test_a_stray_quote_is_one_error_record_and_resume_keeps_ids(tmp_path, fake_s
     assert sorted(r["id"] for r in again) == ["2", "3", "line-1"]
     kept = sorted((r for r in again if r["id"] != "line-1"), key=lambda r: r["id"])
     assert kept == [first["2"], first["3"]]  # as written the first time, not run again
+
+
+@pytest.mark.parametrize("how", ["hard link", "symlink"])
+def test_a_second_run_through_a_link_to_the_output_exits_2_in_one_line(
+    tmp_path, fake_session, capsys, how
+):
+    """Issue 22, point 6: a run through a hard link got past the lock; both wrote and paid."""
+    src = tmp_path / "topics.txt"
+    src.write_text("t1\nt2\n")
+    out, link = tmp_path / "o.jsonl", tmp_path / "link.jsonl"
+    argv = ["run", "story", "--input", str(src)]
+    assert cli.main([*argv, "--output", str(out), "--limit", "1"]) == 0
+    if how == "hard link":
+        link.hardlink_to(out)
+    else:
+        link.symlink_to(out)
+    from lc_async_pipelines.runner.records import open_run
+    from lc_async_pipelines.runner.records.manifest import read_manifest
+
+    capsys.readouterr()
+    # The first run again, in progress (a flock refuses another open file in-process too).
+    with open_run(out, read_manifest(out), restart=False):
+        before = out.read_bytes()
+        assert cli.main([*argv, "--output", str(link)]) == 2
+        assert out.read_bytes() == before
+    err = capsys.readouterr().err.strip()
+    assert (
+        "\n" not in err and err.startswith("pipelines: error: ") and "in use by another run" in err
+    )

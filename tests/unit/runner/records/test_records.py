@@ -190,6 +190,38 @@ def test_another_process_is_refused_while_we_hold_the_output(tmp_path):
         pass
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_hard_link_to_the_output_is_refused_while_a_run_holds_it(tmp_path, existing):
+    """Issue 22, point 6: two runs through a hard link wrote 560 lines, 260 duplicates."""
+    out = tmp_path / "o.jsonl"
+    early = tmp_path / "early.jsonl"  # linked before the run: the file as it was
+    if existing:  # a resume that compacts: the records become a new file (a new inode)
+        out.write_text(line(rec("a")) + line(rec("b", error=True)))
+        write_manifest = open_run(out, manifest(tmp_path), restart=False)
+        write_manifest.close()
+        out.write_text(line(rec("a")) + line(rec("b", error=True)))
+        os.link(out, early)
+    holder = child("hold", out)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        late = tmp_path / "late.jsonl"  # linked while it runs: the file it writes
+        os.link(out, late)
+        for name in [late, early] if existing else [late]:
+            before = snapshot(tmp_path)
+            with pytest.raises(ConfigurationError) as info:
+                open_run(name, manifest(tmp_path), restart=False)
+            assert str(info.value) == (
+                f"{name} is in use by another run that writes the same file under another "
+                "name (a hard link)"
+            )
+            assert snapshot(tmp_path) == before  # refused before any change
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    with open_run(late, manifest(tmp_path), restart=False):  # free again once it died
+        pass
+
+
 # 2b. not ours: refused, nothing changed
 
 
