@@ -9,6 +9,7 @@ for a ``.csv`` or ``.parquet`` output, the table made from the records).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lc_async_pipelines.errors import ConfigurationError
+from lc_async_pipelines.errors import ConfigurationError, OutputWriteError
 from lc_async_pipelines.runner.records.files import (
     RunLock,
     fsync_dir,
@@ -167,7 +168,17 @@ class RunFile:
             ConfigurationError: a ``.parquet`` table and no pyarrow installed
                 (the records and summary are written; ``pipelines export``
                 makes the table later).
+            OutputWriteError: a file cannot be written (a full disk); the
+                records stay, and the file being replaced is left whole.
         """
+        try:
+            return self._finish(session, extra)
+        except OSError as exc:
+            if isinstance(exc, OutputWriteError):
+                raise
+            raise OutputWriteError.of(exc.filename or self.output, exc) from exc
+
+    def _finish(self, session: RunSummary, extra: Mapping[str, Any] | None) -> dict[str, Any]:
         self.out.flush()
         resume = {
             "resumed_done": self.prior.done,
@@ -194,7 +205,10 @@ class RunFile:
     def close(self) -> None:
         """Close :attr:`out` and release the lock (idempotent)."""
         try:
-            self.out.close()
+            # After a full disk, closing flushes the rest of a line cut short and may
+            # fail again: that line is the last, and the next session drops it.
+            with contextlib.suppress(OSError):
+                self.out.close()
         finally:
             self._lock.release()
 

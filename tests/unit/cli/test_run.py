@@ -572,3 +572,60 @@ def test_a_second_run_through_a_link_to_the_output_exits_2_in_one_line(
     assert (
         "\n" not in err and err.startswith("pipelines: error: ") and "in use by another run" in err
     )
+
+
+class _FullDisk:
+    """The records file on a disk that fills after ``room`` characters: ENOSPC mid-line."""
+
+    def __init__(self, fh, room):
+        self._fh, self._room = fh, room
+
+    def write(self, text):
+        import errno
+        import os
+
+        if len(text) > self._room:
+            self._fh.write(text[: self._room])  # the disk takes what fits: a line cut short
+            self._fh.flush()
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(text)
+        return self._fh.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_exit_4_and_resume_completes(
+    tmp_path, fake_session, capsys, monkeypatch
+):
+    """Issue 22, point 9: a full disk mid-run ended in a traceback (exit 1)."""
+    from pathlib import Path
+
+    src = tmp_path / "topics.txt"
+    src.write_text("".join(f"topic {i}\n" for i in range(30)))
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "story", "--input", str(src), "--output", str(out)]
+    real_open = Path.open
+
+    def open_on_a_small_disk(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        return _FullDisk(fh, room=2500) if self == out and mode == "a" else fh
+
+    monkeypatch.setattr(Path, "open", open_on_a_small_disk)
+    assert cli.main(argv) == 4
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"pipelines: error: {out}: cannot be written (No space left on device); stopped, the "
+        "records written are kept: make room and run the same command again to resume"
+    )
+    assert "Traceback" not in err
+    kept = out.read_text()
+    whole = kept.count("\n")
+    assert 0 < whole < 30 and not kept.endswith("\n")  # the lines that fitted, one cut short
+    monkeypatch.setattr(Path, "open", real_open)  # room again
+    assert cli.main(argv) == 0
+    assert f"resuming: {whole} items already done" in capsys.readouterr().err
+    ids = [r["id"] for r in _records(out)]
+    assert len(ids) == len(set(ids)) == 30

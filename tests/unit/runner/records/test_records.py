@@ -538,3 +538,32 @@ def test_a_symlink_to_the_output_finds_the_same_lock(tmp_path):
         with pytest.raises(ConfigurationError, match="in use by another run"):
             open_run(link, manifest, restart=False)
     assert link.is_symlink()
+
+
+def test_a_full_disk_at_the_summary_is_an_output_write_error_and_the_records_stay(
+    tmp_path, monkeypatch
+):
+    """Issue 22, point 9: the end of a run on a full disk is OutputWriteError, not an OSError."""
+    import errno
+
+    from lc_async_pipelines.errors import OutputWriteError
+    from lc_async_pipelines.runner import RunSummary
+    from lc_async_pipelines.runner.records import files
+
+    out = tmp_path / "o.jsonl"
+    with open_run(out, manifest(tmp_path), restart=False) as rf:
+        rf.out.write(line(rec("a")))
+        real = files.os.fsync
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(files.os, "fsync", full)
+        with pytest.raises(OutputWriteError) as info:
+            rf.finish(RunSummary())
+        monkeypatch.setattr(files.os, "fsync", real)
+    assert info.value.cause == "No space left on device"
+    assert str(info.value).endswith(": cannot be written (No space left on device)")
+    assert [r["id"] for r in lines_of(out)] == ["a"]
+    with open_run(out, manifest(tmp_path), restart=False) as rf:  # resumes as it was
+        assert rf.done_ids == {"a"}
