@@ -253,11 +253,16 @@ def read_run_items(
 def check_first_rows(head: list[Item], args: argparse.Namespace, required: list[str]) -> None:
     """Fail before any server starts when the first rows cannot feed the pipeline.
 
-    Checked: the rows give the text or fields the chain reads (``--field``, the
+    Checked: there is at least one item (issue 22: an all-NUL CSV ran nothing and
+    exited 0), the rows give the text or fields the chain reads (``--field``, the
     prompt's variables) and the first row has the ``--id-field`` given, each
     with the closest field name when one is near.
     """
-    if args.id_field is not None and head:
+    if not head:  # a run of nothing would end "0 done", exit 0: a wrong file, most likely
+        fail_usage(
+            f"--input {args.input}: no items (an empty or blank file, or a header with no rows)"
+        )
+    if args.id_field is not None:
         _check_id_field(args, head[0].line)
     usable = [i for i in head if i.error is None]
     if head and not usable:

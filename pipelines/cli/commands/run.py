@@ -42,7 +42,8 @@ attr is a factory taking the chat model, a PipelineSpec or a ready Runnable.
 Input: .jsonl, .json (array), .csv (header row) or .txt (one item a line).
 Output: one JSON record a line; running the same command again resumes.
 Exit: 0 all done, 1 some items failed, 2 bad arguments or input, 3 stopped at
---max-cost (run again with a higher cap), 130/143 stopped.
+--max-cost (run again with a higher cap), 4 the output could not be written (a
+full disk: make room, run again), 130/143 stopped.
 
 Batch API and costs:
   pipelines run summary --input docs.jsonl --output out/s.jsonl --dry-run -m gpt-4o-mini
