@@ -48,6 +48,19 @@ redis-server:
 redis: $(STAMP) redis-server
 	$(BIN)/python -m benchmarks.redis_server --port 6390
 
+# Arize Phoenix, the real OTLP receiver of the collector test
+# (tests/integration/test_collector.py), in its own virtualenv cached per
+# machine beside llama-server (benchmarks/phoenix_server.py): ~150 packages,
+# about 2 min. `make test` starts it in the background first, so that it
+# overlaps the venv and model setup; the test waits for it on a file lock (or
+# installs it itself). Output: ~/.cache/lc-async-pipelines/phoenix/*/install.log
+.PHONY: collector collector-background
+collector:
+	$(PYTHON) -m benchmarks.phoenix_server install
+
+collector-background:
+	@nohup $(PYTHON) -m benchmarks.phoenix_server install >/dev/null 2>&1 &
+
 serve: install
 	$(BIN)/pipelines serve --port 8000
 
@@ -81,10 +94,10 @@ docs: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-integration: install browser redis-server
+integration: collector-background install browser redis-server
 	$(BIN)/pytest tests/integration -q
 
-test: install browser redis-server lint docs
+test: collector-background install browser redis-server lint docs
 	$(BIN)/pytest -q -ra --durations=15
 
 clean:

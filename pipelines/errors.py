@@ -16,14 +16,17 @@ does when the error reaches it: an exit code, or the item's error record
     ├── FetchError             a feed or article unread     record  OSError
     ├── BudgetUnavailable      the budget's Redis is down   exit 2  ConnectionError
     ├── CacheUnavailable       the cache's Redis is down    exit 2  ConnectionError
-    └── WorkersLost            every Ray worker died        exit 2  RuntimeError
+    ├── WorkersLost            every Ray worker died        exit 2  RuntimeError
+    └── OutputWriteError       the output cannot be written exit 4  OSError
 
 The command line's exit codes (``lc_async_pipelines.cli.ExitCode``): 0 every
 item done; 1 the run ended and some items failed (their records say why); 2
 bad arguments, configuration or input, or a store or the embedded model that
 cannot be reached, with the output untouched or resumable; 3 the
-``--max-cost`` cap stopped the run (resumable with a higher cap); 130 and 143
-stopped by SIGINT or SIGTERM (resumable: run the same command again).
+``--max-cost`` cap stopped the run (resumable with a higher cap); 4 the output
+could not be written, a full disk (the run stopped at once, what was written is
+kept; resumable once there is room); 130 and 143 stopped by SIGINT or SIGTERM
+(resumable: run the same command again).
 
 In the web service, :class:`DeadlineExceeded` is HTTP 504 and a bad input HTTP 422.
 
@@ -46,6 +49,7 @@ __all__ = [
     "FetchError",
     "InputError",
     "OutputValidationError",
+    "OutputWriteError",
     "PipelinesError",
     "RowError",
     "WorkersLost",
@@ -135,3 +139,30 @@ class WorkersLost(PipelinesError, RuntimeError):
 
     The records written so far stay; running the same command again resumes.
     """
+
+
+class OutputWriteError(PipelinesError, OSError):
+    """A run's records, summary, manifest or table cannot be written: a full disk, a quota.
+
+    The run stops at once (the items in flight are cancelled: their records
+    could not be kept either). The records written before stay; a line the
+    full disk cut short is dropped when the run resumes (the command line
+    exits 4; the same command, once there is room, resumes).
+
+    Attributes:
+        path: the file that could not be written.
+        cause: the system's reason (``"No space left on device"``).
+    """
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(f"{path}: cannot be written ({cause})")
+        self.path = path
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (OutputWriteError, (self.path, self.cause))
+
+    @classmethod
+    def of(cls, path: object, exc: OSError) -> OutputWriteError:
+        """The error for ``exc``, raised writing ``path``."""
+        return cls(str(path), exc.strerror or type(exc).__name__)

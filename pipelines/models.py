@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 if TYPE_CHECKING:
     import httpx
 
-from lc_async_pipelines._scrub import register_secret, scrub
+from lc_async_pipelines._scrub import register_secret, register_url_secrets, scrub_url
 from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING, EmbeddedModelServer
 from lc_async_pipelines.errors import ConfigurationError
 
@@ -122,6 +122,14 @@ class ModelSettings(BaseModel):
     extra_body: dict[str, Any] | None = None
     context_tokens: int | None = Field(default=None, gt=0)
     key_source: str | None = None
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Register the key and the base URL's password and query credentials as secrets.
+
+        Scrubbed from every error text that leaves, however the settings were made.
+        """
+        register_secret(self.api_key)
+        register_url_secrets(self.base_url)
 
     @property
     def provider(self) -> str | None:
@@ -248,7 +256,6 @@ class ModelSettings(BaseModel):
             field = str(error["loc"][0]) if error["loc"] else "?"
             msg = f"{names.get(field, field)}: {error['msg']}"
             raise ConfigurationError(msg) from None
-        register_secret(settings.api_key)  # scrubbed from every error text that leaves
         return settings
 
 
@@ -288,18 +295,19 @@ def resolve_model(
         response.raise_for_status()
         listed = [str(m["id"]) for m in response.json().get("data", []) if "id" in m]
     except (httpx.ConnectError, httpx.TimeoutException) as exc:
-        msg = f"cannot reach {settings.base_url} ({type(exc).__name__}); is the endpoint running?"
+        shown = scrub_url(settings.base_url)
+        msg = f"cannot reach {shown} ({type(exc).__name__}); is the endpoint running?"
         raise ConfigurationError(msg) from None
     except (httpx.HTTPError, ValueError, TypeError, KeyError, AttributeError) as exc:
         msg = (
-            f"no model set and {url} did not list its models ({type(exc).__name__}); "
+            f"no model set and {scrub_url(url)} did not list its models ({type(exc).__name__}); "
             "set PIPELINES_MODEL or -m"
         )
         raise ConfigurationError(msg) from None
     if len(listed) != 1:
         shown = ", ".join(listed[:10]) + (" ..." if len(listed) > 10 else "")
         msg = (
-            f"no model set and {url} serves {len(listed)} models ({shown or 'none'}); "
+            f"no model set and {scrub_url(url)} serves {len(listed)} models ({shown or 'none'}); "
             "choose one with PIPELINES_MODEL or -m"
         )
         raise ConfigurationError(msg)
@@ -318,7 +326,7 @@ def describe(settings: ModelSettings, base_url: str | None = None) -> str:
         return (
             f"model {settings.model_name} from provider {settings.provider} (its own credentials)"
         )
-    endpoint = scrub(base_url or settings.base_url or OPENAI_URL)  # a password in the URL
+    endpoint = scrub_url(base_url or settings.base_url or OPENAI_URL)  # a password, a ?key=
     key = f"key from {settings.key_source}" if settings.api_key else "no key"
     return f"model {settings.model_name or DEFAULT_OPENAI_MODEL} at {endpoint} ({key})"
 

@@ -34,15 +34,18 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, R
 from pydantic import BaseModel
 
 from lc_async_pipelines._lambdas import inline
+from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError, OutputValidationError, RowError
 
 __all__ = [
+    "MAX_SCHEMA_DEPTH",
     "Schema",
     "build_prompt_chain",
     "load_prompt_file",
     "load_schema",
     "structured_output",
+    "template_tokens",
 ]
 
 Schema = dict[str, Any] | type[BaseModel]
@@ -57,6 +60,12 @@ _PROMPT_CLASSES: list[type[Any]] = [
     SystemMessagePromptTemplate,
 ]
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+#: The deepest nesting of objects and arrays a ``--schema`` file may have. Real
+#: schemas stay within a few dozen levels; the validator, the model's
+#: structured-output request and the JSON encoder recurse once per level, so a
+#: schema nested thousands deep would end the run in a ``RecursionError``.
+MAX_SCHEMA_DEPTH = 100
 
 
 def load_prompt_file(path: str | Path) -> BasePromptTemplate[Any]:
@@ -113,12 +122,33 @@ def load_prompt_file(path: str | Path) -> BasePromptTemplate[Any]:
     return prompt
 
 
+def template_tokens(prompt: BasePromptTemplate[Any]) -> int:
+    """Estimate the tokens of ``prompt``'s own text: every call carries them besides the row.
+
+    The template is rendered with every variable empty and its messages'
+    text counted (3.5 characters a token, :func:`lc_async_pipelines._text.estimate_tokens`).
+    A template that does not render so (a messages placeholder) counts its
+    template strings instead.
+    """
+    try:
+        value = prompt.invoke(dict.fromkeys(prompt.input_variables, ""))
+        return sum(estimate_tokens(m.text) for m in value.to_messages())
+    except Exception:  # a variable that wants a list, not text: count the raw template
+        templates = [getattr(prompt, "template", "")]
+        for message in getattr(prompt, "messages", []):
+            inner = getattr(message, "prompt", None)
+            templates.append(getattr(inner, "template", ""))
+        return sum(estimate_tokens(t) for t in templates if isinstance(t, str))
+
+
 def load_schema(spec: str | Path) -> Schema:
     """Read an output schema: a JSON Schema file, or ``package.module:Model`` (Pydantic).
 
     Raises:
-        ConfigurationError: the file is missing or not a valid JSON Schema
-            object; the module or class cannot be imported or is not a Pydantic model.
+        ConfigurationError: the file is missing, not a valid JSON Schema
+            object, or nested deeper than :data:`MAX_SCHEMA_DEPTH`; the module
+            or class cannot be imported (or calls ``sys.exit()``) or is not a
+            Pydantic model.
     """
     text = str(spec)
     if ":" in text and not Path(text).exists():
@@ -127,20 +157,15 @@ def load_schema(spec: str | Path) -> Schema:
             sys.path.insert(0, os.getcwd())  # as for a module:attr target
         try:
             value: Any = getattr(importlib.import_module(module_name), attr)
-        except Exception as exc:  # the user's module: any failure is a bad --schema
-            msg = f"--schema {text}: cannot load ({type(exc).__name__}: {exc})"
+        except (Exception, SystemExit) as exc:  # the user's module: any failure is a bad --schema
+            why = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else type(exc).__name__
+            msg = f"--schema {text}: cannot load ({why}: {exc})"
             raise ConfigurationError(msg) from None
         if not (isinstance(value, type) and issubclass(value, BaseModel)) or not value.model_fields:
             raise ConfigurationError(f"--schema {text}: not a Pydantic model class with fields")
         return value
     path = Path(text)
-    if not path.is_file():
-        raise ConfigurationError(f"--schema {path}: no such file")
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"--schema {path}: not JSON ({type(exc).__name__})"
-        raise ConfigurationError(msg) from None
+    schema = _read_json(path)
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise ConfigurationError(f'--schema {path}: must be a JSON Schema with "type": "object"')
     if not isinstance(schema.get("properties"), dict) or not schema["properties"]:
@@ -153,6 +178,38 @@ def load_schema(spec: str | Path) -> Schema:
         raise ConfigurationError(f"--schema {path}: invalid JSON Schema ({exc.message})") from None
     schema.setdefault("title", path.stem.replace("-", "_") or "Output")
     return schema
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON document of a ``--schema`` file, no deeper than :data:`MAX_SCHEMA_DEPTH`."""
+    if not path.is_file():
+        raise ConfigurationError(f"--schema {path}: no such file")
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"--schema {path}: not JSON ({type(exc).__name__})"
+        raise ConfigurationError(msg) from None
+    except RecursionError:  # the decoder recurses once per level
+        msg = f"--schema {path}: nested more than {MAX_SCHEMA_DEPTH} levels deep"
+        raise ConfigurationError(msg) from None
+    depth = _depth(schema)
+    if depth > MAX_SCHEMA_DEPTH:
+        msg = f"--schema {path}: nested {depth} levels deep, more than {MAX_SCHEMA_DEPTH} levels"
+        raise ConfigurationError(msg)
+    return schema
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in ``value`` (0 for a scalar), without recursing."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth)
+            level.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def _validated(schema: Schema, value: Any) -> Any:

@@ -68,6 +68,9 @@ class PipelineSpec:
             not cap inputs at the context window.
         example: an example input, shown by the page as its input box's
             placeholder (empty: the page says what ``input_label`` is).
+        prompt_tokens: estimated tokens of fixed prompt text every call
+            carries besides the input (a ``--prompt`` file's template), counted
+            with the input toward ``max_input_tokens`` and the context window.
     """
 
     name: str
@@ -78,6 +81,7 @@ class PipelineSpec:
     owns_model: bool = False
     splits_long_inputs: bool = False
     example: str = ""
+    prompt_tokens: int = 0
 
     def defaults(self) -> dict[str, Any]:
         """Return the factory's keyword options and their defaults (e.g. ``{"max_words": 250}``)."""
@@ -135,6 +139,13 @@ def _as_spec(name: str, value: Any, where: str) -> PipelineSpec:
     raise ConfigurationError(msg)
 
 
+def _failure(exc: BaseException) -> str:
+    """One line for a user module's failure; ``sys.exit()`` on import is one, not our exit."""
+    if isinstance(exc, SystemExit):  # would end the command with its code and nothing done
+        return f"it called sys.exit({exc.code!r}) while importing"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _load_entry(ep: EntryPoint) -> PipelineSpec:
     """Load one registration as a spec named after its entry point.
 
@@ -144,8 +155,8 @@ def _load_entry(ep: EntryPoint) -> PipelineSpec:
     where = f"entry point {ep.name} = {ep.value}"
     try:
         loaded = ep.load()
-    except Exception as exc:  # a broken plug-in: say which, and why
-        msg = f"pipeline {ep.name!r} ({ep.value}) does not load: {type(exc).__name__}: {exc}"
+    except (Exception, SystemExit) as exc:  # a broken plug-in: say which, and why
+        msg = f"pipeline {ep.name!r} ({ep.value}) does not load: {_failure(exc)}"
         raise ConfigurationError(msg) from None
     spec = _as_spec(ep.name, loaded, where)
     return spec if spec.name == ep.name else dataclasses.replace(spec, name=ep.name)
@@ -196,7 +207,9 @@ def load_pipeline(target: str) -> PipelineSpec:
 
     Raises:
         ConfigurationError: no such registered name, the module does not
-            import, the attribute is missing or of the wrong kind.
+            import (an exception, or ``sys.exit()`` called while importing:
+            issue 22 saw exit 0 with nothing done), the attribute is missing
+            or of the wrong kind.
     """
     if ":" not in target:
         # Names first: loading an entry point imports its module (and LangChain).
@@ -218,8 +231,8 @@ def load_pipeline(target: str) -> PipelineSpec:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # the user's module: any failure is a bad target
-        msg = f"cannot import {module_name!r} for {target!r}: {type(exc).__name__}: {exc}"
+    except (Exception, SystemExit) as exc:  # the user's module: any failure is a bad target
+        msg = f"cannot import {module_name!r} for {target!r}: {_failure(exc)}"
         raise ConfigurationError(msg) from exc
     value: Any = module
     for part in attr.split("."):

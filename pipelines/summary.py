@@ -26,10 +26,12 @@ from lc_async_pipelines._finish import finish_to_length
 from lc_async_pipelines._lambdas import inline
 from lc_async_pipelines._text import estimate_tokens, max_tokens_for_target
 from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.errors import ConfigurationError, RowError
 from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
+    "DEFAULT_MAX_CHUNKS",
     "DEFAULT_STUFF_MAX_TOKENS",
     "build_auto_summary_chain",
     "build_map_reduce_summary_chain",
@@ -42,6 +44,9 @@ DEFAULT_CHUNK_TOKENS = 1500
 # A document up to this many estimated tokens is stuffed into one prompt.
 DEFAULT_STUFF_MAX_TOKENS = 3000
 _MAX_COLLAPSE_ROUNDS = 4
+# More chunks than this in one document is a RowError unless raised: a
+# 1,000,000-character row would otherwise make about 280 calls without a word.
+DEFAULT_MAX_CHUNKS = 64
 
 
 def split_into_chunks(text: str, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> list[str]:
@@ -99,6 +104,7 @@ def build_map_reduce_summary_chain(
     max_words: int = 120,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     map_words: int = 60,
+    max_chunks: int = DEFAULT_MAX_CHUNKS,
 ) -> Runnable[str, str]:
     """Build the map-reduce summary chain for documents longer than the model's context.
 
@@ -115,20 +121,34 @@ def build_map_reduce_summary_chain(
             ±30% as in :func:`build_summary_chain`.
         chunk_tokens: chunk size in estimated tokens.
         map_words: target length in words of each chunk summary (same rule).
+        max_chunks: most chunks one document may split into; one with more is
+            a :class:`~lc_async_pipelines.errors.RowError` before any call
+            (each chunk is a call, and collapsing adds more).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out.
 
     Raises:
-        ConfigurationError: ``max_words`` or ``map_words`` is below 1.
+        ConfigurationError: ``max_words`` or ``map_words`` is below 1, or
+            ``max_chunks`` is not a whole number of at least 1.
+        RowError: on invocation, a document of more than ``max_chunks`` chunks;
+            the message says how many and the option that raises the limit.
     """
+    _check_max_chunks(max_chunks)
     map_chain: Runnable[dict[str, Any], str] = RunnableSequence(
         *_text_chain(llm, MAP_PROMPT, map_words), name="map_summary"
     )
 
     async def summarize_chunks(text: str, config: RunnableConfig) -> dict[str, Any]:
         chunks = split_into_chunks(text, chunk_tokens)
+        if len(chunks) > max_chunks:
+            msg = (
+                f"the document splits into {len(chunks)} chunks of about {chunk_tokens} "
+                f"tokens, over the limit of {max_chunks} (one model call each, and more to "
+                "combine them); raise max_chunks (--max-chunks) to summarize it"
+            )
+            raise RowError(msg)
         for _ in range(_MAX_COLLAPSE_ROUNDS):
             summaries = await map_chain.abatch(
                 [{"text": c, "max_words": map_words} for c in chunks], config
@@ -154,6 +174,7 @@ def build_auto_summary_chain(
     long_max_words: int = 120,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     stuff_max_tokens: int = DEFAULT_STUFF_MAX_TOKENS,
+    max_chunks: int = DEFAULT_MAX_CHUNKS,
 ) -> Runnable[str, str]:
     """Build a chain that stuffs short documents and map-reduces long ones.
 
@@ -165,17 +186,21 @@ def build_auto_summary_chain(
             document (same rule).
         chunk_tokens: map-reduce chunk size in estimated tokens.
         stuff_max_tokens: longest document (estimated tokens) stuffed into one prompt.
+        max_chunks: most chunks a map-reduced document may split into, as
+            :func:`build_map_reduce_summary_chain` (a ``RowError`` past it).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out, streamed by ``astream`` through the chosen chain.
 
     Raises:
-        ConfigurationError: ``max_words`` or ``long_max_words`` is below 1.
+        ConfigurationError: ``max_words`` or ``long_max_words`` is below 1, or
+            ``max_chunks`` below 1.
+        RowError: on invocation, a document of more than ``max_chunks`` chunks.
     """
     stuff = build_summary_chain(llm, max_words=max_words)
     map_reduce = build_map_reduce_summary_chain(
-        llm, max_words=long_max_words, chunk_tokens=chunk_tokens
+        llm, max_words=long_max_words, chunk_tokens=chunk_tokens, max_chunks=max_chunks
     )
 
     def route(text: str) -> Runnable[str, str]:
@@ -186,3 +211,9 @@ def build_auto_summary_chain(
     # typed as what it returns once the chosen chain has run
     router = cast("Runnable[str, str]", inline(route, name="auto_summary"))
     return router.with_types(input_type=str, output_type=str)
+
+
+def _check_max_chunks(max_chunks: object) -> None:
+    if isinstance(max_chunks, bool) or not isinstance(max_chunks, int) or max_chunks < 1:
+        msg = f"max_chunks must be a whole number of at least 1, got {max_chunks!r}"
+        raise ConfigurationError(msg)

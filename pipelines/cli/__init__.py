@@ -137,6 +137,7 @@ def _parse_and_execute(argv: list[str] | None) -> ExitCode:
         ConfigurationError,
         EmbeddedModelError,
         InputError,
+        OutputWriteError,
         WorkersLost,
     )
 
@@ -161,3 +162,12 @@ def _parse_and_execute(argv: list[str] | None) -> ExitCode:
 
         print(f"pipelines: error: {error_text(exc)}", file=sys.stderr)
         return ExitCode.USAGE
+    except OutputWriteError as exc:  # a full disk: stopped, what was written kept
+        from lc_async_pipelines._scrub import error_text
+
+        print(
+            f"pipelines: error: {error_text(exc)}; stopped, the records written are kept: "
+            "make room and run the same command again to resume",
+            file=sys.stderr,
+        )
+        return ExitCode.WRITE_FAILED

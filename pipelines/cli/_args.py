@@ -77,7 +77,8 @@ def add_shared_flags(group: Any) -> None:
     group.add_argument(
         "--budget-key",
         metavar="KEY",
-        help="the shared budget's name (default: derived from the endpoint and model)",
+        help="the shared budget's name (default: derived from the endpoint, the model, "
+        "--rpm and --tpm: runs at other limits do not share)",
     )
     group.add_argument(
         "--cache",

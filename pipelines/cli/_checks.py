@@ -8,6 +8,7 @@ library only, so a wrong path answers before LangChain loads.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "UsageError",
     "chain_input_shape",
+    "check_name_lengths",
     "check_paths",
     "check_regular_file",
     "check_shared_urls",
@@ -37,6 +39,13 @@ def fail_usage(message: str) -> NoReturn:
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
+# The longest suffix a run adds to --output's name: a restart's backup of a
+# sidecar, OUTPUT.bak-YYYYmmdd-HHMMSS-NNNN.records.jsonl (a staged rewrite,
+# OUTPUT.records.jsonl.tmp, is shorter).
+_OUTPUT_NAME_ROOM = len(".bak-20260101-000000-9999.records.jsonl")
+_SQLITE_NAME_ROOM = len("-journal")  # SQLite's files beside a --cache file
+_NAME_MAX = 255  # when the file system does not say (os.pathconf)
+
 
 def check_paths(
     args: argparse.Namespace, flag: str = "--input", kinds: str = "a .jsonl, .json, .csv or .txt"
@@ -46,6 +55,10 @@ def check_paths(
         fail_usage(
             f"standard input and output are not supported; give files for {flag} and --output"
         )
+    check_name_lengths(flag, args.input)
+    check_name_lengths("--output", args.output, room=_OUTPUT_NAME_ROOM)
+    if args.cache is not None and "://" not in args.cache:
+        check_name_lengths("--cache", Path(args.cache), room=_SQLITE_NAME_ROOM)
     if args.input.is_dir():
         fail_usage(f"{flag} {args.input}: is a folder; give {kinds} file")
     check_regular_file(flag, args.input)
@@ -65,12 +78,43 @@ def check_regular_file(flag: str, path: Path) -> None:
     ``/dev/zero`` as an input would be read for ever, a FIFO would block the
     read (issue 22, point 3).
     """
+    check_name_lengths(flag, path)
     if not path.exists():
         fail_usage(f"{flag} {path}: no such file")
     if path.is_dir():
         fail_usage(f"{flag} {path}: is a folder; give a file")
     if not path.is_file():
         fail_usage(f"{flag} {path}: not a regular file (a device, a pipe or a socket)")
+
+
+def check_name_lengths(flag: str, path: Path, room: int = 0) -> None:
+    """Every name in ``path`` fits the file system's limit, the file's own with ``room`` to spare.
+
+    A name over the limit (255 bytes on most file systems, ``os.pathconf``
+    ``PC_NAME_MAX``) made ``stat`` raise, a traceback (issue 22, point 9);
+    ``room`` is what the command adds to the file's name for the files it
+    writes beside it.
+    """
+    limit = _name_max(path)
+    for part in path.parts[:-1]:
+        if len(os.fsencode(part)) > limit:
+            fail_usage(f"{flag}: a folder name of {len(os.fsencode(part))} bytes; at most {limit}")
+    size = len(os.fsencode(path.name))
+    if size + room > limit:
+        shown = path.name if len(path.name) <= 40 else path.name[:40] + "..."
+        beside = f" (the files beside it add {room})" if room else ""
+        fail_usage(f"{flag} {shown}: the file name is {size} bytes; at most {limit - room}{beside}")
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name, in bytes, of the file system ``path`` would be on."""
+    for folder in path.absolute().parents:
+        if os.path.isdir(folder):  # False, not an error, for a name too long
+            try:
+                return os.pathconf(folder, "PC_NAME_MAX")
+            except (OSError, ValueError):
+                break
+    return _NAME_MAX
 
 
 def _names_a_module(spec: str) -> bool:
@@ -136,8 +180,9 @@ def chain_input_shape(
         chain = spec.build(FakeListChatModel(responses=["."]), **options)
     except ConfigurationError:
         raise
-    except Exception as exc:  # the user's factory: any failure is a bad target
-        msg = f"pipeline {spec.name!r}: the factory failed: {type(exc).__name__}: {exc}"
+    except (Exception, SystemExit) as exc:  # the user's factory: any failure is a bad target
+        why = f"sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else type(exc).__name__
+        msg = f"pipeline {spec.name!r}: the factory failed: {why}: {exc}"
         raise ConfigurationError(msg) from None
     if not isinstance(chain, Runnable):
         msg = (
@@ -175,7 +220,7 @@ def model_identity(args: argparse.Namespace, spec: PipelineSpec, settings: Model
         return f"{EMBEDDED_MODEL_NAME} (embedded)"
     if settings.provider not in (None, "openai"):
         return f"{settings.provider}:{settings.model_name}"
-    from lc_async_pipelines._scrub import scrub
+    from lc_async_pipelines._scrub import scrub_url
 
     name = settings.model_name or "(asked of the endpoint)"
-    return f"{name} at {scrub(settings.base_url or OPENAI_URL)}"  # a password in the URL
+    return f"{name} at {scrub_url(settings.base_url or OPENAI_URL)}"  # a password, a ?key=

@@ -228,6 +228,24 @@ class RunDisplay:
         self._task = None if bar is None else bar[1]
         self.console = None if self._progress is None else self._progress.console
         self._live_text = self.console is not None and in_flight.handler is not None
+        self._note: str | None = None
+
+    def set_note(self, note: str | None) -> None:
+        """Show ``note`` after the counts (why the run goes slower), or clear it with None.
+
+        On a terminal it joins the progress line at once; off one, a new note is
+        printed once on stderr as ``pipelines: note``.
+        """
+        self._note = note
+        if self._progress is None or self._task is None:
+            if note is not None:
+                print(f"pipelines: {note}", file=sys.stderr, flush=True)
+            return
+        self._progress.update(self._task, description=self._description())
+
+    def _description(self) -> str:
+        counts = self.counts.description()
+        return counts if self._note is None else f"{counts} · {self._note}"
 
     def show(self, record: Record) -> None:
         """Count ``record`` on the bar and, when streaming, show its output for good."""
@@ -246,7 +264,7 @@ class RunDisplay:
             self._task,
             advance=1,
             rate=finished / elapsed if elapsed else 0.0,
-            description=self.counts.description(),
+            description=self._description(),
         )
 
     def line(self, text: str) -> None:

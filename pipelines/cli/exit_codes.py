@@ -15,6 +15,10 @@ code   name            meaning
                        CacheUnavailable), or every Ray worker lost (WorkersLost)
 3      COST_CAP        ``run`` stopped at ``--max-cost``: the same command with
                        a higher cap goes on where it stopped
+4      WRITE_FAILED    ``run`` or ``news`` stopped because its output could
+                       not be written (a full disk: OutputWriteError); what
+                       was written is kept, the same command resumes once
+                       there is room
 130    INTERRUPTED     stopped by SIGINT (Ctrl-C); resumable
 143    TERMINATED      stopped by SIGTERM; resumable
 =====  ==============  ========================================================
@@ -37,6 +41,7 @@ class ExitCode(enum.IntEnum):
     ITEMS_FAILED = 1
     USAGE = 2
     COST_CAP = 3
+    WRITE_FAILED = 4
     INTERRUPTED = 128 + signal.SIGINT
     TERMINATED = 128 + signal.SIGTERM
 

@@ -43,6 +43,7 @@ from typing import Any
 
 from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines.engines._ray_driver import MAX_WORKER_LOSSES, drive
+from lc_async_pipelines.engines._ray_reaper import start_reaper
 from lc_async_pipelines.engines._ray_worker import Worker, start_error
 from lc_async_pipelines.engines.recipe import ChainRecipe
 from lc_async_pipelines.errors import ConfigurationError
@@ -133,7 +134,10 @@ async def run_items_on_ray(
     Ray: with ``address`` None and Ray not yet initialized in this process, a
     local Ray starts here (``ray.init`` took 4-6 s on a busy 2-core machine,
     and the workers' model sessions 10-20 s more; no dashboard, quiet logs)
-    and is shut down at the end; with an ``address`` (``"auto"``,
+    and is shut down at the end, and a watcher process ends whatever of it is
+    left when the run ends, even by ``kill -9`` of this process
+    (:mod:`~lc_async_pipelines.engines._ray_reaper`, ray-project/ray#52385);
+    with an ``address`` (``"auto"``,
     ``"HOST:6379"``, ``"ray://HOST:10001"``), this connects to that cluster
     and leaves it running. If this process already called ``ray.init``, that
     Ray is used as it is. Workers need this package (and a ``module:attr``
@@ -171,6 +175,8 @@ async def run_items_on_ray(
         starting = not ray.is_initialized()
         recipe = await _with_embedded_server(stack, recipe, local=starting and address is None)
         if starting:
+            if address is None and (reaper := start_reaper()) is not None:
+                stack.callback(reaper.stop)  # after ray.shutdown: the agents it leaves
             with _signals_kept():
                 ray.init(**_init_kwargs(address))
             stack.callback(ray.shutdown)

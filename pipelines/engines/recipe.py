@@ -32,7 +32,7 @@ class ChainRecipe:
         budget_url: a Redis URL (``redis://HOST:PORT/DB``) for one budget shared
             by every worker; None: each worker has its own in-memory budget
             holding ``1/workers`` of ``rpm`` and ``tpm``.
-        budget_key: the shared budget's key (None: derived from endpoint and model).
+        budget_key: the shared budget's key (None: derived from endpoint, model and limits).
         rpm: requests per minute, the whole run (all workers).
         tpm: tokens per minute, the whole run.
         cache: a Redis URL for the shared LLM cache, or None. An SQLite path is

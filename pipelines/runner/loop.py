@@ -51,10 +51,12 @@ def _refusal(item: Item, options: RunOptions) -> RowError | None:
     if item.error is not None:
         return RowError(item.error)
     size = _size(item.input)
-    if options.max_input_tokens is not None and size > options.max_input_tokens:
+    limit = options.max_input_tokens
+    if limit is not None and size + options.prompt_tokens > limit:
+        # the template is sent with every row: a 50 MB prompt file is 50 MB a call
+        prompt = f" with the prompt's {options.prompt_tokens}" if options.prompt_tokens else ""
         message = (
-            f"line {item.line}: input of about {size} tokens exceeds the limit of "
-            f"{options.max_input_tokens}"
+            f"line {item.line}: input of about {size} tokens{prompt} exceeds the limit of {limit}"
         )
         return RowError(message)
     return None

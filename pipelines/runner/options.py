@@ -28,7 +28,11 @@ class RunOptions:
         item_timeout_s: deadline of an item, all attempts and backoff included,
             seconds; past it the item is a ``DeadlineExceeded`` error record.
         max_input_tokens: an item whose input is estimated larger (3.5
-            characters a token) is a ``RowError`` record and is not sent.
+            characters a token), with ``prompt_tokens``, is a ``RowError``
+            record and is not sent.
+        prompt_tokens: estimated tokens every call of an item carries besides
+            its input (a prompt template's own text), counted toward
+            ``max_input_tokens``.
         costs: prices every record's calls and holds the run's cost cap
             (:class:`~lc_async_pipelines.runner.metering.RunCosts`, such as
             :class:`~lc_async_pipelines.runner.costs.CostMeter`): once the
@@ -48,6 +52,7 @@ class RunOptions:
     grace_s: float = 30.0
     item_timeout_s: float | None = None
     max_input_tokens: int | None = None
+    prompt_tokens: int = 0
     costs: RunCosts | None = None
 
     def __post_init__(self) -> None:
@@ -56,3 +61,4 @@ class RunOptions:
         check_number("grace_s", self.grace_s, minimum=0)
         check_number("item_timeout_s", self.item_timeout_s, minimum=0, strict=True)
         check_number("max_input_tokens", self.max_input_tokens, minimum=1, whole=True)
+        check_number("prompt_tokens", self.prompt_tokens, minimum=0, whole=True)

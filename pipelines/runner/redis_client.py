@@ -5,13 +5,19 @@ extra: ``pip install 'lc-async-pipelines[redis]'``), which URLs are Redis
 (:data:`REDIS_SCHEMES`), a URL's password registered as a secret and shown
 redacted, and which errors are an outage that passes (a lost connection, a
 timeout, a replica loading) rather than a refusal.
+
+The password may stay out of the URL, and so out of ``ps``: a URL without
+one uses ``$REDIS_PASSWORD`` (:func:`client_options`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
 from types import ModuleType
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from lc_async_pipelines._scrub import REDACTED, register_secret, scrub
@@ -19,9 +25,11 @@ from lc_async_pipelines.errors import ConfigurationError
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
+    "PASSWORD_VARIABLE",
     "REDIS_SCHEMES",
     "SOCKET_TIMEOUT_S",
     "checked_url",
+    "client_options",
     "import_redis",
     "is_outage",
     "is_redis_url",
@@ -35,6 +43,9 @@ REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 CONNECT_TIMEOUT_S = 2.0
 SOCKET_TIMEOUT_S = 5.0
+
+PASSWORD_VARIABLE = "REDIS_PASSWORD"
+"""The environment variable read for the password of a Redis URL that has none."""
 
 # The user and password of a URL: everything between "://" and the host's last "@".
 _USERINFO = re.compile(r"(?<=://)[^/?#]*@")
@@ -86,10 +97,40 @@ def checked_url(url: object, flag: str) -> str:
     return url
 
 
+def client_options(url: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for redis-py's ``from_url(url, ...)``: timeouts, and a password.
+
+    The password is ``$REDIS_PASSWORD`` (registered as a secret) when ``url``
+    carries none; redis-py lets a URL's own password win over this argument
+    (``redis.connection.parse_url`` values update the keyword arguments).
+
+    Args:
+        url: the Redis URL the client is for.
+        environ: the environment (default ``os.environ``).
+    """
+    options: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+    }
+    password = (os.environ if environ is None else environ).get(PASSWORD_VARIABLE)
+    try:
+        in_url = urlsplit(url).password or parse_qs(urlsplit(url).query).get("password")
+    except ValueError:
+        in_url = None
+    if password and not in_url:
+        register_secret(password)
+        options["password"] = password
+    return options
+
+
 def one_line(exc: BaseException) -> str:
-    """Return ``ExcClass: message``, scrubbed, on one line."""
+    """Return ``ExcClass: message``, scrubbed, on one line (a refused password: how to give one)."""
     text = " ".join(str(exc).split()) or "no detail"
-    return scrub(f"{type(exc).__name__}: {text}")[:300]
+    line = scrub(f"{type(exc).__name__}: {text}")[:300]
+    exceptions = getattr(sys.modules.get("redis"), "exceptions", None)
+    if exceptions is not None and isinstance(exc, exceptions.AuthenticationError):
+        line += f" (set {PASSWORD_VARIABLE}, or give the password in the URL)"
+    return line
 
 
 def is_outage(exc: BaseException) -> bool:

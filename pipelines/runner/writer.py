@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TextIO
 
+from lc_async_pipelines.errors import OutputWriteError
 from lc_async_pipelines.runner.record import Record
 from lc_async_pipelines.runner.summary import RunSummary
 
@@ -23,12 +24,24 @@ async def write_records(
 
     Returns:
         The run's :class:`RunSummary` (``wall_s`` measured over the whole write).
+
+    Raises:
+        OutputWriteError: a line cannot be written (a full disk, a quota): the
+            records are closed first (``aclose``: the items in flight are
+            cancelled), the lines written before stay; a line cut short is the
+            last, which a resume drops.
     """
     summary = RunSummary()
     start = time.perf_counter()
     async for record in records:
-        out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-        out.flush()
+        try:
+            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            out.flush()
+        except OSError as exc:
+            close = getattr(records, "aclose", None)
+            if close is not None:
+                await close()  # stop now: no record of the items in flight could be kept
+            raise OutputWriteError.of(getattr(out, "name", "the records"), exc) from exc
         summary.add(record)
         if on_record is not None:
             result = on_record(record)

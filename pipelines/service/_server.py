@@ -19,13 +19,26 @@ So here, without touching uvicorn's internals:
 - every connection goes through :class:`_GuardedConnection`, an
   :class:`asyncio.Protocol` wrapping uvicorn's own (``Config(http=...)``
   takes a protocol class): past ``max_connections`` open connections a new
-  one is answered 503 and closed at once; and a connection must complete a
+  one is answered 503 and closed at once, and so is one from a client
+  address that already holds ``max_pending_per_client`` connections without
+  a complete request head (a slowloris client from one address cannot take
+  the connections health checks need); and a connection must complete a
   request head within ``header_timeout_s`` of opening, or of its previous
   response, or it is closed. The wrapper learns that a head is complete
   when the app is called: it puts itself in the lifespan state uvicorn
   copies into each request's ``scope["state"]``, and :class:`_HeadDeadlines`
   (the outermost ASGI layer) tells it when a request starts and its
   response ends;
+- a stream's client that stops reading: each connection's kernel send
+  buffer is set to :data:`_SEND_BUFFER_BYTES` (Linux autotunes it up to
+  4 MB, which held 2.8 MB of a stalled stream for minutes before any send
+  blocked), so a send blocks soon and sse-starlette's ``send_timeout``
+  fires; the stream's model call is then cancelled with the stream, and the
+  connection is aborted (a plain close would wait for ever to flush what
+  the client never reads);
+- the access log (one line per request, ``lc_async_pipelines.service.access``)
+  is ours: method, path without its query string (a ``?token=`` stays out
+  of logs), status; uvicorn's own, which logs the query, is off;
 - the body must arrive within ``body_timeout_s`` of the head
   (:class:`~lc_async_pipelines.service._security.BodyDeadline`: 408, then
   the connection is closed);
@@ -44,16 +57,19 @@ connection cap's 503 carries them, with the policy ``default-src 'none'``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import ipaddress
 import logging
 import math
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sse_starlette.sse import SendTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -63,9 +79,12 @@ from lc_async_pipelines.service._settings import ServiceSettings
 __all__ = ["bind", "check_exposure", "configured_server", "is_loopback", "serve"]
 
 log = logging.getLogger("lc_async_pipelines.service")
+access_log = logging.getLogger("lc_async_pipelines.service.access")
 
 _HOOK = "lc_async_pipelines.service.connection"
 _BACKSTOP_S = 5  # uvicorn cancels what is left this long after the grace
+_SEND_BUFFER_BYTES = 64 * 1024
+"""Kernel send buffer of each connection (Linux doubles it): a stream's event is a few KB."""
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"content-type: text/plain; charset=utf-8\r\n"
@@ -112,16 +131,18 @@ def check_exposure(host: str, token_set: bool, allow_open: bool) -> None:
 
 
 class _GuardedConnection(asyncio.Protocol):
-    """One connection: uvicorn's protocol inside, a connection cap and a head deadline outside.
+    """One connection: uvicorn's protocol inside; connection caps and a head deadline outside.
 
     Built by uvicorn with its protocol's keyword arguments, which are passed
     on to ``inner`` with a per-connection copy of ``app_state`` holding this
-    object under :data:`_HOOK`.
+    object under :data:`_HOOK`. ``pending`` counts, per client address, the
+    connections waiting for a request head.
     """
 
     inner: Callable[..., asyncio.Protocol]
     settings: ServiceSettings
     live: set[_GuardedConnection]
+    pending: collections.Counter[str]
 
     def __init__(self, *, app_state: dict[str, Any], **kwargs: Any) -> None:
         self._inner = self.inner(app_state={**app_state, _HOOK: self}, **kwargs)
@@ -129,16 +150,25 @@ class _GuardedConnection(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._client = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Refuse the connection past the cap; else start the head deadline and pass it on."""
+        """Refuse the connection past either cap; else start the head deadline and pass it on."""
         self._transport = transport
-        if len(self.live) >= self.settings.max_connections:
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if (
+            len(self.live) >= self.settings.max_connections
+            or self.pending[self._client] >= self.settings.max_pending_per_client
+        ):
             self._refused = True
             if isinstance(transport, asyncio.WriteTransport):
                 transport.write(_BUSY)
             transport.close()
             return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
         self.live.add(self)
         self.response_finished()
         self._inner.connection_made(transport)
@@ -170,15 +200,28 @@ class _GuardedConnection(asyncio.Protocol):
     def response_finished(self) -> None:
         """A response has ended: the next request head has ``header_timeout_s`` to arrive."""
         self._disarm()
+        self.pending[self._client] += 1
         self._timer = self._loop.call_later(self.settings.header_timeout_s, self._expire)
+
+    def abort(self) -> None:
+        """Drop the connection at once, with what is queued for a client that stopped reading."""
+        if not isinstance(self._transport, asyncio.WriteTransport):
+            return
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:  # linger 0: a reset now, not the queue kept until the client reads
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._transport.abort()
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self.pending[self._client] -= 1
+            if self.pending[self._client] <= 0:
+                del self.pending[self._client]
 
     def _expire(self) -> None:
-        self._timer = None
+        self._disarm()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
@@ -188,7 +231,12 @@ def _guarded(settings: ServiceSettings) -> type[_GuardedConnection]:
     return type(
         "GuardedConnection",
         (_GuardedConnection,),
-        {"inner": AutoHTTPProtocol, "settings": settings, "live": set()},
+        {
+            "inner": AutoHTTPProtocol,
+            "settings": settings,
+            "live": set(),
+            "pending": collections.Counter(),
+        },
     )
 
 
@@ -205,13 +253,26 @@ class _HeadDeadlines:
             await self.app(scope, receive, send)
             return
         hook.request_started()
+        status = 0
 
         async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 hook.response_finished()
 
-        await self.app(scope, receive, sending)
+        try:
+            await self.app(scope, receive, sending)
+        except SendTimeoutError:
+            status = 0
+            hook.abort()
+            await asyncio.sleep(0)  # uvicorn hears of the reset, and does not log an error
+            log.info("dropped a stream's client that stopped reading (%s)", scope["path"])
+        finally:
+            client = scope.get("client") or ("-", 0)
+            access_log.info("%s %s %s %s", client[0], scope["method"], scope["path"], status or "-")
 
 
 class _Server(uvicorn.Server):
@@ -274,7 +335,7 @@ def bind(host: str, port: int, *, settings: ServiceSettings) -> socket.socket:
 
 
 def configured_server(
-    app: FastAPI, *, host: str, port: int, settings: ServiceSettings, access_log: bool = True
+    app: FastAPI, *, host: str, port: int, settings: ServiceSettings
 ) -> uvicorn.Server:
     """Return a uvicorn server for ``app`` with the limits of ``settings``, not yet running.
 
@@ -308,7 +369,7 @@ def configured_server(
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + _BACKSTOP_S,
         proxy_headers=False,
         server_header=False,
-        access_log=access_log,
+        access_log=False,  # uvicorn's logs the query string: ours (_HeadDeadlines) does not
     )
     return _Server(config, _drain(app, settings))
 
@@ -320,7 +381,6 @@ def serve(
     port: int,
     settings: ServiceSettings,
     sock: socket.socket | None = None,
-    access_log: bool = True,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, bounding what slow clients can hold.
 
@@ -338,11 +398,10 @@ def serve(
         settings: the limits (``ServiceSettings.from_env()`` reads them).
         sock: a socket already listening on ``host``:``port`` (:func:`bind`);
             None: uvicorn binds it.
-        access_log: log each request (uvicorn's access log).
 
     Raises:
         ConfigurationError: ``host`` is beyond loopback without a token or
             ``allow_open``.
     """
-    server = configured_server(app, host=host, port=port, settings=settings, access_log=access_log)
+    server = configured_server(app, host=host, port=port, settings=settings)
     server.run(sockets=None if sock is None else [sock])

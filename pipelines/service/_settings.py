@@ -8,12 +8,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner import RateBudget, RetryPolicy, open_budget
 from lc_async_pipelines.runner.limits.budget import TpmCharge
 
-__all__ = ["LOOPBACK_HOSTS", "ServiceSettings"]
+__all__ = ["LOOPBACK_HOSTS", "MIN_TOKEN_CHARS", "ServiceSettings"]
+
+MIN_TOKEN_CHARS = 16
+"""Shortest ``PIPELINES_API_TOKEN`` accepted: 16 random URL-safe characters are 96 bits."""
 
 _ENV_NAMES = {
     "api_token": "PIPELINES_API_TOKEN",
@@ -26,6 +30,7 @@ _ENV_NAMES = {
     "max_body_bytes": "PIPELINES_MAX_BODY_BYTES",
     "request_timeout_s": "PIPELINES_REQUEST_TIMEOUT",
     "max_connections": "PIPELINES_MAX_CONNECTIONS",
+    "max_pending_per_client": "PIPELINES_MAX_PENDING_PER_CLIENT",
     "keep_alive_s": "PIPELINES_KEEP_ALIVE",
     "header_timeout_s": "PIPELINES_HEADER_TIMEOUT",
     "body_timeout_s": "PIPELINES_BODY_TIMEOUT",
@@ -42,12 +47,14 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 class ServiceSettings(BaseModel):
     """Settings of the service, from the environment or ``.env`` (:meth:`from_env`).
 
-    ``PIPELINES_API_TOKEN``: bearer token required on ``/v1/*`` when set.
+    ``PIPELINES_API_TOKEN``: bearer token required on ``/v1/*`` when set; at
+    least :data:`MIN_TOKEN_CHARS` characters (``python -c "import secrets;
+    print(secrets.token_urlsafe(24))"`` makes one).
     ``PIPELINES_RPM`` / ``PIPELINES_TPM``: requests and tokens per minute shared
     by all requests, aiming ``PIPELINES_RATE_MARGIN`` (default 0.01) below them.
     ``PIPELINES_BUDGET_URL`` (``redis://HOST:PORT/DB``): share RPM, TPM and
     429 pauses with every replica and run using the same Redis and
-    ``PIPELINES_BUDGET_KEY`` (default: derived from the endpoint and model).
+    ``PIPELINES_BUDGET_KEY`` (default: derived from the endpoint, model and limits).
     ``PIPELINES_MAX_IN_FLIGHT``: model calls at once (default 4; per replica).
     ``PIPELINES_MAX_BODY_BYTES``: larger request bodies get 413 (default 1 MB).
     ``PIPELINES_REQUEST_TIMEOUT``: deadline of an invoke or a batch input,
@@ -55,7 +62,10 @@ class ServiceSettings(BaseModel):
 
     Slow or hostile clients (:func:`lc_async_pipelines.service.serve`):
     ``PIPELINES_MAX_CONNECTIONS``: connections at once; more are answered 503
-    and closed (default 256). ``PIPELINES_KEEP_ALIVE``: an idle keep-alive
+    and closed (default 256). ``PIPELINES_MAX_PENDING_PER_CLIENT``: connections
+    from one client address that have not yet sent a complete request head;
+    more from that address are answered 503 and closed, so a slowloris client
+    cannot take every connection (default 8). ``PIPELINES_KEEP_ALIVE``: an idle keep-alive
     connection is closed after this many seconds (default 5).
     ``PIPELINES_HEADER_TIMEOUT``: a connection must deliver a complete request
     head within this many seconds of opening, or of its previous response, or
@@ -86,6 +96,7 @@ class ServiceSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, ge=1_000)
     retry: RetryPolicy = RetryPolicy(max_retries=2)
     max_connections: int = Field(default=256, ge=1)
+    max_pending_per_client: int = Field(default=8, ge=1)
     keep_alive_s: int = Field(default=5, ge=1)
     header_timeout_s: float = Field(default=10.0, gt=0)
     body_timeout_s: float = Field(default=30.0, gt=0)
@@ -93,6 +104,19 @@ class ServiceSettings(BaseModel):
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     allow_open: bool = False
     allowed_hosts: tuple[str, ...] = ()
+
+    @field_validator("api_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuse a token a client could guess (its text is never in the message)."""
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            msg = (
+                f"must be at least {MIN_TOKEN_CHARS} characters "
+                f"(got {len(value.get_secret_value())}); "
+                'python -c "import secrets; print(secrets.token_urlsafe(24))" makes one'
+            )
+            raise ValueError(msg)
+        return value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -140,12 +164,24 @@ class ServiceSettings(BaseModel):
 
         Returns:
             The settings; a variable that is unset or empty keeps its default.
+
+        Raises:
+            ConfigurationError: a variable's value is refused; one line naming
+                the variable and the cause, never the value (it may be a secret).
         """
         values: dict[str, str] = {}
         if env_file and Path(env_file).is_file():
             values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         values.update(os.environ if environ is None else environ)
-        return cls.model_validate({k: values[v] for k, v in _ENV_NAMES.items() if values.get(v)})
+        try:
+            return cls.model_validate(
+                {k: values[v] for k, v in _ENV_NAMES.items() if values.get(v)}
+            )
+        except ValidationError as exc:
+            error = exc.errors(include_input=False, include_url=False)[0]
+            name = _ENV_NAMES.get(str(error["loc"][0]), str(error["loc"][0]))
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            raise ConfigurationError(f"{name}: {reason}") from None
 
     def new_budget(
         self,

@@ -23,7 +23,7 @@ from jsonschema.exceptions import best_match
 from langchain_core.runnables import Runnable
 from pydantic import SecretStr
 
-from lc_async_pipelines._scrub import register_secret
+from lc_async_pipelines._scrub import register_secret, scrub_url
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings
 from lc_async_pipelines.registry import PipelineSpec
@@ -230,7 +230,7 @@ def injected_state(
     register_secret(model_key(llm))
     name = model_name(llm)
     base_url = getattr(getattr(llm, "bound", llm), "openai_api_base", None)
-    where = f" at {base_url}" if base_url else ""
+    where = f" at {scrub_url(base_url)}" if base_url else ""
     return build_state(
         with_budget(llm, budget),
         budget,

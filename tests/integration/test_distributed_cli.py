@@ -5,9 +5,10 @@ the benchmark mock as the endpoint (``OPENAI_BASE_URL``; it answers
 ``"echo: <last user message>"``, so with the prompt file ``{text}`` every
 record's output is ``"echo: " + its own input``). Redis, the mock and Ray are
 started here and stopped after; a ``--engine ray`` driver runs in its own
-session, and every process of that session is ended by id at teardown
-(a local Ray's DashboardAgent and RuntimeEnvAgent outlive a kill -9 of the
-driver, https://github.com/ray-project/ray/issues/52385).
+session: after a kill -9 of the driver no process of that session may be left
+(a local Ray's DashboardAgent and RuntimeEnvAgent used to outlive it,
+https://github.com/ray-project/ray/issues/52385), and any left is killed at
+teardown.
 """
 
 import asyncio
@@ -353,6 +354,8 @@ def test_a_ray_driver_killed_then_resumed_writes_each_item_once(redis_url, tmp_p
         assert first.poll() is None, stderr_of(tmp_path, "s1")[-3000:]
         first.send_signal(signal.SIGKILL)  # the driver only, as a user's kill -9
         assert first.wait(30) == -signal.SIGKILL
+        # The watcher ends the Ray it started, agents included (ray-project/ray#52385).
+        assert wait_session_gone(first.pid, 60) == []
         at_kill = lines(out)
         assert 100 <= at_kill < RAY_ITEMS
         second = ray_run(cmd, env, tmp_path, "s2", sessions)

@@ -87,19 +87,19 @@ async def _start_run(page, pipeline: str, text: str, max_words: str = "") -> Non
 
 
 async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, embedded_server):
-    with serve(_app(embedded_server.base_url, api_token="tok-typed-in-123")) as base:
+    with serve(_app(embedded_server.base_url, api_token="tok-typed-in-0123456")) as base:
         page = await browser.new_page(viewport={"width": 1100, "height": 900})
         seen = _watch(page, base)
         response = await page.goto(base + "/")
         assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
         # A token typed in stays in the page's memory: no web storage holds it.
-        await page.fill("#token", "tok-typed-in-123")
+        await page.fill("#token", "tok-typed-in-0123456")
         await page.dispatch_event("#token", "change")
         await page.wait_for_selector("#pipeline option", state="attached")
         stored = await page.evaluate(
             "() => JSON.stringify([{...localStorage}, {...sessionStorage}])"
         )
-        assert "tok-typed-in-123" not in stored
+        assert "tok-typed-in-0123456" not in stored
         # Streamed text is on the page while the run is still streaming. An observer
         # notes it the moment it happens, so a slow first token on a loaded machine
         # (or a run that ends between two polls) cannot make the check miss it.
@@ -200,12 +200,12 @@ async def test_page_shows_a_structured_output_as_json_and_keeps_the_choice_on_re
     from tests.unit.fakes import cycling_llm
 
     facts = PipelineSpec("facts", build_facts_chain, "Facts (JSON).")
-    app = create_app(cycling_llm("unused"), settings=ServiceSettings(api_token="tok-facts-1234"),
+    app = create_app(cycling_llm("unused"), settings=ServiceSettings(api_token="tok-facts-0123456789"),
                      pipelines={**registered_pipelines(), "facts": facts})  # fmt: skip
     with serve(app) as base:
         page = await browser.new_page()
         await page.goto(base + "/")
-        await page.fill("#token", "tok-facts-1234")
+        await page.fill("#token", "tok-facts-0123456789")
         await page.dispatch_event("#token", "change")
         await page.wait_for_selector("#pipeline option[value='facts']", state="attached")
         await page.select_option("#pipeline", "facts")

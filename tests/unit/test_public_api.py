@@ -17,8 +17,8 @@ PUBLIC = {
     "lc_async_pipelines": [
         "BudgetUnavailable", "CacheUnavailable", "FetchError", "WorkersLost",
         "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError", "InputError", "Item",
-        "ModelSession", "ModelSettings", "OutputValidationError", "PipelineSpec", "PipelinesError",
-        "RateBudget", "Record", "RetryPolicy", "RowError", "RunOptions", "RunSummary",
+        "ModelSession", "ModelSettings", "OutputValidationError", "OutputWriteError",
+        "PipelineSpec", "PipelinesError", "RateBudget", "Record", "RetryPolicy", "RowError", "RunOptions", "RunSummary",
         "SQLiteCache", "__version__", "build_auto_summary_chain", "build_map_reduce_summary_chain",
         "build_prompt_chain", "build_story_chain", "build_summary_chain", "chat_model_session",
         "load_pipeline", "load_prompt_file", "load_schema", "make_chat_model", "model_session",
@@ -58,8 +58,8 @@ PUBLIC = {
     ],
     "lc_async_pipelines.runner.limits": [
         "BudgetRateLimiter", "BudgetRates", "BudgetStore", "BudgetedChatModel",
-        "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget", "budget_key",
-        "open_budget", "with_budget",
+        "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget", "SharedUse",
+        "budget_key", "open_budget", "with_budget",
     ],
     "lc_async_pipelines.runner.records": [
         "MANIFEST_FORMAT", "PARQUET_HINT", "PriorTotals", "RunFile", "RunManifest", "RunTotals",
@@ -71,7 +71,7 @@ PUBLIC = {
     "lc_async_pipelines.engines": ["ChainRecipe", "run_items_on_ray"],
     "lc_async_pipelines.errors": [
         "BudgetUnavailable", "CacheUnavailable", "ConfigurationError", "DeadlineExceeded", "EmbeddedModelError",
-        "FetchError", "InputError", "OutputValidationError", "PipelinesError", "RowError",
+        "FetchError", "InputError", "OutputValidationError", "OutputWriteError", "PipelinesError", "RowError",
         "WorkersLost",
     ],
     "lc_async_pipelines.news": [

@@ -57,6 +57,7 @@ def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
             limit=args.limit,
             skip=frozenset(done_ids(records_path(args.output))),
             max_input_tokens=input_token_cap(args, spec, settings),
+            prompt_tokens=spec.prompt_tokens,
         )
     )
     print(estimate.describe(), file=sys.stderr)

@@ -78,6 +78,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     model = model_identity(args, spec, settings)
     check_batch_model(args, settings)
+    max_input_tokens = input_token_cap(args, spec, settings)  # a prompt over it: exit 2 here
 
     from lc_async_pipelines.runner import count_items
 
@@ -104,7 +105,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         run,
         reader,
         settings,
-        input_token_cap(args, spec, settings),
+        max_input_tokens,
         done,
         prices,
     )
@@ -189,6 +190,8 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
         options["max_words"] = args.max_words
     if args.outline:
         options["outline"] = True
+    if args.max_chunks is not None:
+        options["max_chunks"] = args.max_chunks
     spec = _prompt_file_pipeline(args) if args.prompt is not None else load_pipeline(args.target)
     takes = spec.defaults()
     for name in options:
@@ -207,7 +210,12 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
 
 def _prompt_file_pipeline(args: argparse.Namespace) -> PipelineSpec:
     """The pipeline of --prompt FILE (and --schema): one prompt, one model call a row."""
-    from lc_async_pipelines.prompt_chain import build_prompt_chain, load_prompt_file, load_schema
+    from lc_async_pipelines.prompt_chain import (
+        build_prompt_chain,
+        load_prompt_file,
+        load_schema,
+        template_tokens,
+    )
     from lc_async_pipelines.registry import PipelineSpec
 
     prompt = load_prompt_file(args.prompt)
@@ -217,7 +225,11 @@ def _prompt_file_pipeline(args: argparse.Namespace) -> PipelineSpec:
         return build_prompt_chain(llm, prompt, schema=schema)
 
     return PipelineSpec(
-        name=args.prompt.stem, factory=factory, description=str(args.prompt), input_label="row"
+        name=args.prompt.stem,
+        factory=factory,
+        description=str(args.prompt),
+        input_label="row",
+        prompt_tokens=template_tokens(prompt),  # sent with every row
     )
 
 
@@ -246,11 +258,16 @@ def read_run_items(
 def check_first_rows(head: list[Item], args: argparse.Namespace, required: list[str]) -> None:
     """Fail before any server starts when the first rows cannot feed the pipeline.
 
-    Checked: the rows give the text or fields the chain reads (``--field``, the
+    Checked: there is at least one item (issue 22: an all-NUL CSV ran nothing and
+    exited 0), the rows give the text or fields the chain reads (``--field``, the
     prompt's variables) and the first row has the ``--id-field`` given, each
     with the closest field name when one is near.
     """
-    if args.id_field is not None and head:
+    if not head:  # a run of nothing would end "0 done", exit 0: a wrong file, most likely
+        fail_usage(
+            f"--input {args.input}: no items (an empty or blank file, or a header with no rows)"
+        )
+    if args.id_field is not None:
         _check_id_field(args, head[0].line)
     usable = [i for i in head if i.error is None]
     if head and not usable:
@@ -298,11 +315,22 @@ def _first_row_fields(path: Path) -> list[str]:
 def input_token_cap(
     args: argparse.Namespace, spec: PipelineSpec, settings: ModelSettings
 ) -> int | None:
-    """--max-input-tokens, else the model's context window unless the pipeline chunks inputs."""
+    """--max-input-tokens, else the model's context window unless the pipeline chunks inputs.
+
+    A prompt template that alone fills the cap (it is sent with every row) is exit 2.
+    """
     given: int | None = args.max_input_tokens
     if given is not None or spec.splits_long_inputs or spec.owns_model:
-        return given
-    return settings.context_window
+        cap = given
+    else:
+        cap = settings.context_window
+    if cap is not None and spec.prompt_tokens >= cap:
+        what = "--max-input-tokens" if given is not None else "the model's context window"
+        fail_usage(
+            f"--prompt {args.prompt}: the template alone is about {spec.prompt_tokens:,} tokens, "
+            f"sent with every row; {what} is {cap:,}"
+        )
+    return cap
 
 
 def _run_fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:

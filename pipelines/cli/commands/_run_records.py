@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lc_async_pipelines.cli._shared_limits import open_rate_budget
+from lc_async_pipelines.cli._shared_limits import open_rate_budget, watch_shared_budget
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -47,10 +47,9 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
 
     from langchain_core.runnables import RunnableConfig
 
-    from lc_async_pipelines.cli._display import in_flight_text, run_display
+    from lc_async_pipelines.cli._display import in_flight_text
     from lc_async_pipelines.cli._signals import stop_loop_on_signals
     from lc_async_pipelines.runner import RetryPolicy, RunOptions
-    from lc_async_pipelines.runner import write_records as write
 
     _report_resume(args, plan)
     in_flight = in_flight_text(args.stream)  # on a terminal: tokens as they arrive
@@ -72,6 +71,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
         grace_s=args.grace,
         item_timeout_s=args.item_timeout,
         max_input_tokens=plan.max_input_tokens,
+        prompt_tokens=plan.spec.prompt_tokens,
     )
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(budget)  # Redis unreachable: exit 2 before any model
@@ -81,11 +81,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
             started = await _start_here(args, plan, stack, budget, options, config, batch)
         print(f"pipelines: {plan.spec.name} on {started.where}", file=sys.stderr)
         try:
-            tagged = args.concurrency > 1
-            with run_display(
-                plan.total, stream=args.stream, tagged=tagged, in_flight=in_flight
-            ) as display:
-                summary = await write(started.records, plan.run.out, on_record=display.show)
+            summary = await _write_shown(args, plan, started, budget, in_flight)
         except asyncio.CancelledError:  # a second signal: stop now
             return signals.exit_code or ExitCode.INTERRUPTED
         extra = _summary_extra(args, plan, budget, started)
@@ -93,6 +89,25 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
     _print_totals(args, plan, summary, extra, code)
     _report_table(plan)
     return code
+
+
+async def _write_shown(
+    args: argparse.Namespace, plan: RunPlan, started: _StartedRun, budget: Any, in_flight: Any
+) -> RunSummary:
+    """Write the records under the run's display; a shared budget's other runs on its line."""
+    import asyncio
+
+    from lc_async_pipelines.cli._display import run_display
+    from lc_async_pipelines.runner import write_records
+
+    tagged = args.concurrency > 1
+    with run_display(plan.total, stream=args.stream, tagged=tagged, in_flight=in_flight) as display:
+        # who else draws from a shared budget, checked every 5 s: why this run may go slower
+        watch = asyncio.create_task(watch_shared_budget(budget, args, display.set_note))
+        try:
+            return await write_records(started.records, plan.run.out, on_record=display.show)
+        finally:
+            watch.cancel()
 
 
 def _report_resume(args: argparse.Namespace, plan: RunPlan) -> None:

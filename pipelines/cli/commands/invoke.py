@@ -71,6 +71,11 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     parser.add_argument("--outline", action="store_true", help="story: outline first, then story")
     parser.add_argument(
+        "--max-chunks",
+        type=number(int, 0, strict=True),
+        help="summary: most chunks (one model call each) the document may split into (default 64)",
+    )
+    parser.add_argument(
         "--max-retries", type=count, default=3, help="retries of the model call (default 3)"
     )
     add_model_flags(parser)

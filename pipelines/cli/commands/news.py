@@ -43,7 +43,7 @@ Every feed is fetched at once; each article is fetched, read and analysed, and
 its record is written and shown as it completes. A feed or article that fails
 becomes one error record naming its URL and the cause. Running the same command
 again resumes. Exit: 0 all done, 1 some failed or the deadline passed, 2 bad
-arguments, 130/143 stopped.
+arguments, 4 the output could not be written (a full disk), 130/143 stopped.
 """
 
 

@@ -42,7 +42,8 @@ attr is a factory taking the chat model, a PipelineSpec or a ready Runnable.
 Input: .jsonl, .json (array), .csv (header row) or .txt (one item a line).
 Output: one JSON record a line; running the same command again resumes.
 Exit: 0 all done, 1 some items failed, 2 bad arguments or input, 3 stopped at
---max-cost (run again with a higher cap), 130/143 stopped.
+--max-cost (run again with a higher cap), 4 the output could not be written (a
+full disk: make room, run again), 130/143 stopped.
 
 Batch API and costs:
   pipelines run summary --input docs.jsonl --output out/s.jsonl --dry-run -m gpt-4o-mini
@@ -125,7 +126,7 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
-    """The "pipeline options" group: --max-words and --outline."""
+    """The "pipeline options" group: --max-words, --outline and --max-chunks."""
     opts = parser.add_argument_group("pipeline options")
     opts.add_argument(
         "--max-words",
@@ -134,6 +135,12 @@ def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
         f"(1 to {MAX_WORDS:,})",
     )
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
+    opts.add_argument(
+        "--max-chunks",
+        type=number(int, 0, strict=True),
+        help="summary: most chunks (one model call each) a document may split into; "
+        "one with more is an error record (default 64)",
+    )
 
 
 def _add_limit_flags(parser: argparse.ArgumentParser) -> None:

@@ -69,7 +69,7 @@ def execute(args: argparse.Namespace) -> ExitCode:
     app = create_view_app(args.output, settings=settings)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"view of {args.output} at http://{host}:{port}/ (Ctrl-C stops it)", flush=True)
-    serve(app, host=args.host, port=port, settings=settings, sock=sock, access_log=False)
+    serve(app, host=args.host, port=port, settings=settings, sock=sock)
     return ExitCode.OK
 
 

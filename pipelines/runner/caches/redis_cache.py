@@ -19,9 +19,8 @@ from langchain_core.load import dumps
 from lc_async_pipelines.errors import CacheUnavailable, ConfigurationError
 from lc_async_pipelines.runner.caches._codec import load_generation, normalize_llm_string
 from lc_async_pipelines.runner.redis_client import (
-    CONNECT_TIMEOUT_S,
-    SOCKET_TIMEOUT_S,
     checked_url,
+    client_options,
     import_redis,
     one_line,
     redacted_url,
@@ -130,21 +129,13 @@ class RedisCache(BaseCache):
 
     def _client(self) -> redis.Redis:
         if self._sync is None:
-            self._sync = import_redis().Redis.from_url(
-                self.url,
-                socket_connect_timeout=CONNECT_TIMEOUT_S,
-                socket_timeout=SOCKET_TIMEOUT_S,
-            )
+            self._sync = import_redis().Redis.from_url(self.url, **client_options(self.url))
         return self._sync
 
     def _aclient(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            client = import_redis().asyncio.Redis.from_url(
-                self.url,
-                socket_connect_timeout=CONNECT_TIMEOUT_S,
-                socket_timeout=SOCKET_TIMEOUT_S,
-            )
+            client = import_redis().asyncio.Redis.from_url(self.url, **client_options(self.url))
             self._async = (loop, client)
         return self._async[1]
 

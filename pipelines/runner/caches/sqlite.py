@@ -10,6 +10,7 @@ or globally (``langchain_core.globals.set_llm_cache``).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -23,6 +24,12 @@ from lc_async_pipelines.runner._attach import update_chat_models
 from lc_async_pipelines.runner.caches._codec import load_generation, normalize_llm_string
 
 __all__ = ["SQLiteCache", "with_cache"]
+
+log = logging.getLogger(__name__)
+
+# A full disk (or an I/O error) while storing an answer: the answer is kept
+# by its record, only the cache misses it (https://sqlite.org/rescode.html).
+_WRITE_FAILURES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache (
@@ -43,7 +50,9 @@ class SQLiteCache(BaseCache):
     endpoint; never the API key's value) and the serialized messages. Values are
     the generations, serialized with ``langchain_core.load``. Writes commit at
     once (WAL journal), so a run killed with ``kill -9`` keeps every answer it
-    got, and its resume hits the cache for them.
+    got, and its resume hits the cache for them. An answer that cannot be
+    stored (a full disk) is not cached, with one warning: the cache saves
+    money, it never fails a call that was paid for.
 
     Attributes:
         hits: lookups answered from the file in this process.
@@ -61,6 +70,7 @@ class SQLiteCache(BaseCache):
         self._db.execute(_SCHEMA)
         self.hits = 0
         self.misses = 0
+        self._warned = False
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Return the cached generations of this call, or None."""
@@ -85,9 +95,18 @@ class SQLiteCache(BaseCache):
         """Store the generations of one call (replacing any earlier ones)."""
         key = normalize_llm_string(llm_string)
         rows = [(key, prompt, i, dumps(g)) for i, g in enumerate(return_val)]
-        with self._lock, self._db:  # one transaction: committed, or rolled back on error
-            self._db.execute("DELETE FROM llm_cache WHERE llm = ? AND prompt = ?", (key, prompt))
-            self._db.executemany("INSERT INTO llm_cache VALUES (?, ?, ?, ?)", rows)
+        try:
+            with self._lock, self._db:  # one transaction: committed, or rolled back on error
+                self._db.execute(
+                    "DELETE FROM llm_cache WHERE llm = ? AND prompt = ?", (key, prompt)
+                )
+                self._db.executemany("INSERT INTO llm_cache VALUES (?, ?, ?, ?)", rows)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in _WRITE_FAILURES:  # an extended code's primary
+                raise
+            if not self._warned:  # issue 22: a full disk failed items that had been paid for
+                self._warned = True
+                log.warning("LLM cache %s cannot store answers (%s); not cached", self.path, exc)
 
     # SQLite on a local file answers in well under a millisecond: calling it on
     # the loop is cheaper than BaseCache's default hop to a thread pool.

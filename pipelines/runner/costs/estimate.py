@@ -26,6 +26,7 @@ from lc_async_pipelines.runner.costs.prices import PriceTable, usage_cost
 from lc_async_pipelines.runner.inputs import Item
 from lc_async_pipelines.runner.loop import run_items
 from lc_async_pipelines.runner.options import RunOptions
+from lc_async_pipelines.runner.record import Record
 from lc_async_pipelines.runner.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -119,6 +120,9 @@ class RunEstimate:
         stopped: items whose chain failed on a stand-in reply (a schema it does
             not fit): their calls after that one are not counted.
         calls: model calls.
+        most_calls: the most calls one item would make.
+        most_calls_line: the input line of that item (None: no item).
+        row_error: the first row error's message (empty: none), to say why.
         input_tokens: estimated input tokens (3.5 characters a token).
         output_tokens: output tokens, at most: each call's ``max_tokens``.
         cost_usd: estimated cost, USD (None: the model has no price).
@@ -133,6 +137,9 @@ class RunEstimate:
     row_errors: int = 0
     stopped: int = 0
     calls: int = 0
+    most_calls: int = 0
+    most_calls_line: int | None = None
+    row_error: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = 0.0
@@ -157,6 +164,7 @@ class RunEstimate:
         mode = "Batch API price" if self.batch else "standard price"
         lines = [
             f"dry run: {self.items} items, {self.calls} model calls of {self.model} (none sent)",
+            self._calls_per_item(),
             f"tokens: about {self.input_tokens:,} in, at most {self.output_tokens:,} out "
             "(each call's max_tokens)",
             f"cost: {cost} at the {mode}"
@@ -174,13 +182,23 @@ class RunEstimate:
         else:
             lines.append("wall time: not bounded by --rpm/--tpm (set them to estimate it)")
         if self.row_errors:
-            lines.append(f"{self.row_errors} items would be error records without a call")
+            lines.append(
+                f"{self.row_errors} items would be error records without a call "
+                f"(first: {self.row_error})"
+            )
         if self.stopped:
             lines.append(
                 f"{self.stopped} items' chains stopped on a stand-in reply; "
                 "their later calls, if any, are not counted"
             )
         return "\n".join(lines)
+
+    def _calls_per_item(self) -> str:
+        if not self.items:
+            return "calls per item: none (no item would run)"
+        mean = self.calls / self.items
+        where = f" (line {self.most_calls_line})" if self.most_calls_line is not None else ""
+        return f"calls per item: {mean:.1f} on average, at most {self.most_calls}{where}"
 
 
 async def estimate_run(
@@ -196,6 +214,7 @@ async def estimate_run(
     limit: int | None = None,
     skip: frozenset[str] = frozenset(),
     max_input_tokens: int | None = None,
+    prompt_tokens: int = 0,
 ) -> RunEstimate:
     """Estimate a run's tokens, cost and wall time by running its chain on a stand-in model.
 
@@ -221,6 +240,7 @@ async def estimate_run(
         limit: as :class:`~lc_async_pipelines.runner.RunOptions`.
         skip: as :class:`~lc_async_pipelines.runner.RunOptions`.
         max_input_tokens: as :class:`~lc_async_pipelines.runner.RunOptions`.
+        prompt_tokens: as :class:`~lc_async_pipelines.runner.RunOptions`.
 
     Returns:
         The :class:`RunEstimate`; print :meth:`RunEstimate.describe`.
@@ -234,13 +254,17 @@ async def estimate_run(
         limit=limit,
         skip=skip,
         max_input_tokens=max_input_tokens,
+        prompt_tokens=prompt_tokens,
         costs=meter,
     )
     estimate = RunEstimate(model=model, batch=batch, prices=_describe_prices(prices))
     async for record in run_items(chain, items, options):
         if record.calls == 0 and isinstance(record.exception, RowError):
             estimate.row_errors += 1
+            estimate.row_error = estimate.row_error or _first_line(record)
             continue
+        if record.calls > estimate.most_calls:
+            estimate.most_calls, estimate.most_calls_line = record.calls, record.line
         estimate.items += 1
         estimate.stopped += not record.ok
         estimate.calls += record.calls
@@ -257,6 +281,12 @@ async def estimate_run(
         minutes.append((estimate.input_tokens + estimate.output_tokens) / tpm)
     estimate.wall_s = max(minutes) * 60 if minutes else None
     return estimate
+
+
+def _first_line(record: Record) -> str:
+    """A row error's message, with its line when the message does not name one."""
+    message = str((record.error or {}).get("message", ""))[:200]
+    return message if message.startswith("line ") else f"line {record.line}: {message}"
 
 
 def _describe_prices(prices: PriceTable) -> str:

@@ -14,13 +14,19 @@ Careless and hostile files never raise anything but
   that are not UTF-8 or NUL bytes (only that row: ``.csv`` rows are decoded one
   by one), a row over ``max_row_bytes`` (skipped while reading, never held
   whole in memory), a ``.csv`` row with more or fewer fields than the header,
+  a ``.csv`` record that cannot be split cleanly (a quote that never closes
+  before the end of the file, or text after a closing quote: its first line
+  is the error and the lines after it are read again as rows, so rows are
+  never merged silently), a ``.txt`` line holding a bare carriage return,
   and an id already used by an earlier row with a different input.
 * A row repeating an earlier row (same id, same input) is skipped and counted
   in :attr:`ItemReader.duplicates`.
 * A problem with the file as a whole (missing, a directory, unreadable,
-  UTF-16, a ``.json`` that is not one array or is over :data:`MAX_JSON_BYTES`,
-  a ``.csv`` header that cannot be read) raises ``InputError`` with one line
-  naming the file and the cause.
+  UTF-16, lines ending with a bare carriage return, a ``.json`` that is not
+  one array or is over :data:`MAX_JSON_BYTES`, a ``.csv`` header that cannot
+  be read or holds NUL bytes, a ``.csv`` with so many unclosed quotes that
+  reading past them would take more than twice its lines again) raises
+  ``InputError`` with one line naming the file and the cause.
 
 A UTF-8 byte-order mark is skipped in every format. ``.csv`` files may be
 comma, semicolon, tab or pipe separated (guessed with :class:`csv.Sniffer` from

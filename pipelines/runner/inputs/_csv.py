@@ -2,7 +2,10 @@
 
 Each record is parsed on its own, so one malformed record is one error item
 and the others are read as they are; a record over the row limit is read past
-without being kept.
+without being kept. A record that spans lines and cannot be split cleanly (a
+quote that never closes before the end of the file, or text after a closing
+quote) is the error item of its first line, and the lines after that one are
+read again as rows of their own: a stray quote never merges rows silently.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import csv
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,6 +36,11 @@ _CSV_LIMIT_LOCK = threading.Lock()
 # Where a CSV record scan stands (see _scan_csv).
 _FIELD_START, _UNQUOTED, _QUOTED, _QUOTE_IN_QUOTED = range(4)
 
+# Reading lines again after a bad multi-line record costs up to the rest of the
+# file each time; a hostile file could make that quadratic. Past this many lines
+# read again beyond twice the file's lines seen, the file is refused as a whole.
+_REREAD_SLACK_LINES = 100_000
+
 
 class _CsvFormat:
     """A file's CSV dialect, and a parser of one record at a time in that dialect.
@@ -48,6 +57,8 @@ class _CsvFormat:
             "quotechar": '"',
             "doublequote": True,
             "skipinitialspace": skipinitialspace,
+            # text after a closing quote is an error, not glued to the field
+            "strict": True,
         }
         self._feed: list[str] = []
         self._reader = csv.reader(iter(self._feed.pop, None), **self._options)
@@ -142,27 +153,47 @@ def _scan_csv(chunk: bytes, state: int, delim: bytes, skipspace: bool) -> int:
     return state
 
 
-def _csv_records(
-    fh: BinaryIO, fmt: _CsvFormat, max_row_bytes: int
-) -> Iterator[tuple[int, bytes | None]]:
-    """Yield (file line where a record starts, its bytes), or None for a record too large.
+@dataclass(frozen=True)
+class _Record:
+    """One CSV record as read: where it starts, its bytes, and how it ended.
+
+    Attributes:
+        line: the file line it starts on.
+        data: its bytes, or None when it is over the row limit (not kept).
+        unterminated: the file ended inside a quoted field of it.
+        next_line: the file offset of the line after its first, when it spans
+            more than one line; else None.
+        end_line: the file line just past it.
+    """
+
+    line: int
+    data: bytes | None
+    unterminated: bool = False
+    next_line: int | None = None
+    end_line: int = 0
+
+
+def _csv_records(fh: BinaryIO, fmt: _CsvFormat, max_row_bytes: int, line: int) -> Iterator[_Record]:
+    """Yield the records from where ``fh`` stands, ``line`` being that file line.
 
     Records are split on line ends outside quoted fields; a record over
     ``max_row_bytes`` is read past without being kept.
     """
     delim = fmt.delimiter.encode()
     skipspace = fmt.skipinitialspace
-    line = 1  # the file line the next byte is on
     while raw := fh.readline(max_row_bytes + 1):
         start = line
         line += raw.endswith(b"\n")
         if raw.endswith(b"\n") and b'"' not in raw and len(raw) <= max_row_bytes:
-            yield start, raw  # the common case: one line, no quotes
+            yield _Record(start, raw)  # the common case: one line, no quotes
             continue
         state = _scan_csv(raw, _FIELD_START, delim, skipspace)
         size = len(raw)
         parts: list[bytes] | None = [raw] if size <= max_row_bytes else None
+        next_line: int | None = None
         while not (raw.endswith(b"\n") and state != _QUOTED):
+            if next_line is None and raw.endswith(b"\n"):
+                next_line = fh.tell()  # the record goes on past its first line
             raw = fh.readline(max_row_bytes + 1 if parts is not None else DRAIN_BYTES)
             if not raw:
                 break  # end of file inside the record
@@ -173,7 +204,8 @@ def _csv_records(
                 parts.append(raw)
             else:
                 parts = None  # too large: read past the rest, keep nothing
-        yield start, b"".join(parts) if parts is not None else None
+        data = b"".join(parts) if parts is not None else None
+        yield _Record(start, data, state == _QUOTED, next_line, line)
 
 
 def csv_rows(path: Path, fh: BinaryIO, make: MakeRow, max_row_bytes: int) -> Iterator[Row]:
@@ -183,27 +215,43 @@ def csv_rows(path: Path, fh: BinaryIO, make: MakeRow, max_row_bytes: int) -> Ite
     if b"\r" in sample and b"\n" not in sample:
         raise InputError(f"{path}: lines end with a bare carriage return; save with \\n or \\r\\n")
     fmt = _sniff_csv(sample)
-    fh.seek(offset)
     header: list[str] | None = None
-    row = 0
-    for line, record in _csv_records(fh, fmt, max_row_bytes):
-        if record is not None and (not record or record.isspace()):
-            continue  # a blank line is no row
-        if header is None:
-            header = _csv_header(path, line, record, fmt, max_row_bytes)
-            continue
-        row += 1
-        yield _csv_row(record, row, line, header, fmt, make, max_row_bytes)
+    row, line, reread = 0, 1, 0
+    restart: int | None = offset
+    while restart is not None:
+        fh.seek(restart)
+        restart = None
+        for record in _csv_records(fh, fmt, max_row_bytes, line):
+            if record.data is not None and (not record.data or record.data.isspace()):
+                continue  # a blank line is no row
+            if header is None:
+                header = _csv_header(path, record, fmt, max_row_bytes)
+                continue
+            row += 1
+            (item, content), unsplit = _csv_row(record, row, header, fmt, make, max_row_bytes)
+            yield item, content
+            if unsplit and record.next_line is not None:
+                # Read the lines after its first again, as rows of their own.
+                restart, line = record.next_line, record.line + 1
+                reread += record.end_line - line
+                if reread > 2 * record.end_line + _REREAD_SLACK_LINES:
+                    raise InputError(
+                        f"{path}: file line {record.line}: too many quotes that never close "
+                        "or are followed by text to read past; is this a CSV file?"
+                    )
+                break
 
 
-def _csv_header(
-    path: Path, line: int, record: bytes | None, fmt: _CsvFormat, max_row_bytes: int
-) -> list[str]:
-    where = f"{path}: the header row (line {line})"
-    if record is None:
+def _csv_header(path: Path, record: _Record, fmt: _CsvFormat, max_row_bytes: int) -> list[str]:
+    where = f"{path}: the header row (line {record.line})"
+    if record.unterminated:
+        raise InputError(f"{where} opens a quote that never closes")
+    if record.data is None:
         raise InputError(f"{where} is over {max_row_bytes} bytes")
+    if b"\x00" in record.data:
+        raise InputError(f"{where} contains NUL bytes; is this a CSV text file?")
     try:
-        fields = fmt.parse(record.decode("utf-8"))
+        fields = fmt.parse(record.data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InputError(f"{where} is not valid UTF-8; save the file as UTF-8") from exc
     except csv.Error as exc:
@@ -212,29 +260,32 @@ def _csv_header(
 
 
 def _csv_row(
-    record: bytes | None,
+    record: _Record,
     row: int,
-    line: int,
     header: list[str],
     fmt: _CsvFormat,
     make: MakeRow,
     max_row_bytes: int,
-) -> Row:
-    if record is None:
-        return bad_row(row, f"row is over {max_row_bytes} bytes (file line {line})")
-    if b"\x00" in record:
-        return bad_row(row, f"contains NUL bytes (file line {line})")
+) -> tuple[Row, bool]:
+    """The row of ``record``, and whether its error is that it could not be split."""
+    line, data = record.line, record.data
+    if record.unterminated:
+        cause = "a quoted field never closes: the file ends inside it"
+        return bad_row(row, f"{cause} (file line {line})"), True
+    if data is None:
+        return bad_row(row, f"row is over {max_row_bytes} bytes (file line {line})"), False
+    if b"\x00" in data:
+        return bad_row(row, f"contains NUL bytes (file line {line})"), False
     try:
-        text = record.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        bad_line = line + record.count(b"\n", 0, exc.start)
-        return bad_row(row, f"not valid UTF-8 (file line {bad_line})")
+        bad_line = line + data.count(b"\n", 0, exc.start)
+        return bad_row(row, f"not valid UTF-8 (file line {bad_line})"), False
     try:
         fields = fmt.parse(text) or []
     except csv.Error as exc:
-        return bad_row(row, f"malformed CSV ({exc}) (file line {line})")
+        return bad_row(row, f"malformed CSV ({exc}) (file line {line})"), True
     if len(fields) != len(header):
-        return bad_row(
-            row, f"{len(fields)} fields where the header has {len(header)} (file line {line})"
-        )
-    return make_safely(make, dict(zip(header, fields, strict=True)), row)
+        cause = f"{len(fields)} fields where the header has {len(header)} (file line {line})"
+        return bad_row(row, cause), False
+    return make_safely(make, dict(zip(header, fields, strict=True)), row), False

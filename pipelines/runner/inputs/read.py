@@ -38,6 +38,7 @@ DEFAULT_MAX_ROW_BYTES = 4 * 1024 * 1024
 #: A ``.json`` file is parsed whole, which takes several times its size in memory:
 #: larger files are refused (write them as ``.jsonl``, read one line at a time).
 MAX_JSON_BYTES = 256 * 1024 * 1024
+_HEAD_BYTES = 4096  # looked at for a file whose lines end with a bare CR
 _WIDE_BOMS = {
     b"\xff\xfe\x00\x00": "UTF-32",
     b"\x00\x00\xfe\xff": "UTF-32",
@@ -83,10 +84,12 @@ def read_items(
     Raises:
         ConfigurationError: ``max_row_bytes`` is below 1.
         InputError: at the call when the file is missing, a directory, not a
-            regular file, unreadable, UTF-16/UTF-32, or its format unknown; on
+            regular file, unreadable, UTF-16/UTF-32, its format unknown, or a
+            ``.jsonl``/``.txt`` whose lines end with a bare carriage return; on
             iteration when a ``.json`` file is not one array or is too large, a
-            ``.csv`` header cannot be read, or reading fails. Row-level problems
-            are yielded as items with ``error``.
+            ``.csv`` header cannot be read, a ``.csv`` has too many unclosed
+            quotes to read past, or reading fails. Row-level problems are
+            yielded as items with ``error``.
     """
     if max_row_bytes < 1:
         raise ConfigurationError(f"max_row_bytes must be at least 1, not {max_row_bytes}")
@@ -109,12 +112,15 @@ def read_items(
         raise InputError(f"{path}: not a regular file")
     try:
         with path.open("rb") as fh:
-            head = fh.read(4)
+            head = fh.read(_HEAD_BYTES)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     for bom, encoding in _WIDE_BOMS.items():
         if head.startswith(bom):
             raise InputError(f"{path}: is {encoding}; save it as UTF-8")
+    if suffix in (".jsonl", ".txt") and b"\r" in head and b"\n" not in head:
+        # One line of many rows (old Mac line ends): refused whole, not read as one row.
+        raise InputError(f"{path}: lines end with a bare carriage return; save with \\n or \\r\\n")
     if whole_rows:
         keep = frozenset(keep_fields) if keep_fields is not None else None
 
@@ -173,7 +179,7 @@ def _line_rows(fh: BinaryIO, jsonl: bool, make: MakeRow, max_row_bytes: int) -> 
         if not text or text.isspace():
             continue
         if not jsonl:
-            yield make_safely(make, text.strip(), line)
+            yield _text_line(text.strip(), line, make)
             continue
         try:
             row = json.loads(text)
@@ -184,6 +190,13 @@ def _line_rows(fh: BinaryIO, jsonl: bool, make: MakeRow, max_row_bytes: int) -> 
             yield bad_row(line, f"malformed JSON ({type(exc).__name__}: {str(exc)[:80]})")
             continue
         yield make_safely(make, row, line)
+
+
+def _text_line(text: str, line: int, make: MakeRow) -> Row:
+    """A ``.txt`` line's row; a carriage return inside it is an error, not a joined row."""
+    if "\r" in text:  # a bare CR: two lines joined by an old Mac line end, or one cut
+        return bad_row(line, "holds a bare carriage return (\\r): lines joined? save with \\n")
+    return make_safely(make, text, line)
 
 
 def _json_rows(path: Path, fh: BinaryIO, make: MakeRow, max_row_bytes: int) -> Iterator[Row]:

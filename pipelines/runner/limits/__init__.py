@@ -13,6 +13,7 @@ from lc_async_pipelines.runner.limits.chat_model import BudgetedChatModel, with_
 from lc_async_pipelines.runner.limits.redis_budget import (
     RedisBudgetStore,
     RedisRateBudget,
+    SharedUse,
     budget_key,
     open_budget,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "RateBudget",
     "RedisBudgetStore",
     "RedisRateBudget",
+    "SharedUse",
     "budget_key",
     "open_budget",
     "with_budget",

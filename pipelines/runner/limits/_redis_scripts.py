@@ -36,7 +36,7 @@ next reservation, which moves that booking to when it went.
 
 from __future__ import annotations
 
-__all__ = ["ADJUST", "PAUSE", "RESERVE"]
+__all__ = ["ADJUST", "PAUSE", "PRESENCE", "RESERVE"]
 
 _NOW = """
 local function clock(override)
@@ -218,5 +218,21 @@ local resume = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') or 0,
                         now + tonumber(ARGV[1]))
 store(KEYS[1], resume, now, 1000)
 return string.format('%.3f', resume)
+"""
+)
+
+# KEYS: 1 runs (sorted set: "run id|rpm|tpm" -> last seen ms)
+# ARGV: 1 this run's member, 2 ms after which a run not seen again is gone,
+#       3 now override ms (0: Redis TIME)
+# Returns the members seen within ARGV[2], this run's included.
+PRESENCE = (
+    _NOW
+    + """
+local now = clock(ARGV[3])
+local stale = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - stale)
+redis.call('PEXPIRE', KEYS[1], math.ceil(stale))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 )

@@ -24,7 +24,8 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import dataclass, fields
+import uuid
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
@@ -34,9 +35,8 @@ from lc_async_pipelines.runner.limits import _redis_scripts as scripts
 from lc_async_pipelines.runner.limits.budget import RateBudget, TpmCharge, check_limits
 from lc_async_pipelines.runner.limits.store import WINDOW_GUARD_S, WINDOW_S, BudgetRates
 from lc_async_pipelines.runner.redis_client import (
-    CONNECT_TIMEOUT_S,
-    SOCKET_TIMEOUT_S,
     checked_url,
+    client_options,
     import_redis,
     is_outage,
     one_line,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import redis.asyncio
     from redis.commands.core import AsyncScript
 
-__all__ = ["RedisBudgetStore", "RedisRateBudget", "budget_key", "open_budget"]
+__all__ = ["RedisBudgetStore", "RedisRateBudget", "SharedUse", "budget_key", "open_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ _KEY_PREFIX = "lc_async_pipelines:budget"
 # An idle budget's keys outlive their last reservation by this long, then vanish;
 # a vanished schedule restarts primed, as a new one does.
 _KEEP_MS = 60_000
+
+# A run that has not checked in (:meth:`RedisRateBudget.shared_use`) for this
+# long no longer counts as sharing the budget.
+_PRESENCE_STALE_MS = 15_000
 
 # Reconnecting after an outage: exponential with jitter, capped, for ever.
 _BACKOFF_INITIAL_S = 0.05
@@ -76,13 +80,28 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def budget_key(base_url: str | None, model: str | None) -> str:
-    """Return the Redis key of the budget for an endpoint and model.
+def _limit_text(value: float | None) -> str:
+    """A limit as it goes in a key or a presence entry: ``600``, ``1.5``, ``-`` for none."""
+    return f"{value:g}" if value else "-"
+
+
+def budget_key(
+    base_url: str | None,
+    model: str | None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+) -> str:
+    """Return the Redis key of the budget for an endpoint, a model and the run's limits.
 
     Processes that should share limits must use the same key: the default is
-    derived from the endpoint and model, so runs against one endpoint and model
-    share, and others do not. Providers limit per API key, not per endpoint:
-    runs with different keys on one endpoint pass their own ``key`` instead.
+    derived from the endpoint, the model and the limits, so runs against one
+    endpoint and model at the same ``--rpm``/``--tpm`` share (copies of one job,
+    service replicas), and a run at other limits gets a budget of its own
+    rather than being held to a schedule paced for another rate (two runs at
+    600 and 60 RPM on one key both went at about the slower one's pace).
+    Providers limit per API key, not per endpoint: runs with different keys on
+    one endpoint, or runs at different limits that must share one, pass their
+    own ``key`` instead.
 
     Args:
         base_url: the endpoint root (``https://api.openai.com/v1``); None for
@@ -90,6 +109,8 @@ def budget_key(base_url: str | None, model: str | None) -> str:
             rest is hashed, so the key holds no secret and no URL.
         model: the model name; kept readable in the key (characters other than
             letters, digits, ``.``, ``_`` and ``-`` become ``_``).
+        rpm: the run's requests per minute (None: unlimited).
+        tpm: the run's tokens per minute (None: unlimited).
 
     Returns:
         ``lc_async_pipelines:budget:<model>:<16 hex digits>``.
@@ -101,9 +122,32 @@ def budget_key(base_url: str | None, model: str | None) -> str:
         scheme, _, rest = bare.rpartition("://")
         host, _, path = rest.partition("/")
         endpoint = f"{scheme.lower()}://{host.lower()}/{path.rstrip('/')}"
-    digest = hashlib.sha256(f"{endpoint}\n{model or ''}".encode()).hexdigest()[:16]
+    limits = f"\nrpm={_limit_text(rpm)} tpm={_limit_text(tpm)}"
+    digest = hashlib.sha256(f"{endpoint}\n{model or ''}{limits}".encode()).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9._-]", "_", model or "default")[:64]
     return f"{_KEY_PREFIX}:{name}:{digest}"
+
+
+def _limit_value(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value or None
+
+
+@dataclass(frozen=True)
+class SharedUse:
+    """Who draws from a shared budget now: the runs that checked in lately, and their limits.
+
+    Attributes:
+        runs: runs seen within the last 15 s, this one included.
+        limits: the other runs' ``(rpm, tpm)`` that differ from this run's
+            (None: unlimited), each once.
+    """
+
+    runs: int = 1
+    limits: list[tuple[float | None, float | None]] = field(default_factory=list)
 
 
 class RedisBudgetStore:
@@ -167,12 +211,35 @@ class RedisBudgetStore:
         parts = ("rpm", "tpm", "pause", "latest", "window", "window_tokens", "bookings")
         return [f"{{{self.key}}}:{part}" for part in parts]
 
+    @property
+    def runs_key(self) -> str:
+        """The key of the runs drawing from the budget: ``{key}:runs`` (:meth:`presence`)."""
+        return f"{{{self.key}}}:runs"
+
+    async def presence(self, member: str) -> list[str]:
+        """Check ``member`` in as drawing from the budget; return every member seen in 15 s.
+
+        One script, tried once (what it tells is for people, not for the
+        schedule); connects first if needed.
+
+        Raises:
+            BudgetUnavailable: never connected and Redis is down.
+            redis.RedisError: Redis did not answer this time.
+        """
+        if self._client is None:
+            await self.connect()
+        script = self._scripts["presence"]
+        self.round_trips += 1
+        reply = await script(keys=[self.runs_key], args=[member, _PRESENCE_STALE_MS, 0])
+        return [_text(m) for m in reply]
+
     def attach(self, client: Any) -> None:
         """Use ``client`` (a redis-py asyncio client, connected) and register the scripts on it."""
         self._scripts = {
             "reserve": client.register_script(scripts.RESERVE),
             "adjust": client.register_script(scripts.ADJUST),
             "pause": client.register_script(scripts.PAUSE),
+            "presence": client.register_script(scripts.PRESENCE),
         }
         self._client = client
 
@@ -197,8 +264,7 @@ class RedisBudgetStore:
                     self.url,
                     # One quick retry for a pooled connection Redis dropped; outages are ours.
                     retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 1),
-                    socket_connect_timeout=CONNECT_TIMEOUT_S,
-                    socket_timeout=SOCKET_TIMEOUT_S,
+                    **client_options(self.url),
                 )
             except ValueError as exc:
                 msg = f"budget URL {redacted_url(self.url)!r}: {one_line(exc)}"
@@ -423,14 +489,17 @@ class RedisRateBudget(RateBudget):
     Args:
         rpm, tpm, max_in_flight, default_max_tokens, cooldown_s, margin, tpm_charge: as
             :class:`~lc_async_pipelines.runner.RateBudget`; every process
-            sharing ``key`` should pass the same limits.
+            sharing ``key`` should pass the same limits: each books its calls
+            at its own pace on the one schedule, so a slower one holds the
+            others near its rate (:meth:`shared_use` tells who shares it).
         url: ``redis://[[user]:password@]host:port/db``, ``rediss://`` (TLS) or
             ``unix:///path.sock``. Its password is registered as a secret and
             never shown (``repr``, errors and logs print ``[redacted]``).
         key: the budget's name in Redis (:func:`budget_key` derives one from
-            the endpoint and model). Its keys are ``{key}:rpm``, ``{key}:tpm``,
-            ``{key}:pause`` and ``{key}:latest`` (braced: one Redis Cluster
-            slot), kept 60 s past their last use.
+            the endpoint, the model and the limits). Its keys are
+            ``{key}:rpm``, ``{key}:tpm``, ``{key}:pause`` and ``{key}:latest``
+            (braced: one Redis Cluster slot), kept 60 s past their last use,
+            and ``{key}:runs``, the runs that checked in within 15 s.
 
     The limits are metered by a :class:`RedisBudgetStore` (:attr:`store`).
 
@@ -447,6 +516,7 @@ class RedisRateBudget(RateBudget):
     key: str
 
     def __post_init__(self) -> None:
+        self._run_id = uuid.uuid4().hex[:12]  # this process in the budget's runs (shared_use)
         checked_url(self.url, "budget URL")
         if not isinstance(self.key, str) or not self.key.strip():
             msg = f"budget key must be a non-empty string, got {self.key!r}"
@@ -473,6 +543,30 @@ class RedisRateBudget(RateBudget):
     def connected(self) -> bool:
         """True while connected to Redis."""
         return self.redis_store.connected
+
+    async def shared_use(self) -> SharedUse:
+        """Check this process in on the budget; return how many runs draw from it, at what limits.
+
+        A run that has not checked in for 15 s no longer counts: call this
+        every few seconds while the run goes (the command line does, for its
+        progress line). One script, on Redis' clock.
+
+        Raises:
+            BudgetUnavailable: never connected and Redis is down.
+            redis.RedisError: Redis did not answer this time (try again later).
+        """
+        own = (self.rpm or None, self.tpm or None)
+        member = f"{self._run_id}|{_limit_text(self.rpm)}|{_limit_text(self.tpm)}"
+        members = await self.redis_store.presence(member)
+        others: list[tuple[float | None, float | None]] = []
+        for entry in members:
+            parts = entry.split("|")
+            if len(parts) != 3:
+                continue
+            limits = (_limit_value(parts[1]), _limit_value(parts[2]))
+            if limits != own and limits not in others:
+                others.append(limits)
+        return SharedUse(runs=max(1, len(members)), limits=others)
 
     def __repr__(self) -> str:
         limits = ", ".join(
@@ -510,7 +604,7 @@ def open_budget(
             ``redis://``, ``rediss://`` or ``unix://`` for a
             :class:`RedisRateBudget` shared through that Redis.
         key: the Redis budget's key (default: :func:`budget_key` of
-            ``base_url`` and ``model``); ignored in memory.
+            ``base_url``, ``model``, ``rpm`` and ``tpm``); ignored in memory.
         base_url: the model endpoint, for the default key.
         model: the model name, for the default key.
         rpm: requests per minute (None: unlimited), as :class:`RateBudget`.
@@ -543,4 +637,4 @@ def open_budget(
     if not url:
         return RateBudget(**limits)
     checked_url(url, "--budget")
-    return RedisRateBudget(url=url, key=key or budget_key(base_url, model), **limits)
+    return RedisRateBudget(url=url, key=key or budget_key(base_url, model, rpm, tpm), **limits)

@@ -2,8 +2,9 @@
 
 Every rewrite is a temp file, ``fsync``, ``os.replace``: a ``kill -9`` at any
 moment leaves the old file or the new one, whole. :class:`RunLock` is an
-exclusive ``flock`` on ``OUTPUT.lock`` that the kernel drops when the process
-dies. The Batch API's sidecar (``OUTPUT.batches.json``) is written the same way.
+exclusive ``flock`` on ``OUTPUT.lock`` and on the records file itself, which
+the kernel drops when the process dies. The Batch API's sidecar
+(``OUTPUT.batches.json``) is written the same way.
 """
 
 from __future__ import annotations
@@ -60,12 +61,33 @@ def rewrite_without(output: Path, drop: Collection[int]) -> None:
     fsync_dir(output.parent)
 
 
+def _flock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` without waiting; False when another holds it."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class RunLock:
-    """An exclusive ``flock`` on ``OUTPUT.lock``, holding our pid; gone when we die."""
+    """Exclusive ``flock`` s on ``OUTPUT.lock`` (our pid in it) and on the records; gone at exit.
+
+    ``OUTPUT.lock`` is found by path (a symlink is resolved by the caller).
+    The records file is locked too, by :meth:`hold_records` and :meth:`cover`:
+    a ``flock`` belongs to the file's identity (device and inode), not to a
+    name, so a run writing the same file through a hard link (another name,
+    another ``NAME.lock``) is refused as well (issue 22: two runs through a
+    hard link wrote 560 lines, 260 of them duplicates, and both paid).
+    """
 
     def __init__(self, path: Path, owner: Path) -> None:
         self.path = path
+        self.owner = owner
         self.fd: int | None = None
+        self._records_fd: int | None = None
         import fcntl  # POSIX only; imported here so the module imports everywhere
 
         for _ in range(100):
@@ -95,8 +117,45 @@ class RunLock:
         msg = f"{owner}: could not take {path}"  # pragma: no cover - a lock file churning
         raise ConfigurationError(msg)
 
+    def hold_records(self, records: Path) -> None:
+        """Lock the records file as it is now, if there is one, before anything changes it.
+
+        Raises:
+            ConfigurationError: another run holds it (under another name).
+            OSError: it cannot be opened.
+        """
+        try:  # O_NONBLOCK: a FIFO put there must not hang the open
+            fd = os.open(records, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return
+        if not _flock(fd):
+            os.close(fd)
+            raise ConfigurationError(self._taken())
+        self._records_fd = fd
+
+    def cover(self, fd: int) -> None:
+        """Lock the records file open at ``fd`` (the one written), unless already held.
+
+        Raises:
+            ConfigurationError: another run holds it (under another name).
+        """
+        held = self._records_fd
+        if held is not None and os.path.samestat(os.fstat(held), os.fstat(fd)):
+            return  # the same file: a second flock of ours would refuse ourselves
+        if not _flock(fd):
+            raise ConfigurationError(self._taken())
+
+    def _taken(self) -> str:
+        return (
+            f"{self.owner} is in use by another run that writes the same file under "
+            "another name (a hard link)"
+        )
+
     def release(self) -> None:
         """Remove the lock file while still holding it, then let go (idempotent)."""
+        if self._records_fd is not None:
+            os.close(self._records_fd)
+            self._records_fd = None
         if self.fd is None:
             return
         with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ for a ``.csv`` or ``.parquet`` output, the table made from the records).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lc_async_pipelines.errors import ConfigurationError
+from lc_async_pipelines.errors import ConfigurationError, OutputWriteError
 from lc_async_pipelines.runner.records.files import (
     RunLock,
     fsync_dir,
@@ -133,6 +134,11 @@ class RunFile:
         self.prior = prior
         self._lock = lock
         self.out: TextIO = self.records.open("a", encoding="utf-8")
+        try:
+            lock.cover(self.out.fileno())
+        except BaseException:
+            self.out.close()
+            raise
 
     @property
     def summary_path(self) -> Path:
@@ -162,7 +168,17 @@ class RunFile:
             ConfigurationError: a ``.parquet`` table and no pyarrow installed
                 (the records and summary are written; ``pipelines export``
                 makes the table later).
+            OutputWriteError: a file cannot be written (a full disk); the
+                records stay, and the file being replaced is left whole.
         """
+        try:
+            return self._finish(session, extra)
+        except OSError as exc:
+            if isinstance(exc, OutputWriteError):
+                raise
+            raise OutputWriteError.of(exc.filename or self.output, exc) from exc
+
+    def _finish(self, session: RunSummary, extra: Mapping[str, Any] | None) -> dict[str, Any]:
         self.out.flush()
         resume = {
             "resumed_done": self.prior.done,
@@ -189,7 +205,10 @@ class RunFile:
     def close(self) -> None:
         """Close :attr:`out` and release the lock (idempotent)."""
         try:
-            self.out.close()
+            # After a full disk, closing flushes the rest of a line cut short and may
+            # fail again: that line is the last, and the next session drops it.
+            with contextlib.suppress(OSError):
+                self.out.close()
         finally:
             self._lock.release()
 
@@ -239,7 +258,9 @@ def _move_aside(output: Path) -> Path | None:
 def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
     """Open ``output`` for a session of the run ``manifest`` describes.
 
-    In order: take ``OUTPUT.lock`` (non-blocking); check what is there; on
+    In order: take ``OUTPUT.lock`` and a lock on the records file itself (both
+    non-blocking; the second is keyed by the file's device and inode, so a hard
+    link to it is refused too); check what is there; on
     restart move the old run aside; on resume compact the records; write the
     manifest; open the records for appending. A refusal changes nothing (the
     lock file, created for the check, is removed again).
@@ -274,6 +295,8 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
     Raises:
         ConfigurationError: (one line each)
             ``OUTPUT is in use by another run (pid N)``;
+            ``OUTPUT is in use by another run that writes the same file under
+            another name (a hard link)``;
             ``OUTPUT: is not a regular file``;
             ``OUTPUT: line N is not a record (why); not a records file, left as it is``;
             ``OUTPUT: exists and was not written by a run (no OUTPUT.records.jsonl
@@ -291,6 +314,7 @@ def open_run(output: Path, manifest: RunManifest, *, restart: bool) -> RunFile:
     output = Path(os.path.realpath(output))
     lock = RunLock(lock_path(output), output)
     try:
+        lock.hold_records(records_path(output))  # by identity: a hard link finds it too
         return _open_locked(output, manifest, restart=restart, lock=lock)
     except BaseException:
         lock.release()

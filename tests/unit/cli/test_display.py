@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 from rich.console import Console
 
 from lc_async_pipelines import build_summary_chain
@@ -108,3 +109,43 @@ def test_off_a_terminal_outputs_are_plain_lines_tagged_when_several_run():
         Record(id="a1", line=1, input="i", output="Not shown.")
     )
     assert quiet.getvalue() == ""
+
+
+# Issue 22 point 5: a run slowed by a shared budget says why on its progress line.
+@pytest.mark.parametrize(
+    ("runs", "limits", "rpm", "tpm", "note"),
+    [
+        (1, [], 600, None, None),
+        (2, [], 600, None, "shared budget: 2 runs, ~300 rpm each"),
+        (4, [], 600, 100_000, "shared budget: 4 runs, ~150 rpm and ~25,000 tpm each"),
+        (2, [], None, None, None),  # no limit of its own: nothing held back
+        (2, [(60, None)], 600, None, "shared budget: held by a run at --rpm 60"),
+        (2, [(600, None)], 60, None, None),  # only a faster run shares it
+        (3, [(None, 5_000)], 600, 90_000,
+         "shared budget: held by a run at --tpm 5000"),
+    ],
+)  # fmt: skip
+def test_the_share_note_says_why_a_run_goes_below_its_own_limits(runs, limits, rpm, tpm, note):
+    from lc_async_pipelines.cli._shared_limits import share_note
+    from lc_async_pipelines.runner.limits import SharedUse
+
+    assert share_note(SharedUse(runs=runs, limits=limits), rpm, tpm) == note
+
+
+def test_a_note_joins_the_bar_on_a_terminal_and_is_one_line_off_one(capsys):
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    progress = live_progress(InFlight(), redirect_stdout=False, console=console)
+    task = progress.add_task("", total=10, rate=0.0)
+    shown = RunDisplay(stream=False, tagged=False, stdout=io.StringIO(), in_flight=InFlight(),
+                       bar=(progress, task))  # fmt: skip
+    shown.set_note("shared budget: 2 runs, ~300 rpm each")
+    assert (
+        progress.tasks[0].description
+        == "done 0 failed 0 tokens 0 · shared budget: 2 runs, ~300 rpm each"
+    )
+    shown.set_note(None)
+    assert "shared" not in progress.tasks[0].description
+
+    plain = RunDisplay(stream=False, tagged=False, stdout=io.StringIO(), in_flight=InFlight())
+    plain.set_note("shared budget: held by a run at --rpm 60")
+    assert capsys.readouterr().err == "pipelines: shared budget: held by a run at --rpm 60\n"

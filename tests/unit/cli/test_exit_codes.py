@@ -17,6 +17,7 @@ def test_the_codes():
         "ITEMS_FAILED": 1,
         "USAGE": 2,
         "COST_CAP": 3,
+        "WRITE_FAILED": 4,
         "INTERRUPTED": 130,
         "TERMINATED": 143,
     }

@@ -101,3 +101,87 @@ def test_a_device_or_a_pipe_is_refused_before_it_is_read(tmp_path, capsys, kind,
     }[flag]
     code, err = run(tmp_path, capsys, *argv)
     assert code == 2 and f"{flag} {special}: not a regular file" in err
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+@pytest.mark.parametrize(
+    ("name", "body", "said"),
+    [
+        ("empty.jsonl", b"", "no items (an empty or blank file, or a header with no rows)"),
+        ("header.csv", b"id,text\n\n", "no items (an empty or blank file"),
+        ("nul.csv", b"\x00" * 100_000, "the header row (line 1) contains NUL bytes"),
+    ],
+)
+def test_an_input_of_no_items_says_so_and_exits_2(tmp_path, capsys, name, body, said, dry_run):
+    """Issue 22, point 4: a 100 KB all-NUL CSV ran 0 items and exited 0."""
+    src = tmp_path / name
+    src.write_bytes(body)
+    argv = ["run", "summary", "--input", str(src), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, *dry_run)
+    assert code == 2 and said in err
+
+
+@pytest.mark.parametrize("where", ["module", "factory", "schema"])
+def test_a_target_that_calls_sys_exit_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, where):
+    """Issue 22, point 9: a target module calling sys.exit(0) on import ended exit 0, nothing done."""
+    name = f"quits_in_{where}"
+    body = {
+        "module": "import sys\nsys.exit(0)\n",
+        "factory": "import sys\ndef build(llm):\n    sys.exit(0)\n",
+        "schema": "import sys\nsys.exit(0)\n",
+    }[where]
+    (tmp_path / f"{name}.py").write_text(body)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "p.txt").write_text("Say {text}\n")
+    docs = rows(tmp_path)
+    target = (
+        ["--prompt", "p.txt", "--schema", f"{name}:Model"]
+        if where == "schema"
+        else [name + ":build"]
+    )
+    argv = ["run", *target, "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv)
+    assert code == 2 and err.startswith("pipelines: error: ") and "sys.exit(0)" in err
+
+
+@pytest.mark.parametrize("levels", [5000, 60])
+def test_a_schema_nested_too_deep_is_one_line_and_exit_2(tmp_path, capsys, levels):
+    """Issue 22, point 9: a --schema nested 5,000 deep ended in a RecursionError traceback."""
+    schema = '{"type": "string"}'
+    for _ in range(levels):  # each level an object holding the next: two JSON levels
+        schema = '{"type": "object", "properties": {"a": ' + schema + "}}"
+    (tmp_path / "deep.json").write_text(schema)
+    (tmp_path / "p.txt").write_text("Say {text}\n")
+    argv = ["run", "--prompt", str(tmp_path / "p.txt"), "--schema", str(tmp_path / "deep.json")]
+    argv += ["--input", str(rows(tmp_path)), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv)
+    assert code == 2 and "deep.json: nested " in err and " than 100 levels" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "length", "said"),
+    [
+        ("--output", 300, "the file name is 300 bytes; at most 216 (the files beside it add 39)"),
+        ("--output", 250, "the file name is 250 bytes; at most 216"),  # its sidecars: 264
+        ("--input", 300, "the file name is 300 bytes; at most 255"),
+        ("--output-folder", 300, "--output: a folder name of 300 bytes; at most 255"),
+    ],
+)
+def test_a_name_too_long_for_the_file_system_is_one_line_and_exit_2(
+    tmp_path, capsys, flag, length, said
+):
+    """Issue 22, point 9: an --output name over 255 characters ended in a traceback."""
+    long = "o" * (length - len(".jsonl")) + ".jsonl"
+    docs, out = rows(tmp_path), tmp_path / "o.jsonl"
+    if flag == "--output":
+        out = tmp_path / long
+    elif flag == "--input":
+        docs = tmp_path / long
+    else:
+        out = tmp_path / ("d" * length) / "o.jsonl"
+    for dry_run in [], ["--dry-run"]:
+        argv = ["run", "summary", "--input", str(docs), "--output", str(out), *dry_run]
+        code, err = run(tmp_path, capsys, *argv)
+        assert code == 2 and said in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl"]  # nothing written

@@ -536,3 +536,108 @@ def test_the_manifest_says_the_items_and_the_budget_for_pipelines_view(tmp_path,
     assert manifest["items"] == 2  # the input's 3, cut to --limit
     assert manifest["limits"] == {"rpm": 60.0}
     assert manifest["session_started_at"] == manifest["created_at"]
+
+
+def test_a_stray_quote_is_one_error_record_and_resume_keeps_ids(tmp_path, fake_session):
+    """Issue 22, point 4: `1,"unterminated` merged 3 CSV rows into 1 item, exit 0."""
+    src = tmp_path / "rows.csv"
+    src.write_text('id,text\n1,"unterminated\n2,b\n3,c\n')
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "summary", "--input", str(src), "--output", str(out)]
+    assert cli.main(argv) == 1
+    first = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(first) == ["2", "3", "line-1"]
+    assert first["line-1"]["error"]["type"] == "RowError"
+    assert first["line-1"]["error"]["message"].startswith("line 1: a quoted field never closes")
+    assert (first["2"]["input"], first["3"]["input"]) == ("b", "c")
+    assert cli.main(argv) == 1  # resume: the done rows are kept, the bad one fails again
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in again) == ["2", "3", "line-1"]
+    kept = sorted((r for r in again if r["id"] != "line-1"), key=lambda r: r["id"])
+    assert kept == [first["2"], first["3"]]  # as written the first time, not run again
+
+
+@pytest.mark.parametrize("how", ["hard link", "symlink"])
+def test_a_second_run_through_a_link_to_the_output_exits_2_in_one_line(
+    tmp_path, fake_session, capsys, how
+):
+    """Issue 22, point 6: a run through a hard link got past the lock; both wrote and paid."""
+    src = tmp_path / "topics.txt"
+    src.write_text("t1\nt2\n")
+    out, link = tmp_path / "o.jsonl", tmp_path / "link.jsonl"
+    argv = ["run", "story", "--input", str(src)]
+    assert cli.main([*argv, "--output", str(out), "--limit", "1"]) == 0
+    if how == "hard link":
+        link.hardlink_to(out)
+    else:
+        link.symlink_to(out)
+    from lc_async_pipelines.runner.records import open_run
+    from lc_async_pipelines.runner.records.manifest import read_manifest
+
+    capsys.readouterr()
+    # The first run again, in progress (a flock refuses another open file in-process too).
+    with open_run(out, read_manifest(out), restart=False):
+        before = out.read_bytes()
+        assert cli.main([*argv, "--output", str(link)]) == 2
+        assert out.read_bytes() == before
+    err = capsys.readouterr().err.strip()
+    assert (
+        "\n" not in err and err.startswith("pipelines: error: ") and "in use by another run" in err
+    )
+
+
+class _FullDisk:
+    """The records file on a disk that fills after ``room`` characters: ENOSPC mid-line."""
+
+    def __init__(self, fh, room):
+        self._fh, self._room = fh, room
+
+    def write(self, text):
+        import errno
+        import os
+
+        if len(text) > self._room:
+            self._fh.write(text[: self._room])  # the disk takes what fits: a line cut short
+            self._fh.flush()
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(text)
+        return self._fh.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_exit_4_and_resume_completes(
+    tmp_path, fake_session, capsys, monkeypatch
+):
+    """Issue 22, point 9: a full disk mid-run ended in a traceback (exit 1)."""
+    from pathlib import Path
+
+    src = tmp_path / "topics.txt"
+    src.write_text("".join(f"topic {i}\n" for i in range(30)))
+    out = tmp_path / "o.jsonl"
+    argv = ["run", "story", "--input", str(src), "--output", str(out)]
+    real_open = Path.open
+
+    def open_on_a_small_disk(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        return _FullDisk(fh, room=2500) if self == out and mode == "a" else fh
+
+    monkeypatch.setattr(Path, "open", open_on_a_small_disk)
+    assert cli.main(argv) == 4
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"pipelines: error: {out}: cannot be written (No space left on device); stopped, the "
+        "records written are kept: make room and run the same command again to resume"
+    )
+    assert "Traceback" not in err
+    kept = out.read_text()
+    whole = kept.count("\n")
+    assert 0 < whole < 30 and not kept.endswith("\n")  # the lines that fitted, one cut short
+    monkeypatch.setattr(Path, "open", real_open)  # room again
+    assert cli.main(argv) == 0
+    assert f"resuming: {whole} items already done" in capsys.readouterr().err
+    ids = [r["id"] for r in _records(out)]
+    assert len(ids) == len(set(ids)) == 30

@@ -13,7 +13,7 @@ from schemathesis.generation import GenerationMode
 from lc_async_pipelines.service import ServiceSettings, create_app
 from tests.unit.fakes import cycling_llm
 
-TOKEN = "schema-token-123"
+TOKEN = "schema-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 # schemathesis' ASGI client sends Host: testserver, which a token-less service would refuse.

@@ -1,13 +1,19 @@
 """The server under slow clients, over real sockets: a uvicorn from ``configured_server`` on a
 free loopback port in a thread. Every loop is bounded; outcomes, not timings, are asserted."""
 
+import asyncio
 import contextlib
+import json
+import logging
 import select
 import socket
 import threading
 import time
 
 import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
 
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.service import ServiceSettings, create_app, serve
@@ -18,10 +24,10 @@ GET = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 @contextlib.contextmanager
-def running(**limits):
+def running(llm=None, **limits):
     """Serve an app with these limits on a free loopback port; yield the port."""
     settings = ServiceSettings(**limits)
-    app = create_app(cycling_llm("A story. The end."), settings=settings)
+    app = create_app(llm or cycling_llm("A story. The end."), settings=settings)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -40,9 +46,9 @@ def running(**limits):
         thread.join(timeout=30)
 
 
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-    return sock
+def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """Connect from ``source`` (any 127.x.y.z address is this machine: another client)."""
+    return socket.create_connection(("127.0.0.1", port), timeout=15, source_address=(source, 0))
 
 
 def closed_by_server(sock: socket.socket, wait_s: float = 15) -> bool:
@@ -203,11 +209,123 @@ def test_binding_beyond_loopback_needs_a_token_or_allow_open():
     # A token the app does not enforce does not count.
     with pytest.raises(ConfigurationError):
         configured_server(
-            app, host="0.0.0.0", port=8000, settings=ServiceSettings(api_token="t0k3n")
+            app,
+            host="0.0.0.0",
+            port=8000,
+            settings=ServiceSettings(api_token="t0k3n-0123456789abc"),
         )
     allowed = ServiceSettings.from_env({"PIPELINES_ALLOW_OPEN": "1"}, env_file=None)
     assert configured_server(app, host="0.0.0.0", port=8000, settings=allowed) is not None
     assert configured_server(app, host="127.0.0.1", port=8000, settings=open_settings) is not None
-    guarded = ServiceSettings(api_token="t0k3n")
+    guarded = ServiceSettings(api_token="t0k3n-0123456789abc")
     guarded_app = create_app(cycling_llm("x"), settings=guarded)
     assert configured_server(guarded_app, host="0.0.0.0", port=8000, settings=guarded) is not None
+
+
+def test_one_client_holding_connections_without_a_head_does_not_lock_out_others():
+    # Slowloris from 127.0.0.2: its connections past the per-client cap are refused, while a
+    # health check from another address is still answered (before: 503 for every client).
+    with running(max_pending_per_client=3, max_connections=50, header_timeout_s=60) as port:
+        silent = [connect(port, "127.0.0.2") for _ in range(3)]
+        refused = b""
+        for _ in range(100):  # the server counts the first three once it has accepted them
+            with connect(port, "127.0.0.2") as extra:
+                extra.sendall(GET)
+                with contextlib.suppress(ConnectionResetError):
+                    refused = read_response(extra)
+            if refused.startswith(b"HTTP/1.1 503 "):
+                break
+            time.sleep(0.05)
+        with connect(port) as health:
+            health.sendall(GET)
+            answered = read_response(health)
+        for sock in silent:
+            sock.close()
+    assert refused.startswith(b"HTTP/1.1 503 ")
+    assert answered.startswith(b"HTTP/1.1 200 ")
+
+
+SEEN = {"chunks": 0, "closed": 0}
+
+
+class _Endless(BaseChatModel):
+    """A model that streams 10 KB chunks until it is cancelled, and says so in :data:`SEEN`.
+
+    Module state, not a field: the service works on a copy of the model.
+    """
+
+    @property
+    def _llm_type(self) -> str:
+        return "endless"
+
+    def _generate(self, *args, **kwargs):
+        raise NotImplementedError
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        try:
+            while True:
+                SEEN["chunks"] += 1
+                text = "word " * 2_000
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(text)
+                yield ChatGenerationChunk(message=AIMessageChunk(content=text))
+                await asyncio.sleep(0.005)
+        finally:
+            SEEN["closed"] += 1
+
+
+def test_a_stream_client_that_stops_reading_is_dropped_and_its_model_call_cancelled():
+    # Before: the kernel's autotuned send buffer took 2.8 MB, then a plain close waited for
+    # the client to read it: the connection stayed open. Now the send times out soon, the
+    # model call is cancelled and the connection is reset with what was queued.
+    SEEN.update(chunks=0, closed=0)
+    model = _Endless()
+    body = json.dumps({"input": "a topic"}).encode()
+    head = (
+        b"POST /v1/pipelines/story/stream HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with running(model, send_timeout_s=0.5, header_timeout_s=60) as port:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(head + body)
+        for _ in range(600):  # bounded: the send timeout is 0.5 s
+            if SEEN["closed"]:
+                break
+            time.sleep(0.05)
+        received = 0
+        sock.settimeout(15)
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        sock.close()
+    assert SEEN["closed"] == 1 and SEEN["chunks"] > 0, SEEN
+    # Only what the client's own 4 KB buffer held: the server's queue went with the reset
+    # (before: 2.8 MB were queued, and delivered once the client read again).
+    assert received < 64_000, f"{received} bytes stayed queued for a client that did not read"
+
+
+def test_the_access_log_has_no_query_string(caplog):
+    caplog.set_level(logging.INFO, logger="lc_async_pipelines.service.access")
+    with running() as port, connect(port) as sock:
+        sock.sendall(b"GET /healthz?token=s3cr3t-query-value HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith(".access")]
+    assert any(line.endswith("GET /healthz 200") for line in lines), lines
+    assert "s3cr3t-query-value" not in caplog.text
+
+
+@pytest.mark.parametrize("token", ["ab", "x" * 15])
+def test_a_short_token_is_refused_at_start_without_showing_it(token):
+    with pytest.raises(ConfigurationError) as refused:
+        ServiceSettings.from_env({"PIPELINES_API_TOKEN": token}, env_file=None)
+    message = str(refused.value)
+    assert message.startswith("PIPELINES_API_TOKEN: must be at least 16 characters")
+    assert token not in message and "\n" not in message
+    assert ServiceSettings.from_env({"PIPELINES_API_TOKEN": "x" * 16}, env_file=None).api_token
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable():
+    with pytest.raises(ConfigurationError, match=r"^PIPELINES_MAX_CONNECTIONS: .*integer"):
+        ServiceSettings.from_env({"PIPELINES_MAX_CONNECTIONS": "lots"}, env_file=None)

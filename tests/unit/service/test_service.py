@@ -28,10 +28,10 @@ async def test_health_and_listing(app_for):
 
 
 async def test_health_says_when_the_api_needs_a_token_and_never_shows_it(app_for):
-    async with app_for(cycling_llm(STORY), api_token="tok-health-secret") as client:
+    async with app_for(cycling_llm(STORY), api_token="tok-health-secret-0123") as client:
         r = await client.get("/healthz")
     assert r.json()["token_required"] is True
-    assert "tok-health-secret" not in r.text
+    assert "tok-health-secret-0123" not in r.text
 
 
 async def test_invoke_returns_output_usage_and_timings(app_for):
@@ -113,10 +113,12 @@ async def test_body_over_the_limit_is_413_declared_or_streamed(app_for):
 
 
 async def test_bearer_token_guards_the_api_not_health(app_for):
-    async with app_for(cycling_llm(STORY), api_token="tok-123") as client:
+    async with app_for(cycling_llm(STORY), api_token="tok-0123456789abcdef") as client:
         missing = await client.post("/v1/pipelines/story/invoke", json={"input": "x"})
         wrong = await client.get("/v1/pipelines", headers={"Authorization": "Bearer nope"})
-        right = await client.get("/v1/pipelines", headers={"Authorization": "Bearer tok-123"})
+        right = await client.get(
+            "/v1/pipelines", headers={"Authorization": "Bearer tok-0123456789abcdef"}
+        )
         odd = await client.get("/v1/pipelines", headers={"Authorization": b"Bearer \xe9t\xe9"})
         health = await client.get("/healthz")
     assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
@@ -204,15 +206,15 @@ async def test_requests_share_one_in_flight_budget(app_for):
 
 async def test_requests_are_logged_after_the_response_without_secrets(app_for, caplog):
     caplog.set_level(logging.INFO, logger="lc_async_pipelines.service")
-    async with app_for(cycling_llm(STORY), api_token="tok-secret-456") as client:
-        headers = {"Authorization": "Bearer tok-secret-456"}
+    async with app_for(cycling_llm(STORY), api_token="tok-secret-0123456789") as client:
+        headers = {"Authorization": "Bearer tok-secret-0123456789"}
         await client.post("/v1/pipelines/story/invoke", json={"input": "a fox"}, headers=headers)
         await client.post("/v1/pipelines/story/stream", json={"input": "a fox"}, headers=headers)
     messages = [r.getMessage() for r in caplog.records if r.name == "lc_async_pipelines.service"]
     entries = [json.loads(m.split(" ", 1)[1]) for m in messages if m.startswith("request ")]
     assert [(e["endpoint"], e["ok"]) for e in entries] == [("invoke", True), ("stream", True)]
     assert all(e["pipeline"] == "story" and "usage" in e for e in entries)
-    assert "tok-secret-456" not in caplog.text
+    assert "tok-secret-0123456789" not in caplog.text
 
 
 async def test_the_page_is_served(app_for):

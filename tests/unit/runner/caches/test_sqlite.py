@@ -64,3 +64,17 @@ async def test_a_streamed_reply_is_cached(tmp_path):
     assert len(cache) == 2
     assert await chain.ainvoke("t") == first == "Streamed once. Then cached."
     assert cache.hits == 1
+
+
+def test_a_full_disk_skips_the_cache_and_never_fails_the_call(tmp_path, caplog):
+    """Issue 22, point 9: 'database or disk is full' failed items whose answer was paid for."""
+    cache = SQLiteCache(tmp_path / "c.sqlite")
+    (pages,) = cache._db.execute("PRAGMA page_count").fetchone()
+    cache._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL at the next page
+    big = ChatGeneration(message=AIMessage(content="x" * 100_000))
+    with caplog.at_level("WARNING"):
+        cache.update("p1", "llm", [big])
+        cache.update("p2", "llm", [big])
+    assert cache.lookup("p1", "llm") is None and len(cache) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "cannot store answers (database or disk is full)" in warnings[0]

@@ -191,11 +191,69 @@ def test_csv_quirks_that_are_whole_file_errors(tmp_path):
         read_items(wide)
 
 
-def test_csv_file_ending_inside_a_quoted_field_keeps_what_it_has(tmp_path):
-    path = tmp_path / "cut.csv"
-    path.write_text('id,text\n1,ok\n2,"cut short\nby a kill')
-    a, b = read_items(path)
-    assert (a.input, b.input, b.error) == ("ok", "cut short\nby a kill", None)
+def test_a_stray_quote_is_an_error_on_its_line_and_merges_no_rows(tmp_path):
+    """Issue 22, point 4: an unterminated quote merged 3 rows into 1, exit 0."""
+    merged = tmp_path / "merged.csv"
+    merged.write_text('id,text\n1,"unterminated\n2,b\n3,c\n')
+    assert [(i.id, i.input, i.error) for i in read_items(merged)] == [
+        (
+            "line-1",
+            "",
+            "line 1: a quoted field never closes: the file ends inside it (file line 2)",
+        ),
+        ("2", "b", None),
+        ("3", "c", None),
+    ]
+    # A quote closed on a later line with text after it: the first line is the
+    # error, and the lines it swallowed are read again as rows.
+    closed = tmp_path / "closed.csv"
+    closed.write_text('id,text\n1,"a\n2,b\n3,"c\n4,d\n5,"e\nf"\n')
+    items = list(read_items(closed))
+    assert [(i.input, i.error) for i in items] == [
+        ("", "line 1: malformed CSV (',' expected after '\"') (file line 2)"),
+        ("b", None),
+        ("", "line 3: malformed CSV (',' expected after '\"') (file line 4)"),
+        ("d", None),
+        ("e\nf", None),  # a quoted field over two lines is still one row
+    ]
+    cut = tmp_path / "cut.csv"  # the file cut by a kill inside a quoted field
+    cut.write_text('id,text\n1,ok\n2,"cut short\nby a kill')
+    assert [i.error for i in read_items(cut)] == [
+        None,
+        "line 2: a quoted field never closes: the file ends inside it (file line 3)",
+        "line 3: 1 fields where the header has 2 (file line 4)",
+    ]
+    header = tmp_path / "header.csv"
+    header.write_text('id,"text\n1,a\n')
+    with pytest.raises(InputError, match=r"the header row \(line 1\) opens a quote that never"):
+        list(read_items(header))
+
+
+def test_lines_that_each_open_a_quote_are_refused_in_linear_time(tmp_path):
+    """Each line read again after its predecessor would be quadratic: bounded, then refused."""
+    path = tmp_path / "quotes.csv"
+    path.write_bytes(b"a,b\n" + b'a"b,"\n' * 60_000)  # every line opens a quote for good
+    reader = read_items(path)
+    with pytest.raises(InputError, match=r"quotes\.csv: file line \d+: too many quotes"):
+        list(reader)
+
+
+def test_an_all_nul_csv_or_a_bare_cr_in_text_is_said_never_dropped(tmp_path):
+    """Issue 22, point 4: a 100 KB all-NUL CSV gave 0 items; a bare CR joined two .txt lines."""
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(b"\x00" * 100_000)
+    with pytest.raises(InputError, match=r"nul\.csv: the header row \(line 1\) contains NUL"):
+        list(read_items(nul))
+    text = tmp_path / "cr.txt"
+    text.write_bytes(b"one\rtwo\nthree\r\n")
+    assert [(i.line, i.input, i.error) for i in read_items(text)] == [
+        (1, "", "line 1: holds a bare carriage return (\\r): lines joined? save with \\n"),
+        (2, "three", None),  # CRLF is a line end
+    ]
+    mac = tmp_path / "mac.txt"
+    mac.write_bytes(b"one\rtwo\rthree\r")
+    with pytest.raises(InputError, match=r"mac\.txt: lines end with a bare carriage return"):
+        list(read_items(mac))
 
 
 def test_json_that_is_not_an_array_is_empty_or_is_huge(tmp_path, monkeypatch):

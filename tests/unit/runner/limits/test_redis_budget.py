@@ -31,7 +31,7 @@ def closed_port() -> int:
 # keys
 
 
-def test_budget_key_depends_on_endpoint_and_model_only():
+def test_budget_key_depends_on_endpoint_model_and_limits_only():
     key = budget_key("https://api.example.com/v1", "gpt-4o-mini")
     assert key.startswith("lc_async_pipelines:budget:gpt-4o-mini:")
     assert key == budget_key("HTTPS://API.example.com/v1/", "gpt-4o-mini")
@@ -50,6 +50,27 @@ def test_budget_key_depends_on_endpoint_and_model_only():
     assert budget_key("http://h/v1", "ollama/llama3.1:8b").split(":")[2] == "ollama_llama3.1_8b"
 
 
+# Issue 22 point 5: a run at --rpm 600 and one at --rpm 60 on one endpoint shared a key.
+@pytest.mark.parametrize(
+    ("one", "other", "shared"),
+    [
+        ({"rpm": 600}, {"rpm": 60}, False),
+        ({"rpm": 600}, {"rpm": 600.0}, True),
+        ({"rpm": 600}, {"rpm": 600, "tpm": 100_000}, False),
+        ({"tpm": 100_000}, {"tpm": 200_000}, False),
+        ({}, {"rpm": None, "tpm": None}, True),
+        ({}, {"rpm": 600}, False),
+    ],
+)
+def test_the_default_budget_key_covers_the_run_s_limits(one, other, shared):
+    endpoint = "https://api.example.com/v1"
+    key = budget_key(endpoint, "gpt-4o-mini", **one)
+    assert (key == budget_key(endpoint, "gpt-4o-mini", **other)) is shared
+    assert key.startswith("lc_async_pipelines:budget:gpt-4o-mini:")
+    budget = open_budget("redis://127.0.0.1:6379/0", base_url=endpoint, model="gpt-4o-mini", **one)
+    assert budget.key == key
+
+
 # URLs and limits
 
 
@@ -60,7 +81,7 @@ def test_open_budget_picks_memory_or_redis_by_url():
     for url in ("redis://127.0.0.1:6379/0", "rediss://host:6380/1", "unix:///run/redis.sock"):
         shared = open_budget(url, rpm=600, tpm=10_000, base_url="http://m/v1", model="mock")
         assert isinstance(shared, RedisRateBudget) and shared.url == url
-        assert shared.key == budget_key("http://m/v1", "mock")
+        assert shared.key == budget_key("http://m/v1", "mock", 600, 10_000)
         assert (shared.rpm, shared.tpm) == (600, 10_000)
     assert open_budget("redis://h:1/0", key="team-a").key == "team-a"
 
@@ -184,6 +205,7 @@ class FakeClient:
             _redis_scripts.RESERVE: "reserve",
             _redis_scripts.ADJUST: "adjust",
             _redis_scripts.PAUSE: "pause",
+            _redis_scripts.PRESENCE: "presence",
         }
 
     def register_script(self, text):

@@ -190,6 +190,38 @@ def test_another_process_is_refused_while_we_hold_the_output(tmp_path):
         pass
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_hard_link_to_the_output_is_refused_while_a_run_holds_it(tmp_path, existing):
+    """Issue 22, point 6: two runs through a hard link wrote 560 lines, 260 duplicates."""
+    out = tmp_path / "o.jsonl"
+    early = tmp_path / "early.jsonl"  # linked before the run: the file as it was
+    if existing:  # a resume that compacts: the records become a new file (a new inode)
+        out.write_text(line(rec("a")) + line(rec("b", error=True)))
+        write_manifest = open_run(out, manifest(tmp_path), restart=False)
+        write_manifest.close()
+        out.write_text(line(rec("a")) + line(rec("b", error=True)))
+        os.link(out, early)
+    holder = child("hold", out)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        late = tmp_path / "late.jsonl"  # linked while it runs: the file it writes
+        os.link(out, late)
+        for name in [late, early] if existing else [late]:
+            before = snapshot(tmp_path)
+            with pytest.raises(ConfigurationError) as info:
+                open_run(name, manifest(tmp_path), restart=False)
+            assert str(info.value) == (
+                f"{name} is in use by another run that writes the same file under another "
+                "name (a hard link)"
+            )
+            assert snapshot(tmp_path) == before  # refused before any change
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+    with open_run(late, manifest(tmp_path), restart=False):  # free again once it died
+        pass
+
+
 # 2b. not ours: refused, nothing changed
 
 
@@ -528,3 +560,32 @@ def test_manifest_describes_items_limits_and_session_start_for_readers(tmp_path)
     assert read.items is None and read.limits == {"tpm": 100.0}
     old = {k: v for k, v in made.to_dict().items() if k not in ("items", "limits")}
     assert RunManifest.from_dict(old).items is None
+
+
+def test_a_full_disk_at_the_summary_is_an_output_write_error_and_the_records_stay(
+    tmp_path, monkeypatch
+):
+    """Issue 22, point 9: the end of a run on a full disk is OutputWriteError, not an OSError."""
+    import errno
+
+    from lc_async_pipelines.errors import OutputWriteError
+    from lc_async_pipelines.runner import RunSummary
+    from lc_async_pipelines.runner.records import files
+
+    out = tmp_path / "o.jsonl"
+    with open_run(out, manifest(tmp_path), restart=False) as rf:
+        rf.out.write(line(rec("a")))
+        real = files.os.fsync
+
+        def full(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(files.os, "fsync", full)
+        with pytest.raises(OutputWriteError) as info:
+            rf.finish(RunSummary())
+        monkeypatch.setattr(files.os, "fsync", real)
+    assert info.value.cause == "No space left on device"
+    assert str(info.value).endswith(": cannot be written (No space left on device)")
+    assert [r["id"] for r in lines_of(out)] == ["a"]
+    with open_run(out, manifest(tmp_path), restart=False) as rf:  # resumes as it was
+        assert rf.done_ids == {"a"}
