@@ -181,7 +181,7 @@ class ServiceSettings(BaseModel):
             error = exc.errors(include_input=False, include_url=False)[0]
             name = _ENV_NAMES.get(str(error["loc"][0]), str(error["loc"][0]))
             reason = str(error["msg"]).removeprefix("Value error, ")
-            raise ConfigurationError(f"{name}: {reason}") from None
+            raise ConfigurationError(f"{name} is not valid: {reason}") from None
 
     def new_budget(
         self,

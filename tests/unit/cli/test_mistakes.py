@@ -185,3 +185,14 @@ def test_a_name_too_long_for_the_file_system_is_one_line_and_exit_2(
         code, err = run(tmp_path, capsys, *argv)
         assert code == 2 and said in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl"]  # nothing written
+
+
+def test_a_short_service_token_stops_serve_in_one_line_that_keeps_its_words(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no .env of the project's
+    monkeypatch.setenv("PIPELINES_API_TOKEN", "short-tok")
+    code, err = run(tmp_path, capsys, "serve", "--port", "0")
+    assert code == 2
+    assert "PIPELINES_API_TOKEN is not valid: must be at least 16 characters" in err
+    assert "short-tok" not in err

@@ -321,11 +321,11 @@ def test_a_short_token_is_refused_at_start_without_showing_it(token):
     with pytest.raises(ConfigurationError) as refused:
         ServiceSettings.from_env({"PIPELINES_API_TOKEN": token}, env_file=None)
     message = str(refused.value)
-    assert message.startswith("PIPELINES_API_TOKEN: must be at least 16 characters")
+    assert message.startswith("PIPELINES_API_TOKEN is not valid: must be at least 16 characters")
     assert token not in message and "\n" not in message
     assert ServiceSettings.from_env({"PIPELINES_API_TOKEN": "x" * 16}, env_file=None).api_token
 
 
 def test_a_bad_setting_is_one_line_naming_the_variable():
-    with pytest.raises(ConfigurationError, match=r"^PIPELINES_MAX_CONNECTIONS: .*integer"):
+    with pytest.raises(ConfigurationError, match=r"^PIPELINES_MAX_CONNECTIONS is not valid: .*integer"):
         ServiceSettings.from_env({"PIPELINES_MAX_CONNECTIONS": "lots"}, env_file=None)
