@@ -327,5 +327,7 @@ def test_a_short_token_is_refused_at_start_without_showing_it(token):
 
 
 def test_a_bad_setting_is_one_line_naming_the_variable():
-    with pytest.raises(ConfigurationError, match=r"^PIPELINES_MAX_CONNECTIONS is not valid: .*integer"):
+    with pytest.raises(
+        ConfigurationError, match=r"^PIPELINES_MAX_CONNECTIONS is not valid: .*integer"
+    ):
         ServiceSettings.from_env({"PIPELINES_MAX_CONNECTIONS": "lots"}, env_file=None)
