@@ -49,6 +49,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp
 
+from lc_async_pipelines import telemetry
 from lc_async_pipelines._scrub import register_secret
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings
@@ -65,6 +66,7 @@ from lc_async_pipelines.service._security import (
 from lc_async_pipelines.service._server import serve
 from lc_async_pipelines.service._settings import ServiceSettings
 from lc_async_pipelines.service._state import injected_state, lifespan
+from lc_async_pipelines.service._tracing import TraceContext
 
 __all__ = [
     "BatchRequest",
@@ -107,10 +109,13 @@ def create_app(
 
     Returns:
         A FastAPI app; run it with :func:`serve` (the limits, the graceful
-        shutdown) or ``pipelines serve``.
+        shutdown) or ``pipelines serve``. With telemetry on
+        (:mod:`lc_async_pipelines.telemetry`), each request is a server span
+        continuing the caller's W3C ``traceparent``.
     """
     settings = settings or ServiceSettings.from_env()
     register_secret(settings.api_token)
+    telemetry.enable_from_environment()  # a model session at startup would too; llm given: here
     specs = dict(pipelines or registered_pipelines())
     app = _App(
         title="LangChain async pipelines",
@@ -126,6 +131,7 @@ def create_app(
     app.add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)
     app.add_middleware(BearerAuth, token=settings.api_token)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(TraceContext)  # outermost: a refused request is traced too
     app.add_exception_handler(RequestValidationError, short_validation_errors)
     app.state.settings = settings
     # With an injected model the state is ready now, so ASGI clients that skip the lifespan work.
