@@ -53,16 +53,19 @@ def _fail(span: Span, exc: BaseException) -> str:
 
 
 def server_attributes(base_url: str | None) -> _Attrs:
-    """``server.address`` and ``server.port`` of an endpoint URL (scrubbed; never its userinfo)."""
+    """``server.address`` and ``server.port`` of an endpoint URL: never its userinfo or path."""
     if not base_url:
         return {}
-    parts = urlsplit(scrub(base_url))
+    try:
+        parts = urlsplit(base_url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # not a URL we can read: say nothing rather than fail the call
+        return {}
     attributes: _Attrs = {}
-    if parts.hostname:
-        attributes["server.address"] = parts.hostname
-    with contextlib.suppress(ValueError):
-        if parts.port:
-            attributes["server.port"] = parts.port
+    if host:
+        attributes["server.address"] = scrub(host)
+    if port:
+        attributes["server.port"] = port
     return attributes
 
 

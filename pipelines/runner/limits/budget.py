@@ -29,7 +29,6 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.prompt_values import PromptValue
 from langchain_core.rate_limiters import BaseRateLimiter
 
-from lc_async_pipelines import telemetry
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.checks import check_number
@@ -41,6 +40,7 @@ from lc_async_pipelines.runner.retry import (
     response_headers,
     retry_after,
 )
+from lc_async_pipelines.telemetry import current as current_telemetry
 
 __all__ = [
     "BudgetRateLimiter",
@@ -630,7 +630,7 @@ async def charged_call(
             mark_paced(exc)
         if is_rate_limit(exc):
             paused = budget._rate_limited(exc, ticket)
-            if (tel := telemetry.current()) is not None:
+            if (tel := current_telemetry()) is not None:
                 tel.rate_limited(exc, paused)
         raise
     finally:

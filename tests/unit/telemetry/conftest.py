@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lc_async_pipelines import telemetry
+from tests.unit.service.conftest import app_for  # noqa: F401  (the service's fixture, here too)
 
 
 @dataclass

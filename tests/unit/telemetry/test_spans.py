@@ -83,11 +83,13 @@ async def test_a_run_nests_items_and_model_calls_with_genai_attributes(traced):
         calls = [s for s in traced.spans("chat") if s.parent.span_id == span.context.span_id]
         assert len(calls) == record.calls
         # the spans' tokens are the record's usage
-        assert sum(c.attributes["gen_ai.usage.input_tokens"] for c in calls) == (
-            record.usage["input_tokens"]
+        assert (
+            sum(c.attributes["gen_ai.usage.input_tokens"] for c in calls)
+            == (record.usage["input_tokens"])
         )
-        assert sum(c.attributes["gen_ai.usage.output_tokens"] for c in calls) == (
-            record.usage["output_tokens"]
+        assert (
+            sum(c.attributes["gen_ai.usage.output_tokens"] for c in calls)
+            == (record.usage["output_tokens"])
         )
     call = traced.spans("chat")[0]
     assert call.name == "chat fake-1"
@@ -162,10 +164,13 @@ async def test_a_call_held_by_max_in_flight_has_a_budget_wait_span(traced):
         await release.wait()
         return reply(messages)
 
-    llm = with_budget(model(fn), RateBudget(max_in_flight=1))
+    budget = RateBudget(max_in_flight=1)
+    llm = with_budget(model(fn), budget)
     bound = llm.bind(max_tokens=64)
     chain_runs = asyncio.gather(*(bound.ainvoke(f"call {i}") for i in range(3)))
-    await asyncio.sleep(0.01)  # the first call holds the slot; two wait behind it
+    while budget.waiting < 2:  # noqa: ASYNC110  (a count, no event): two wait behind the first
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.01)  # a wait long enough for a span (over 1 ms)
     release.set()
     await chain_runs
 
