@@ -8,6 +8,7 @@ Collector (issue 20 point 4)::
 
     python -m benchmarks.otlp_receiver --port 4318 &
     pipelines run summary ... --trace http://127.0.0.1:4318
+    kill %1    # prints the metric counts, then one JSON line per span
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 import threading
 from collections import Counter
@@ -122,8 +124,10 @@ def main() -> None:
     args = parser.parse_args()
     server, received = serve(args.port, args.host)
     print(f"OTLP/HTTP receiver on http://{args.host}:{server.server_port}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # print what came, as on Ctrl-C
     try:
-        threading.Event().wait()
+        stop.wait()
     except KeyboardInterrupt:
         pass
     finally:

@@ -101,9 +101,23 @@ class ModelCall:
         finally:
             otel_context.detach(token)
 
-    def finish(self, message: Any, usage: Mapping[str, Any] | None = None) -> None:
-        """End the span with the reply's model, finish reason and usage (an ``AIMessage``)."""
-        span, metadata = self.span, getattr(message, "response_metadata", None) or {}
+    def finish(
+        self,
+        message: Any,
+        usage: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """End the span with the reply's model, finish reason and usage.
+
+        Args:
+            message: the reply (an ``AIMessage``): its ``response_metadata``
+                (``model_name``, ``finish_reason``, ``id``), ``usage_metadata``
+                and, when content is captured, its text.
+            usage: the usage, when not the message's (a stream's, summed).
+            info: the generation's ``generation_info``, read under the metadata.
+        """
+        span = self.span
+        metadata = {**(info or {}), **(getattr(message, "response_metadata", None) or {})}
         usage = usage if usage is not None else getattr(message, "usage_metadata", None) or {}
         attributes = dict(self._attributes)
         if model := metadata.get("model_name") or metadata.get("model"):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import (
@@ -176,7 +176,10 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             call.fail(exc)
             raise
-        call.finish(result.generations[0].message)
+        # the model's name is in llm_output until langchain-core moves it into the metadata
+        generation = result.generations[0]
+        info = {**(result.llm_output or {}), **(generation.generation_info or {})}
+        call.finish(generation.message, info=info)
         return result
 
     def _traced_call(
@@ -235,23 +238,31 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             call.fail(exc)
             raise
-        usage: UsageMetadata | None = None
-        last: BaseMessage = first.message
+        usage: UsageMetadata | None = first.message.usage_metadata
+        # the model and finish reason come on one chunk, the usage on another (stream_usage)
+        # (ChatOpenAI: in the chunk's generation_info, not its message's metadata)
+        metadata: dict[str, Any] = {
+            **(first.generation_info or {}),
+            **first.message.response_metadata,
+        }
+        text: list[str] = []
         try:
             yield first
-            usage = first.message.usage_metadata
+            text.append(first.text)
             async for chunk in stream:
                 if chunk.message.usage_metadata:
                     usage = add_usage(usage, chunk.message.usage_metadata)
-                if chunk.message.response_metadata:
-                    last = chunk.message
+                metadata.update(chunk.generation_info or {})
+                metadata.update(chunk.message.response_metadata)
+                if tel.capture_content:
+                    text.append(chunk.text)
                 yield chunk
         except BaseException as exc:
             call.fail(exc)
             raise
         finally:
             await stream.aclose()
-        call.finish(last, usage or {})
+        call.finish(AIMessage(content="".join(text), response_metadata=metadata), usage or {})
 
     async def _each_model(
         self,

@@ -70,6 +70,18 @@ async def test_chat_openai_spans_carry_the_endpoints_usage(traced):
     assert call.attributes["gen_ai.request.max_tokens"] == 32
     assert call.attributes["gen_ai.usage.input_tokens"] == record.usage["input_tokens"]
     assert call.attributes["gen_ai.usage.output_tokens"] == record.usage["output_tokens"]
+    assert call.attributes["gen_ai.response.model"] == "mock"
+    assert call.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+
+
+async def test_a_streamed_chat_openai_call_keeps_its_model_finish_reason_and_usage(traced):
+    app = create_app(MockConfig())
+    llm = with_budget(model_on(app, stream_usage=True), RateBudget())
+    text = "".join([c.text async for c in llm.astream("a short text")])
+    [call] = traced.spans("chat")
+    assert call.attributes["gen_ai.response.model"] == "mock"
+    assert call.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert call.attributes["gen_ai.usage.output_tokens"] == len(text.split())
 
 
 async def test_the_batch_api_stages_are_spans(traced, tmp_path):
