@@ -70,7 +70,7 @@ CLEAN_STRETCH_S = 1.0
 PROBE_WAIT_S = 5.0
 # Calls settled before the budget judges whether max_tokens binds the run.
 ADVICE_AFTER_CALLS = 8
-# A wait shorter than this held nothing (CallTicket.held_by None): the loop's own work.
+# A wait shorter than this held nothing (RateBudget.held_by None): the loop's own work.
 HELD_MIN_S = 0.001
 _EWMA = 0.2  # weight of the newest reply in the running estimates
 
@@ -97,11 +97,8 @@ class CallTicket:
         queued_s: seconds the call waited for the budget (a 429's pause,
             a slot, its turn in the rates), summed over its requests.
         last_wait_s: seconds its latest request waited for the budget.
-        held_by: what held its latest request longest: ``"pause"`` (a 429's
-            or a spent limit's), ``"in_flight"`` (``max_in_flight``),
-            ``"tpm"`` (waiting for the first reply's usage, or the tokens'
-            turn), ``"rpm"``, or ``"rate"`` (both rates metered together);
-            None when it waited under a millisecond.
+        marks: when its latest request's wait began and each of its stages
+            ended (event loop seconds), for :meth:`RateBudget.held_by`.
         queue_depth: requests already waiting for the budget when its latest one arrived.
         booking: its latest request's booking in the store, settled with its usage.
     """
@@ -117,7 +114,7 @@ class CallTicket:
     headers: Mapping[str, str] | None = None
     queued_s: float = 0.0
     last_wait_s: float = 0.0
-    held_by: str | None = None
+    marks: tuple[float, ...] = ()
     queue_depth: int = 0
     booking: object = field(default=None, repr=False)
     probe: bool = field(default=False, repr=False)
@@ -431,7 +428,7 @@ class RateBudget:
             slotted = loop.time()
             ticket.charged = charge
             ticket.booking = await self._reserve(charge)
-            ticket.held_by = self._held_by(began, charged, resumed, slotted, loop.time())
+            ticket.marks = (began, charged, resumed, slotted, loop.time())
         except BaseException:
             self._release_probe(ticket)
             raise
@@ -442,10 +439,19 @@ class RateBudget:
         ticket.requests += 1
         self.requests_sent += 1
 
-    def _held_by(self, *marks: float) -> str | None:
-        """Which of the waits between ``marks`` (see :meth:`_acquire`) was longest, if any."""
+    def held_by(self, ticket: CallTicket) -> str | None:
+        """What held ``ticket``'s latest request longest, or None (a wait under 1 ms).
+
+        ``"pause"`` (a 429's, or a limit the response headers said is spent),
+        ``"in_flight"`` (``max_in_flight``), ``"tpm"`` (waiting for the first
+        reply's usage, or the tokens' turn), ``"rpm"``, or ``"rate"`` (both
+        rates set, metered together). Worked out only when asked (telemetry).
+        """
+        if len(ticket.marks) != 5:
+            return None
         rate = "rate" if self.rpm and self.tpm else "tpm" if self.tpm else "rpm"
-        waits = zip(("tpm", "pause", "in_flight", rate), itertools.pairwise(marks), strict=True)
+        stages = ("tpm", "pause", "in_flight", rate)
+        waits = zip(stages, itertools.pairwise(ticket.marks), strict=True)
         name, (start, end) = max(waits, key=lambda wait: wait[1][1] - wait[1][0])
         return name if end - start >= HELD_MIN_S else None
 

@@ -319,7 +319,7 @@ class BudgetedChatModel(BaseChatModel):
             await BudgetRateLimiter(self._budget).aacquire()
             _note_queue(ticket, began)
             if (tel := telemetry.current()) is not None:
-                tel.waited(ticket.last_wait_s, limit=ticket.held_by, queue_depth=ticket.queue_depth)
+                _traced_wait(tel, self._budget, ticket)
             if index == 0:
                 with _charged():
                     result = await super()._agenerate(messages, stop=stop, **kwargs)
@@ -359,7 +359,7 @@ class BudgetedChatModel(BaseChatModel):
             await BudgetRateLimiter(self._budget).aacquire()
             _note_queue(ticket, began)
             if (tel := telemetry.current()) is not None:
-                tel.waited(ticket.last_wait_s, limit=ticket.held_by, queue_depth=ticket.queue_depth)
+                _traced_wait(tel, self._budget, ticket)
             with _charged():
                 async for chunk in self._provider_stream(index, messages, stop, kwargs):
                     ticket.used = _total_tokens(chunk.message) or ticket.used
@@ -495,6 +495,12 @@ async def _retrying(retry: RetryPolicy | None, attempt: Callable[[], Awaitable[A
         raise
     finally:
         _CALL_ENTRIES.reset(token)
+
+
+def _traced_wait(tel: Telemetry, budget: RateBudget, ticket: CallTicket) -> None:
+    """Tell the telemetry of a request sent, and how long and why it waited."""
+    limit = budget.held_by(ticket)
+    tel.waited(ticket.last_wait_s, limit=limit, queue_depth=ticket.queue_depth)
 
 
 def _note_queue(ticket: CallTicket, began: float) -> None:
