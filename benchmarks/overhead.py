@@ -40,7 +40,11 @@ targets of issue 18 are checked.
 Run: ``.venv/bin/python -m benchmarks.overhead`` (3,000 items, about 5 minutes
 on 2 cores); ``--json`` prints the figures as JSON; ``--against OLD.json``
 adds each row's calls/s over a saved run's; ``--profile NAME`` runs cProfile
-over one case (its figures then include the profiler's cost).
+over one case (its figures then include the profiler's cost);
+``--trace-overhead`` adds ``run_items`` with OpenTelemetry traces and metrics
+on (docs/telemetry.md), exported over OTLP/HTTP to
+``benchmarks/otlp_receiver.py`` in its own process: the row above it,
+``run_items`` untraced, is the same client with telemetry off.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ ECHO = "echo: "
 TEMPERATURE, MAX_TOKENS, TIMEOUT_S = 0.2, 512, 120.0
 LCEL, LCEL_STREAM = "LCEL abatch", "LCEL abatch, streaming"
 RUN_ITEMS, RUN_ITEMS_STREAM = "run_items, session.llm", "run_items, session.llm + tokens"
+RUN_ITEMS_TRACED = "run_items, session.llm, traced (OTLP)"
 CLI = "pipelines run (process)"
 PACKAGES = ["openai", "httpx", "httpcore", "httpx2", "aiohttp"]
 PACKAGES += ["langchain-core", "langchain-openai"]
@@ -502,7 +507,30 @@ async def in_process_rows(
         for name, callbacks in ((RUN_ITEMS, []), (RUN_ITEMS_STREAM, tokens)):
             case = Case(name, items_run(llm, c, callbacks))
             rows.append(await run_case(case, base, texts, warm, args.profile))
+        if args.trace_overhead:
+            rows.append(await traced_row(args, llm, base, texts, warm))
     return rows
+
+
+async def traced_row(
+    args: argparse.Namespace, llm: Any, base: str, texts: list[str], warm: list[str]
+) -> Row:
+    """``run_items`` again with telemetry on, exporting over OTLP/HTTP to a receiver process.
+
+    The spans' and metrics' export (the SDK's batch processor thread) is in
+    this process's CPU; the receiver's decoding is not. Flushed after the
+    measure: what is still buffered then is exported outside it.
+    """
+    from benchmarks.otlp_receiver import spawn_receiver
+    from lc_async_pipelines.telemetry import configure_telemetry, shutdown_telemetry
+
+    with spawn_receiver() as receiver:
+        configure_telemetry(receiver)
+        try:
+            case = Case(RUN_ITEMS_TRACED, items_run(llm, args.concurrency, []))
+            return await run_case(case, base, texts, warm, args.profile)
+        finally:
+            shutdown_telemetry()
 
 
 async def run_case(case: Case, base: str, texts: list[str], warm: list[str], profile: str) -> Row:
@@ -629,6 +657,11 @@ async def main() -> None:
     parser.add_argument("--against", type=Path, help="a saved --json run: calls/s ratios")
     parser.add_argument("--profile", default="", metavar="NAME", help="cProfile this case")
     parser.add_argument("--no-cli", action="store_true", help="skip the pipelines run process")
+    parser.add_argument(
+        "--trace-overhead",
+        action="store_true",
+        help="add a run_items row with OpenTelemetry on, to a local OTLP receiver (otel extra)",
+    )
     parser.add_argument("--label", default="", help="a note kept with the figures (what ran)")
     args = parser.parse_args()
     if args.warmup is None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel
 
+from lc_async_pipelines import telemetry
 from lc_async_pipelines.models import ModelSettings, chat_model_session, describe
 from lc_async_pipelines.runner.caches import RedisCache, SQLiteCache, open_cache, with_cache
 from lc_async_pipelines.runner.limits import BudgetedChatModel, RateBudget, with_budget
@@ -60,6 +61,14 @@ class ModelSession:
     settings: ModelSettings
     description: str
     batch: BatchSession | None = None
+
+
+def _defaults(
+    settings: ModelSettings | None, budget: RateBudget | None
+) -> tuple[ModelSettings, RateBudget]:
+    """The settings and budget a session uses; telemetry on if the environment asks."""
+    telemetry.enable_from_environment()  # OTEL_EXPORTER_OTLP_*, or the app's own provider
+    return settings or ModelSettings.from_env(), budget if budget is not None else RateBudget()
 
 
 @asynccontextmanager
@@ -104,9 +113,13 @@ async def model_session(
         EmbeddedModelError: the embedded server cannot start.
         BudgetUnavailable: the shared budget's Redis cannot be reached.
         CacheUnavailable: a Redis cache cannot be reached.
+
+    Telemetry: with ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, or a global
+    OpenTelemetry ``TracerProvider`` set by the app, the calls through
+    ``llm`` and the runs of :func:`~lc_async_pipelines.runner.run_items` are
+    traced (:func:`~lc_async_pipelines.telemetry.enable_from_environment`).
     """
-    settings = settings or ModelSettings.from_env()
-    budget = budget if budget is not None else RateBudget()
+    settings, budget = _defaults(settings, budget)
     await budget.connect()  # a shared budget's Redis unreachable: fail before any model starts
     owned = open_cache(cache, ttl_s=cache_ttl_s) if isinstance(cache, str | Path) else None
     # Not `owned or cache`: an empty SQLiteCache has len 0 and is falsy.

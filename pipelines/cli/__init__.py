@@ -143,6 +143,10 @@ def _parse_and_execute(argv: list[str] | None) -> ExitCode:
 
     execute: Callable[[argparse.Namespace], ExitCode] = args.execute
     try:
+        if getattr(args, "trace", None):
+            from lc_async_pipelines.telemetry import configure_telemetry
+
+            configure_telemetry(args.trace)
         return execute(args)
     except UsageError as exc:
         from lc_async_pipelines._scrub import error_text
@@ -171,3 +175,12 @@ def _parse_and_execute(argv: list[str] | None) -> ExitCode:
             file=sys.stderr,
         )
         return ExitCode.WRITE_FAILED
+    finally:
+        _flush_telemetry()
+
+
+def _flush_telemetry() -> None:
+    """Send the spans and metrics still buffered, if telemetry was switched on."""
+    telemetry = sys.modules.get("lc_async_pipelines.telemetry")
+    if telemetry is not None and telemetry.current() is not None:
+        telemetry.shutdown_telemetry()

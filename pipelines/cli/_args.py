@@ -94,6 +94,29 @@ def add_shared_flags(group: Any) -> None:
     )
 
 
+def otlp_url(text: str) -> str:
+    """An argparse type: an ``http://`` or ``https://`` OTLP endpoint URL (no path needed)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        msg = f"expected an http:// or https:// URL, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def add_trace_flag(parser: argparse.ArgumentParser) -> None:
+    """--trace URL: OpenTelemetry traces and metrics over OTLP/HTTP (docs/telemetry.md)."""
+    parser.add_argument(
+        "--trace",
+        type=otlp_url,
+        metavar="URL",
+        help="send OpenTelemetry traces and metrics to this OTLP/HTTP endpoint "
+        "(http://localhost:4318); default: as OTEL_EXPORTER_OTLP_ENDPOINT says, "
+        "else none. Needs the otel extra",
+    )
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """The "model" group: -m/--model and --embedded."""
     group = parser.add_argument_group("model")

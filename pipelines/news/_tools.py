@@ -7,6 +7,7 @@ URL, so two tools asking at once wait on the same request).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel, ConfigDict
 
+from lc_async_pipelines import telemetry
 from lc_async_pipelines._text import CHARS_PER_TOKEN
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError
@@ -98,19 +100,27 @@ def news_tools(fetcher: Fetcher, *, article_tokens: int = DEFAULT_ARTICLE_TOKENS
     @tool(FETCH_ARTICLE, response_format="content_and_artifact")
     async def fetch_article(url: str) -> tuple[str, PageText]:
         """Fetch the news article at `url`; return its title and text."""
-        page = await pages.get(url)
-        text = await asyncio.to_thread(extract_page, page.body, page.url)
+        with _tool_span(FETCH_ARTICLE):
+            page = await pages.get(url)
+            text = await asyncio.to_thread(extract_page, page.body, page.url)
         body = text.text[:max_chars]
         return (f"{text.title}\n\n{body}" if text.title else body), text
 
     @tool(ARTICLE_METADATA, response_format="content_and_artifact")
     async def article_metadata(url: str) -> tuple[str, dict[str, str | None]]:
         """Read the publication date, author, title and site name of the article at `url`."""
-        page = await pages.get(url)
-        meta = await asyncio.to_thread(page_metadata, page.body, page.url)
+        with _tool_span(ARTICLE_METADATA):
+            page = await pages.get(url)
+            meta = await asyncio.to_thread(page_metadata, page.body, page.url)
         return json.dumps(meta, ensure_ascii=False), meta
 
     return [fetch_article, article_metadata]
+
+
+def _tool_span(name: str) -> contextlib.AbstractContextManager[Any]:
+    """The tool call's span (``execute_tool NAME``) when telemetry is on, else nothing."""
+    tel = telemetry.current()
+    return contextlib.nullcontext() if tel is None else tel.tool(name)
 
 
 def tool_call(tool_name: str, url: str, call_id: str) -> dict[str, Any]:

@@ -14,11 +14,12 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from lc_async_pipelines import telemetry
 from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import DeadlineExceeded, RowError
@@ -30,6 +31,9 @@ from lc_async_pipelines.runner.metering import ItemCostCounter
 from lc_async_pipelines.runner.options import RunOptions
 from lc_async_pipelines.runner.record import Record
 from lc_async_pipelines.runner.retry import RetryPolicy, is_transient
+
+if TYPE_CHECKING:
+    from lc_async_pipelines.telemetry.instruments import Telemetry
 
 __all__ = ["run_items"]
 
@@ -80,13 +84,14 @@ async def _attempts_within_deadline(
     options: RunOptions,
     record: Record,
     log: AttemptLog,
+    tel: Telemetry | None = None,
 ) -> None:
     """Run the item's attempts within its deadline; any failure becomes the record's error."""
     deadline = asyncio.timeout(options.item_timeout_s)
     try:
         async with deadline:
             with logging_into(log):
-                await _attempts(chain, item, config, options.retry, record, log)
+                await _attempts(chain, item, config, options.retry, record, log, tel)
     except asyncio.CancelledError:
         raise
     except TimeoutError as exc:
@@ -127,6 +132,28 @@ async def _run_one(
     item: Item,
     config: RunnableConfig,
     options: RunOptions,
+    traced: tuple[Telemetry, Any, float] | None = None,
+) -> Record:
+    """Run one item through ``chain``; with ``traced`` (telemetry, run span, held since), traced."""
+    if traced is None:
+        return await _run_item(chain, item, config, options)
+    tel, run, held_since = traced
+    with tel.item(run, item.id, item.line) as span:
+        if held_since:  # the cost cap held it back while other items ran
+            tel.record_wait(time.perf_counter() - held_since, limit="cost", queue_depth=0)
+        record = await _run_item(chain, item, config, options, tel)
+        tel.end_item(
+            span, attempts=record.attempts, cost_usd=record.cost_usd, error=record.exception
+        )
+    return record
+
+
+async def _run_item(
+    chain: Runnable[Any, Any],
+    item: Item,
+    config: RunnableConfig,
+    options: RunOptions,
+    tel: Telemetry | None = None,
 ) -> Record:
     """Run one item through ``chain``: its record, an error record for any failure."""
     record = Record(id=item.id, line=item.line, input=item.input)
@@ -139,7 +166,7 @@ async def _run_one(
     item_config = _item_config(config, item, [metrics, *([costs] if costs is not None else [])])
     start = time.perf_counter()
     log = AttemptLog()
-    await _attempts_within_deadline(chain, item, item_config, options, record, log)
+    await _attempts_within_deadline(chain, item, item_config, options, record, log, tel)
     end = time.perf_counter()
     # the wait for the budget before the first request is queued_s's, not latency's
     record.latency_s = round(end - max(start, log.first_sent_at or start), 4)
@@ -157,6 +184,7 @@ async def _attempts(
     policy: RetryPolicy,
     record: Record,
     log: AttemptLog,
+    tel: Telemetry | None = None,
 ) -> None:
     """Run the item, retrying it whole only for failures that no model call retried."""
     last: list[dict[str, Any]] = []  # the item-level entries, for their backoff
@@ -176,6 +204,8 @@ async def _attempts(
     def on_retry(exc: BaseException, wait: float) -> None:
         if last:
             last[-1]["wait_s"] = round(wait, 3)
+        if tel is not None:
+            tel.retried(exc, wait, stage="item", attempt=record.attempts)
 
     def on_attempt(number: int) -> None:
         record.attempts = number
@@ -208,6 +238,10 @@ class _Running:
         self.config = config
         self.pending: set[asyncio.Task[Record]] = set()
         self.held: Item | None = None  # refused by the cost cap while others ran: asked again
+        self.held_since = 0.0  # perf_counter when the held item was first refused
+        self.telemetry = telemetry.current()
+        self.span = self.telemetry.start_run(_run_attributes(options)) if self.telemetry else None
+        self.done = self.failed = 0
 
     def start_more(self, window: int) -> None:
         """Start items until ``window`` are in flight, the input ends, a stop or the cost cap."""
@@ -223,9 +257,24 @@ class _Running:
             if costs is not None and item.error is None and not costs.admit(item):
                 # not now: in-flight items may free room as they finish (else capped)
                 self.held = None if costs.capped else item
+                if self.held is not None and not self.held_since:
+                    self.held_since = time.perf_counter()
                 return
-            task = asyncio.create_task(_run_one(self.chain, item, self.config, self.options))
+            traced = None
+            if self.telemetry is not None:
+                traced = (self.telemetry, self.span, self.held_since)
+            self.held_since = 0.0
+            started = _run_one(self.chain, item, self.config, self.options, traced)
+            task = asyncio.create_task(started)
             self.pending.add(task)
+
+    def finished(self, record: Record) -> Record:
+        """Count ``record`` for the run's span; return it."""
+        if record.error is None:
+            self.done += 1
+        else:
+            self.failed += 1
+        return record
 
     async def cancel_all(self) -> None:
         """Cancel the items still in flight (they leave no record) and wait for them."""
@@ -233,6 +282,21 @@ class _Running:
             task.cancel()
         if self.pending:
             await asyncio.gather(*self.pending, return_exceptions=True)
+        if self.telemetry is not None and self.span is not None:
+            self.telemetry.end_run(self.span, self.done, self.failed)
+
+
+def _run_attributes(options: RunOptions) -> dict[str, Any]:
+    """The run span's attributes: the caller's (pipeline, model, input...) and the window's."""
+    attributes: dict[str, Any] = {
+        "pipelines.run.max_retries": options.retry.max_retries,
+        **options.trace_attributes,
+    }
+    if options.concurrency is not None:
+        attributes["pipelines.run.concurrency"] = options.concurrency
+    if options.limit is not None:
+        attributes["pipelines.run.limit"] = options.limit
+    return attributes
 
 
 async def run_items(
@@ -291,7 +355,7 @@ async def run_items(
                 if task is stopping:
                     continue
                 pending.discard(task)
-                yield task.result()
+                yield running.finished(task.result())
             running.start_more(window)
         if stopping is not None and not stopping.done():
             stopping.cancel()

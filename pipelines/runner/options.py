@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lc_async_pipelines.runner.checks import check_number
 from lc_async_pipelines.runner.metering import RunCosts
@@ -39,6 +41,11 @@ class RunOptions:
             money spent plus the estimate of the items in flight would pass
             the cap, no item starts
             (``costs.capped``), and the run ends when those in flight are done.
+        trace_attributes: attributes of the run's span when telemetry is on
+            (:mod:`lc_async_pipelines.telemetry`): what the caller knows of the
+            run, such as ``pipelines.pipeline``, ``pipelines.fingerprint``,
+            ``gen_ai.request.model`` and ``pipelines.input`` (OpenTelemetry
+            attribute values: str, bool, int, float or a list of one of them).
 
     Raises:
         ConfigurationError: a value out of range (the message names it).
@@ -54,6 +61,7 @@ class RunOptions:
     max_input_tokens: int | None = None
     prompt_tokens: int = 0
     costs: RunCosts | None = None
+    trace_attributes: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_number("concurrency", self.concurrency, minimum=1, whole=True)

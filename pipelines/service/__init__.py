@@ -50,6 +50,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp
 
+from lc_async_pipelines import telemetry
 from lc_async_pipelines._scrub import register_secret
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.models import ModelSettings
@@ -66,6 +67,7 @@ from lc_async_pipelines.service._security import (
 from lc_async_pipelines.service._server import bind, serve
 from lc_async_pipelines.service._settings import ServiceSettings
 from lc_async_pipelines.service._state import injected_state, lifespan
+from lc_async_pipelines.service._tracing import TraceContext
 
 __all__ = [
     "BatchRequest",
@@ -141,9 +143,12 @@ def create_app(
 
     Returns:
         A FastAPI app; run it with :func:`serve` (the limits, the graceful
-        shutdown) or ``pipelines serve``.
+        shutdown) or ``pipelines serve``. With telemetry on
+        (:mod:`lc_async_pipelines.telemetry`), each request is a server span
+        continuing the caller's W3C ``traceparent``.
     """
     settings = settings or ServiceSettings.from_env()
+    telemetry.enable_from_environment()  # a model session at startup would too; llm given: here
     specs = dict(pipelines or registered_pipelines())
     app = secured_app(
         settings,
@@ -155,6 +160,7 @@ def create_app(
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
+    app.add_middleware(TraceContext)  # outermost: a refused request is traced too
     # With an injected model the state is ready now, so ASGI clients that skip the lifespan work.
     app.state.pipelines = None if llm is None else injected_state(llm, settings, specs)
     app.include_router(router)

@@ -80,6 +80,12 @@ PUBLIC = {
         "build_news_tool_chain", "canonical_url", "extract_page", "iter_articles", "news_tools",
         "page_metadata", "parse_feed", "read_sources",
     ],
+    "lc_async_pipelines.telemetry": [
+        "configure_telemetry",
+        "current",
+        "enable_from_environment",
+        "shutdown_telemetry",
+    ],
     "lc_async_pipelines.service": [
         "BatchRequest", "InvokeRequest", "InvokeResponse", "ServiceSettings", "bind",
         "create_app", "secured_app", "serve",
@@ -136,7 +142,7 @@ def test_no_private_module_is_imported_from_outside_its_package():
 
 
 def test_importing_the_runner_loads_no_client_library():
-    """The runner's facade is lazy: Record alone loads neither OpenAI, Redis, nor Ray."""
+    """The runner's facade is lazy: Record alone loads neither OpenAI, Redis, Ray nor OpenTelemetry."""
     import subprocess
     import sys
 
@@ -144,7 +150,7 @@ def test_importing_the_runner_loads_no_client_library():
         "import sys\n"
         "from lc_async_pipelines.runner import Record\n"
         "import lc_async_pipelines.engines\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'redis', 'ray'))\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'redis', 'ray', 'opentelemetry'))\n"
         "print(heavy)\n"
     )
     result = subprocess.run(

@@ -72,6 +72,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
         item_timeout_s=args.item_timeout,
         max_input_tokens=plan.max_input_tokens,
         prompt_tokens=plan.spec.prompt_tokens,
+        trace_attributes=plan.run.manifest.trace_attributes(),
     )
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(budget)  # Redis unreachable: exit 2 before any model

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from lc_async_pipelines.cli._args import (
     add_model_flags,
     add_shared_flags,
+    add_trace_flag,
     count,
     number,
     positive_float,
@@ -63,6 +64,7 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     _add_fetch_flags(parser)
     _add_limit_flags(parser)
     add_model_flags(parser)
+    add_trace_flag(parser)
 
 
 def _add_io_flags(parser: argparse.ArgumentParser) -> None:
@@ -225,7 +227,7 @@ async def analyse_feeds(
     # Pages are fetched ahead of the model: 4 articles in flight per model
     # call, so a broken link fails at once instead of waiting for a model slot.
     budget = open_rate_budget(args, settings, args.concurrency)
-    options = _news_run_options(args, retry, done, stop)
+    options = _news_run_options(args, retry, done, stop, run.manifest.trace_attributes())
     limits = _fetch_limits(args)
     async with (
         budget,
@@ -282,7 +284,11 @@ def _print_totals(
 
 
 def _news_run_options(
-    args: argparse.Namespace, retry: Any, done: set[str], stop: asyncio.Event
+    args: argparse.Namespace,
+    retry: Any,
+    done: set[str],
+    stop: asyncio.Event,
+    trace_attributes: dict[str, Any],
 ) -> RunOptions:
     """The runner's options: 4 articles in flight per model call; no grace after a stop."""
     from lc_async_pipelines.runner import RunOptions
@@ -295,6 +301,7 @@ def _news_run_options(
         stop=stop,
         grace_s=0.0,
         item_timeout_s=args.item_timeout,
+        trace_attributes=trace_attributes,
     )
 
 

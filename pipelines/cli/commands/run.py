@@ -15,6 +15,7 @@ from lc_async_pipelines.cli._args import (
     MAX_WORDS,
     add_model_flags,
     add_shared_flags,
+    add_trace_flag,
     count,
     number,
     positive_float,
@@ -69,6 +70,7 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     _add_cost_flags(parser)
     _add_engine_flags(parser)
     add_model_flags(parser)
+    add_trace_flag(parser)
 
 
 def execute(args: argparse.Namespace) -> ExitCode:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from lc_async_pipelines.cli._args import add_model_flags, number, positive_int
+from lc_async_pipelines.cli._args import add_model_flags, add_trace_flag, number, positive_int
 from lc_async_pipelines.cli._checks import chain_input_shape, fail_usage
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
@@ -42,6 +42,7 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         help="serve this pipeline too (repeatable)",
     )
     add_model_flags(parser)
+    add_trace_flag(parser)
 
 
 def add_model_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:

@@ -57,6 +57,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -71,6 +72,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from lc_async_pipelines import telemetry
 from lc_async_pipelines._scrub import error_text
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.batch._files import (
@@ -93,6 +95,11 @@ from lc_async_pipelines.runner.batch._jobs import (
 from lc_async_pipelines.runner.batch._transport import Interceptor, as_result
 from lc_async_pipelines.runner.batch.options import BatchOptions, BatchStats
 from lc_async_pipelines.runner.retry import is_transient
+from lc_async_pipelines.telemetry.names import (
+    BATCH_DOWNLOAD_SPAN,
+    BATCH_UPLOAD_SPAN,
+    BATCH_WAIT_SPAN,
+)
 
 __all__ = ["BatchSession"]
 
@@ -101,6 +108,18 @@ _IDLE_TICK_S = 0.25  # how often a stage waiting to close looks at the process's
 _BUSY_CPU = 0.5  # share of one core above which the process is still at work
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _stage(name: str, model: str, requests: int) -> Iterator[None]:
+    """A Batch API stage's span (upload, wait, download) when telemetry is on."""
+    tel = telemetry.current()
+    if tel is None:
+        yield
+        return
+    attributes = {"gen_ai.request.model": model, "pipelines.batch.requests": requests}
+    with tel.stage(name, attributes):
+        yield
 
 
 class BatchSession:
@@ -352,14 +371,15 @@ class BatchSession:
         tokens = sum(r.tokens for r in part)
         async with self._pool(model).hold(tokens):
             try:
-                uploaded = await self._control.files.create(
-                    file=(
-                        f"lc-pipelines-{int(time.time())}.jsonl",
-                        input_file(part),
-                        "application/jsonl",
-                    ),
-                    purpose="batch",
-                )
+                with _stage(BATCH_UPLOAD_SPAN, model, len(part)):
+                    uploaded = await self._control.files.create(
+                        file=(
+                            f"lc-pipelines-{int(time.time())}.jsonl",
+                            input_file(part),
+                            "application/jsonl",
+                        ),
+                        purpose="batch",
+                    )
             except Exception as exc:  # every call of the part gets the failure
                 result = as_result(exc)
                 for future in futures.values():
@@ -412,16 +432,19 @@ class BatchSession:
 
     async def _run(self, batch: TrackedBatch) -> None:
         entry = batch.entry
-        if entry.get("id") is None:
-            await self._create(entry, look_first=not batch.fresh)
-        if not batch.terminal:
-            record_batch(entry, await self._poll(str(entry["id"])))
-            self._save()
+        model, requests = str(entry.get("model") or ""), int(entry.get("requests") or 0)
+        with _stage(BATCH_WAIT_SPAN, model, requests):
+            if entry.get("id") is None:
+                await self._create(entry, look_first=not batch.fresh)
+            if not batch.terminal:
+                record_batch(entry, await self._poll(str(entry["id"])))
+                self._save()
         results: dict[str, LineResult] = {}
-        for key in ("output_file_id", "error_file_id"):
-            if entry.get(key):
-                content = await self._control.files.content(str(entry[key]))
-                results.update(parse_results(content.content))
+        with _stage(BATCH_DOWNLOAD_SPAN, model, requests):
+            for key in ("output_file_id", "error_file_id"):
+                if entry.get(key):
+                    content = await self._control.files.content(str(entry[key]))
+                    results.update(parse_results(content.content))
         batch.resolve(results)
 
     async def _create(self, entry: dict[str, Any], *, look_first: bool) -> None:

@@ -16,6 +16,7 @@ local to a process: calls in flight and its pause after a 429.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping
@@ -39,6 +40,7 @@ from lc_async_pipelines.runner.retry import (
     response_headers,
     retry_after,
 )
+from lc_async_pipelines.telemetry import current as current_telemetry
 
 __all__ = [
     "BudgetRateLimiter",
@@ -68,6 +70,8 @@ CLEAN_STRETCH_S = 1.0
 PROBE_WAIT_S = 5.0
 # Calls settled before the budget judges whether max_tokens binds the run.
 ADVICE_AFTER_CALLS = 8
+# A wait shorter than this held nothing (RateBudget.held_by None): the loop's own work.
+HELD_MIN_S = 0.001
 _EWMA = 0.2  # weight of the newest reply in the running estimates
 
 
@@ -92,6 +96,10 @@ class CallTicket:
             ``x-ratelimit-remaining-*`` and ``x-ratelimit-reset-*``.
         queued_s: seconds the call waited for the budget (a 429's pause,
             a slot, its turn in the rates), summed over its requests.
+        last_wait_s: seconds its latest request waited for the budget.
+        marks: when its latest request's wait began and each of its stages
+            ended (event loop seconds), for :meth:`RateBudget.held_by`.
+        queue_depth: requests already waiting for the budget when its latest one arrived.
         booking: its latest request's booking in the store, settled with its usage.
     """
 
@@ -105,6 +113,9 @@ class CallTicket:
     output_tokens: int | None = None
     headers: Mapping[str, str] | None = None
     queued_s: float = 0.0
+    last_wait_s: float = 0.0
+    marks: tuple[float, ...] = ()
+    queue_depth: int = 0
     booking: object = field(default=None, repr=False)
     probe: bool = field(default=False, repr=False)
 
@@ -258,6 +269,7 @@ class RateBudget:
         rate_limited: 429s of the limit (those that paused the run and cut the pace).
         requeued: requests that slept on a turn a pause then overtook, and took a new one.
         held: responses that said a limit is spent, holding new requests until it resets.
+        waiting: requests waiting for the budget now.
         max_tokens_advice: set (once) when ``max_tokens`` binds the run's TPM
             rather than the replies; None otherwise.
     """
@@ -275,6 +287,7 @@ class RateBudget:
     rate_limited: int = field(init=False, default=0)
     requeued: int = field(init=False, default=0)
     held: int = field(init=False, default=0)
+    waiting: int = field(init=False, default=0)
     max_tokens_advice: MaxTokensAdvice | None = field(init=False, default=None)
     _resume_at: float = field(init=False, default=0.0)
     _slots: asyncio.Semaphore | None = field(init=False, default=None)
@@ -365,8 +378,11 @@ class RateBudget:
         self._paced_at += stretches * CLEAN_STRETCH_S
         self._store().set_pace(self._pace)
 
-    def _rate_limited(self, exc: BaseException, ticket: CallTicket) -> None:
-        """Answer a 429: a limit spent pauses the run and slows it; a busy server only counts."""
+    def _rate_limited(self, exc: BaseException, ticket: CallTicket) -> float | None:
+        """Answer a 429: a limit spent pauses the run and slows it; a busy server only counts.
+
+        Returns the seconds the run is paused from now, None when it is not.
+        """
         state = rate_limit_headers(response_headers(exc))
         need = max(ticket.charged or float(ticket.estimate), 1.0)
         spent = (
@@ -376,9 +392,10 @@ class RateBudget:
         )
         if not spent:
             self.throttled += 1  # the limit has room: the call's own retry waits its Retry-After
-            return
+            return None
         self.cool_down(retry_after(exc))
         self._slow_down()
+        return max(0.0, self._resume_at - asyncio.get_running_loop().time())
 
     def _follow_headers(self, headers: Mapping[str, str], ticket: CallTicket) -> None:
         """Hold new requests until a limit the response says is spent resets."""
@@ -395,24 +412,48 @@ class RateBudget:
     async def _acquire(self, ticket: CallTicket) -> None:
         loop = asyncio.get_running_loop()
         began = loop.time()
+        ticket.queue_depth = self.waiting
+        self.waiting += 1
         try:
             charge = await self._charge(ticket) if self.tpm else 0.0
+            charged = loop.time()
             # A loop, not one sleep: another 429 may push the deadline while we wait.
             while (delay := self._resume_at - loop.time()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(delay)
+            resumed = loop.time()
             if self._slots is not None and not ticket.slot:
                 # A fallback's second request reuses the slot: taking two could deadlock.
                 await self._slots.acquire()
                 ticket.slot = True
+            slotted = loop.time()
             ticket.charged = charge
             ticket.booking = await self._reserve(charge)
+            ticket.marks = (began, charged, resumed, slotted, loop.time())
         except BaseException:
             self._release_probe(ticket)
             raise
         finally:
-            ticket.queued_s += loop.time() - began
+            self.waiting -= 1
+            ticket.last_wait_s = loop.time() - began
+            ticket.queued_s += ticket.last_wait_s
         ticket.requests += 1
         self.requests_sent += 1
+
+    def held_by(self, ticket: CallTicket) -> str | None:
+        """What held ``ticket``'s latest request longest, or None (a wait under 1 ms).
+
+        ``"pause"`` (a 429's, or a limit the response headers said is spent),
+        ``"in_flight"`` (``max_in_flight``), ``"tpm"`` (waiting for the first
+        reply's usage, or the tokens' turn), ``"rpm"``, or ``"rate"`` (both
+        rates set, metered together). Worked out only when asked (telemetry).
+        """
+        if len(ticket.marks) != 5:
+            return None
+        rate = "rate" if self.rpm and self.tpm else "tpm" if self.tpm else "rpm"
+        stages = ("tpm", "pause", "in_flight", rate)
+        waits = zip(stages, itertools.pairwise(ticket.marks), strict=True)
+        name, (start, end) = max(waits, key=lambda wait: wait[1][1] - wait[1][0])
+        return name if end - start >= HELD_MIN_S else None
 
     async def _reserve(self, charge: float) -> object:
         """Take a turn in the store (return its booking); a new one if a pause overtook it."""
@@ -594,7 +635,9 @@ async def charged_call(
         if budget.paces:
             mark_paced(exc)
         if is_rate_limit(exc):
-            budget._rate_limited(exc, ticket)
+            paused = budget._rate_limited(exc, ticket)
+            if (tel := current_telemetry()) is not None:
+                tel.rate_limited(exc, paused)
         raise
     finally:
         try:

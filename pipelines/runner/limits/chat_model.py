@@ -26,12 +26,13 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import (
     Runnable,
@@ -41,6 +42,7 @@ from langchain_core.runnables import (
 )
 from pydantic import PrivateAttr
 
+from lc_async_pipelines import telemetry
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.callbacks import asks_for_tokens
 from lc_async_pipelines.errors import ConfigurationError
@@ -53,6 +55,9 @@ from lc_async_pipelines.runner.limits.budget import (
     charged_call,
 )
 from lc_async_pipelines.runner.retry import RetryPolicy, is_transient
+
+if TYPE_CHECKING:
+    from lc_async_pipelines.telemetry.instruments import ModelCall, Telemetry
 
 __all__ = ["BudgetedChatModel", "govern", "with_budget"]
 
@@ -156,10 +161,39 @@ class BudgetedChatModel(BaseChatModel):
             return await agenerate_from_stream(
                 _emitting(self._astream(messages, stop, **kwargs), run_manager)
             )
-        result: ChatResult = await _retrying(
-            self._retry, lambda: self._each_model(self._plain, messages, stop, kwargs)
-        )
+        tel = telemetry.current()
+        if tel is None:
+            result: ChatResult = await _retrying(
+                self._retry, lambda: self._each_model(self._plain, messages, stop, kwargs)
+            )
+            return result
+        call = self._traced_call(tel, messages, kwargs)
+        try:
+            with call.current():
+                result = await _retrying(
+                    self._retry, lambda: self._each_model(self._plain, messages, stop, kwargs)
+                )
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        # the model's name is in llm_output until langchain-core moves it into the metadata
+        generation = result.generations[0]
+        info = {**(result.llm_output or {}), **(generation.generation_info or {})}
+        call.finish(generation.message, info=info)
         return result
+
+    def _traced_call(
+        self, tel: Telemetry, messages: list[BaseMessage], kwargs: dict[str, Any]
+    ) -> ModelCall:
+        """Start this call's span (GenAI ``chat``): provider, model, max_tokens, endpoint."""
+        asked = kwargs.get("max_tokens") or kwargs.get("max_completion_tokens")
+        return tel.model_call(
+            provider=_provider(type(self)),
+            model=_model_name(self),
+            max_tokens=int(asked) if asked else bound_max_tokens(self),
+            base_url=getattr(self, "openai_api_base", None),
+            messages=messages,
+        )
 
     async def _astream(
         self,
@@ -168,6 +202,11 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        tel = telemetry.current()
+        if tel is not None:
+            async for chunk in self._traced_stream(tel, messages, stop, kwargs):
+                yield chunk
+            return
         stream, first = await _retrying(
             self._retry, lambda: self._each_model(self._opened, messages, stop, kwargs)
         )
@@ -177,6 +216,53 @@ class BudgetedChatModel(BaseChatModel):
                 yield chunk
         finally:
             await stream.aclose()
+
+    async def _traced_stream(
+        self,
+        tel: Telemetry,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """:meth:`_astream` in a model call's span.
+
+        The span is current only while the stream opens, never across a
+        ``yield``: the consumer's context is not ours to change.
+        """
+        call = self._traced_call(tel, messages, kwargs)
+        try:
+            with call.current():
+                stream, first = await _retrying(
+                    self._retry, lambda: self._each_model(self._opened, messages, stop, kwargs)
+                )
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        usage: UsageMetadata | None = first.message.usage_metadata
+        # the model and finish reason come on one chunk, the usage on another (stream_usage)
+        # (ChatOpenAI: in the chunk's generation_info, not its message's metadata)
+        metadata: dict[str, Any] = {
+            **(first.generation_info or {}),
+            **first.message.response_metadata,
+        }
+        text: list[str] = []
+        try:
+            yield first
+            text.append(first.text)
+            async for chunk in stream:
+                if chunk.message.usage_metadata:
+                    usage = add_usage(usage, chunk.message.usage_metadata)
+                metadata.update(chunk.generation_info or {})
+                metadata.update(chunk.message.response_metadata)
+                if tel.capture_content:
+                    text.append(chunk.text)
+                yield chunk
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            await stream.aclose()
+        call.finish(AIMessage(content="".join(text), response_metadata=metadata), usage or {})
 
     async def _each_model(
         self,
@@ -232,6 +318,8 @@ class BudgetedChatModel(BaseChatModel):
         async with charged_call(self._budget, messages, self._charge(index, kwargs)) as ticket:
             await BudgetRateLimiter(self._budget).aacquire()
             _note_queue(ticket, began)
+            if (tel := telemetry.current()) is not None:
+                _traced_wait(tel, self._budget, ticket)
             if index == 0:
                 with _charged():
                     result = await super()._agenerate(messages, stop=stop, **kwargs)
@@ -270,6 +358,8 @@ class BudgetedChatModel(BaseChatModel):
         async with charged_call(self._budget, messages, self._charge(index, kwargs)) as ticket:
             await BudgetRateLimiter(self._budget).aacquire()
             _note_queue(ticket, began)
+            if (tel := telemetry.current()) is not None:
+                _traced_wait(tel, self._budget, ticket)
             with _charged():
                 async for chunk in self._provider_stream(index, messages, stop, kwargs):
                     ticket.used = _total_tokens(chunk.message) or ticket.used
@@ -349,6 +439,16 @@ def _model_name(model: Runnable[Any, Any]) -> str | None:
     return str(name) if name else None
 
 
+@functools.cache
+def _provider(cls: type[BaseChatModel]) -> str:
+    """``gen_ai.provider.name`` of a model class: its package's (langchain_openai: openai)."""
+    for klass in cls.__mro__:
+        root = klass.__module__.partition(".")[0]
+        if root.startswith("langchain_") and root != "langchain_core":
+            return root.removeprefix("langchain_")
+    return next(k for k in cls.__mro__ if not issubclass(k, BudgetedChatModel)).__name__
+
+
 def _as_chunk(message: BaseMessage) -> AIMessageChunk:
     """A model that cannot stream answers ``astream`` with one whole ``AIMessage``: as a chunk."""
     if isinstance(message, AIMessageChunk):
@@ -375,9 +475,15 @@ async def _retrying(retry: RetryPolicy | None, attempt: Callable[[], Awaitable[A
     mine: list[dict[str, Any]] = []  # this call's entries: an item's calls may run at once
     token = _CALL_ENTRIES.set(mine)
 
+    tel = telemetry.current()
+    failed = [0]  # attempts failed so far, for the retry events
+
     def on_retry(exc: BaseException, wait: float) -> None:
         if mine:
             mine[-1]["wait_s"] = round(wait, 3)
+        if tel is not None:
+            failed[0] += 1
+            tel.retried(exc, wait, stage="call", attempt=failed[0])
 
     try:
         if retry is None:
@@ -389,6 +495,12 @@ async def _retrying(retry: RetryPolicy | None, attempt: Callable[[], Awaitable[A
         raise
     finally:
         _CALL_ENTRIES.reset(token)
+
+
+def _traced_wait(tel: Telemetry, budget: RateBudget, ticket: CallTicket) -> None:
+    """Tell the telemetry of a request sent, and how long and why it waited."""
+    limit = budget.held_by(ticket)
+    tel.waited(ticket.last_wait_s, limit=limit, queue_depth=ticket.queue_depth)
 
 
 def _note_queue(ticket: CallTicket, began: float) -> None:

@@ -126,6 +126,21 @@ class RunManifest:
             session_started_at=now,
         )
 
+    def trace_attributes(self) -> dict[str, Any]:
+        """The run span's attributes (``RunOptions.trace_attributes``): no secret in any.
+
+        ``pipelines.pipeline``, ``pipelines.fingerprint``, ``gen_ai.request.model``
+        (:attr:`model`), ``pipelines.input`` (the path as given) and
+        ``pipelines.options`` (JSON).
+        """
+        return {
+            "pipelines.pipeline": self.pipeline,
+            "pipelines.fingerprint": self.fingerprint,
+            "gen_ai.request.model": self.model,
+            "pipelines.input": self.input,
+            "pipelines.options": json.dumps(self.options, sort_keys=True, default=str),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as written to ``OUTPUT.manifest.json``."""
         return asdict(self)
