@@ -25,7 +25,6 @@ docs/telemetry.md; GenAI ones from OpenTelemetry's semantic conventions):
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -148,9 +147,6 @@ def test_sdk_spans_round_trip_through_the_receiver(collector: Collector, monkeyp
     assert root.start_ns <= model.start_ns <= model.end_ns <= root.end_ns
 
 
-# the project's telemetry (issue 20 points 1-3) is another branch's work
-HAS_TELEMETRY = importlib.util.find_spec("lc_async_pipelines.telemetry") is not None
-
 # The mock draws a fault for each request in arrival order from Random(seed):
 # with these, request 1 is a 429 and request 4 a 500, and requests 5 to 40 are
 # clean, so a run of 2 to 38 calls (4 to 40 requests) meets exactly one of each.
@@ -180,11 +176,6 @@ def _ancestor(span: ReceivedSpan, by_id: dict[str, ReceivedSpan], name: str) -> 
     return parent.span_id if parent is not None else None
 
 
-@pytest.mark.skipif(
-    not HAS_TELEMETRY,
-    reason="needs the project's OpenTelemetry spans (lc_async_pipelines.telemetry, "
-    "issue 20 points 1-3), which another branch adds",
-)
 def test_summary_run_traces_reach_the_collector(collector: Collector, tmp_path):
     # one long document map-reduced (several map calls and a combine), two stuffed
     rows = [
