@@ -288,6 +288,8 @@ def test_a_ready_runnable_s_own_model_runs_under_the_run_s_limits(tmp_path, monk
         "READY = ChatPromptTemplate.from_template('Say {topic}') | FnChatModel(fn=PROBE)"
         " | StrOutputParser()\n",
     )
+    # the session's own model is not the one called (no embedded server needed here)
+    use_model(monkeypatch, FnChatModel(fn=lambda m, **k: pytest.fail("the session's model")))
     argv = ["run", "ready_chains:READY", "--input", str(rows), "--output", str(out)]
     assert cli.main([*argv, "--concurrency", "6", "--max-in-flight", "1"]) == 0
     import ready_chains
