@@ -18,12 +18,15 @@ So here, without touching uvicorn's internals:
 
 - every connection goes through :class:`_GuardedConnection`, an
   :class:`asyncio.Protocol` wrapping uvicorn's own (``Config(http=...)``
-  takes a protocol class): past ``max_connections`` open connections a new
-  one is answered 503 and closed at once, and so is one from a client
-  address that already holds ``max_pending_per_client`` connections without
-  a complete request head (a slowloris client from one address cannot take
-  the connections health checks need); and a connection must complete a
-  request head within ``header_timeout_s`` of opening, or of its previous
+  takes a protocol class): a connection from a client address that already
+  holds ``max_pending_per_client`` connections stalled without a complete
+  request head (waiting :data:`_STALL_S` or more: a burst of fresh
+  connections is not stalled), or :data:`_BURST` times that many waiting at
+  all, is answered 503 and closed at once; past
+  ``max_connections`` open connections the longest-stalled one is closed to
+  make room, or, with none stalled, the new one gets the 503. So a slowloris
+  client cannot take the connections health checks need. A connection must
+  complete a request head within ``header_timeout_s`` of opening, or of its previous
   response, or it is closed. The wrapper learns that a head is complete
   when the app is called: it puts itself in the lifespan state uvicorn
   copies into each request's ``scope["state"]``, and :class:`_HeadDeadlines`
@@ -57,7 +60,6 @@ connection cap's 503 carries them, with the policy ``default-src 'none'``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import ipaddress
 import logging
@@ -84,6 +86,9 @@ access_log = logging.getLogger("lc_async_pipelines.service.access")
 _HOOK = "lc_async_pipelines.service.connection"
 _BACKSTOP_S = 5  # uvicorn cancels what is left this long after the grace
 _SEND_BUFFER_BYTES = 64 * 1024
+_STALL_S = 1.0
+_BURST = 8  # fresh connections one address may open at once: this many times the stalled cap
+"""A connection without a complete request head this long has stalled (a client's burst has not)."""
 """Kernel send buffer of each connection (Linux doubles it): a stream's event is a few KB."""
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
@@ -135,14 +140,14 @@ class _GuardedConnection(asyncio.Protocol):
 
     Built by uvicorn with its protocol's keyword arguments, which are passed
     on to ``inner`` with a per-connection copy of ``app_state`` holding this
-    object under :data:`_HOOK`. ``pending`` counts, per client address, the
-    connections waiting for a request head.
+    object under :data:`_HOOK`. ``pending`` holds the connections waiting for
+    a request head, oldest first, with the loop time they began to wait.
     """
 
     inner: Callable[..., asyncio.Protocol]
     settings: ServiceSettings
     live: set[_GuardedConnection]
-    pending: collections.Counter[str]
+    pending: dict[_GuardedConnection, float]
 
     def __init__(self, *, app_state: dict[str, Any], **kwargs: Any) -> None:
         self._inner = self.inner(app_state={**app_state, _HOOK: self}, **kwargs)
@@ -157,9 +162,13 @@ class _GuardedConnection(asyncio.Protocol):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self._client = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        now = self._loop.time()
+        stalled, pending = self._pending_from(self._client, now)
+        cap = self.settings.max_pending_per_client
         if (
-            len(self.live) >= self.settings.max_connections
-            or self.pending[self._client] >= self.settings.max_pending_per_client
+            stalled >= cap
+            or pending >= _BURST * cap
+            or (len(self.live) >= self.settings.max_connections and not self._evict_stalled(now))
         ):
             self._refused = True
             if isinstance(transport, asyncio.WriteTransport):
@@ -200,7 +209,7 @@ class _GuardedConnection(asyncio.Protocol):
     def response_finished(self) -> None:
         """A response has ended: the next request head has ``header_timeout_s`` to arrive."""
         self._disarm()
-        self.pending[self._client] += 1
+        self.pending[self] = self._loop.time()
         self._timer = self._loop.call_later(self.settings.header_timeout_s, self._expire)
 
     def abort(self) -> None:
@@ -212,13 +221,25 @@ class _GuardedConnection(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._transport.abort()
 
+    def _pending_from(self, client: str, now: float) -> tuple[int, int]:
+        """Connections from ``client`` waiting for a head: stalled (:data:`_STALL_S`), and all."""
+        waits = [now - since for c, since in self.pending.items() if c._client == client]
+        return sum(wait >= _STALL_S for wait in waits), len(waits)
+
+    def _evict_stalled(self, now: float) -> bool:
+        """Close the longest-waiting connection without a head if it has stalled; True if so."""
+        oldest = next(iter(self.pending), None)
+        if oldest is None or now - self.pending[oldest] < _STALL_S:
+            return False
+        self.live.discard(oldest)
+        oldest._expire()
+        return True
+
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-            self.pending[self._client] -= 1
-            if self.pending[self._client] <= 0:
-                del self.pending[self._client]
+        self.pending.pop(self, None)
 
     def _expire(self) -> None:
         self._disarm()
@@ -235,7 +256,7 @@ def _guarded(settings: ServiceSettings) -> type[_GuardedConnection]:
             "inner": AutoHTTPProtocol,
             "settings": settings,
             "live": set(),
-            "pending": collections.Counter(),
+            "pending": {},
         },
     )
 

@@ -63,10 +63,13 @@ class ServiceSettings(BaseModel):
     Slow or hostile clients (:func:`lc_async_pipelines.service.serve`):
     ``PIPELINES_MAX_CONNECTIONS``: connections at once; more are answered 503
     and closed (default 256). ``PIPELINES_MAX_PENDING_PER_CLIENT``: connections
-    from one client address that have not yet sent a complete request head;
-    more from that address are answered 503 and closed, so a slowloris client
-    cannot take every connection (default 8). ``PIPELINES_KEEP_ALIVE``: an idle keep-alive
-    connection is closed after this many seconds (default 5).
+    from one client address stalled for a second or more without a complete
+    request head (and eight times that many waiting at all); more from that
+    address are answered 503 and closed, and at
+    ``PIPELINES_MAX_CONNECTIONS`` the longest-stalled connection is closed to
+    make room, so a slowloris client cannot take every connection (default 8).
+    ``PIPELINES_KEEP_ALIVE``: an idle keep-alive connection is closed after
+    this many seconds (default 5).
     ``PIPELINES_HEADER_TIMEOUT``: a connection must deliver a complete request
     head within this many seconds of opening, or of its previous response, or
     it is closed (default 10). ``PIPELINES_BODY_TIMEOUT``: a request body must

@@ -223,12 +223,12 @@ def test_binding_beyond_loopback_needs_a_token_or_allow_open():
 
 
 def test_one_client_holding_connections_without_a_head_does_not_lock_out_others():
-    # Slowloris from 127.0.0.2: its connections past the per-client cap are refused, while a
-    # health check from another address is still answered (before: 503 for every client).
+    # Slowloris from 127.0.0.2: once its connections have stalled, more from it are refused,
+    # while a health check from another address is still answered (before: 503 for all).
     with running(max_pending_per_client=3, max_connections=50, header_timeout_s=60) as port:
         silent = [connect(port, "127.0.0.2") for _ in range(3)]
         refused = b""
-        for _ in range(100):  # the server counts the first three once it has accepted them
+        for _ in range(200):  # until the first three have stalled (a second without a head)
             with connect(port, "127.0.0.2") as extra:
                 extra.sendall(GET)
                 with contextlib.suppress(ConnectionResetError):
@@ -331,3 +331,34 @@ def test_a_bad_setting_is_one_line_naming_the_variable():
         ConfigurationError, match=r"^PIPELINES_MAX_CONNECTIONS is not valid: .*integer"
     ):
         ServiceSettings.from_env({"PIPELINES_MAX_CONNECTIONS": "lots"}, env_file=None)
+
+
+def test_at_the_connection_cap_a_stalled_connection_makes_room_for_a_new_one():
+    with running(max_connections=3, max_pending_per_client=50, header_timeout_s=60) as port:
+        silent = [connect(port, "127.0.0.2") for _ in range(3)]
+        answered = b""
+        for _ in range(200):  # refused (503) until one of the three has stalled
+            with connect(port) as health:
+                health.sendall(GET)
+                with contextlib.suppress(ConnectionResetError):
+                    answered = read_response(health)
+            if answered.startswith(b"HTTP/1.1 200 "):
+                break
+            time.sleep(0.05)
+        evicted = sum(closed_by_server(sock, wait_s=0.5) for sock in silent)
+        for sock in silent:
+            sock.close()
+    assert answered.startswith(b"HTTP/1.1 200 ")
+    assert evicted >= 1
+
+
+def test_a_burst_of_connections_from_one_client_is_served():
+    # 20 at once from one address: none has stalled, and 20 is under 8 x the cap of 3.
+    with running(max_pending_per_client=3, header_timeout_s=60) as port:
+        burst = [connect(port) for _ in range(20)]
+        for sock in burst:
+            sock.sendall(GET)
+        answers = [read_response(sock) for sock in burst]
+        for sock in burst:
+            sock.close()
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
