@@ -212,6 +212,9 @@ def test_summary_run_traces_reach_the_collector(collector: Collector, tmp_path):
     assert [s.name for s in spans].count("pipelines.run") == 1
     assert run.attributes["pipelines.run.items_done"] == 3
     assert run.attributes["pipelines.run.items_failed"] == 0
+    assert run.attributes["pipelines.pipeline"] == "summary"
+    assert run.attributes["pipelines.model"].startswith("mock at http://127.0.0.1:")
+    assert "gen_ai.request.model" not in run.attributes  # the requests' spans carry it
 
     items = {s.attributes["pipelines.item.id"]: s for s in spans if s.name == "pipelines.item"}
     assert set(items) == set(records)

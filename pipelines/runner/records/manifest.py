@@ -129,14 +129,16 @@ class RunManifest:
     def trace_attributes(self) -> dict[str, Any]:
         """The run span's attributes (``RunOptions.trace_attributes``): no secret in any.
 
-        ``pipelines.pipeline``, ``pipelines.fingerprint``, ``gen_ai.request.model``
-        (:attr:`model`), ``pipelines.input`` (the path as given) and
+        ``pipelines.pipeline``, ``pipelines.fingerprint``, ``pipelines.model``
+        (:attr:`model`: the model and where it is served, so not the GenAI
+        conventions' bare ``gen_ai.request.model``, which each request's span
+        carries), ``pipelines.input`` (the path as given) and
         ``pipelines.options`` (JSON).
         """
         return {
             "pipelines.pipeline": self.pipeline,
             "pipelines.fingerprint": self.fingerprint,
-            "gen_ai.request.model": self.model,
+            "pipelines.model": self.model,
             "pipelines.input": self.input,
             "pipelines.options": json.dumps(self.options, sort_keys=True, default=str),
         }
