@@ -20,13 +20,16 @@ script without an ``if __name__ == "__main__":`` guard would run again), and
 whose fork is unsafe in this threaded process. Starting one costs about a
 second of CPU (importing trafilatura), before its first page's clock starts;
 a killed one is replaced on the next call. An idle worker ends by itself
-when its stdin closes (:meth:`Extractor.aclose`, or this process ending
-however it ends).
+when its stdin closes (:meth:`Extractor.aclose`, or this process ending);
+on Linux every worker is also killed when this process ends however it ends
+(``PR_SET_PDEATHSIG``, https://man7.org/linux/man-pages/man2/prctl.2.html),
+kill -9 included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import json
 import math
@@ -51,6 +54,7 @@ _READY = b"+"
 _MB = 1_000_000
 _START_S = 60.0  # importing trafilatura on a loaded machine
 _MEMORY_PER_PAGE_BYTE = 100
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _address_space() -> int | None:
@@ -75,6 +79,20 @@ def _near_the_memory_limit() -> bool:
         return soft != resource.RLIM_INFINITY and int(peak.split()[1]) * 1024 > soft - 64 * _MB
     except (OSError, ValueError, IndexError, StopIteration):
         return False
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the parent process ends, however it ends (Linux's PR_SET_PDEATHSIG).
+
+    Elsewhere a busy worker outlives a killed parent by its CPU limit at most,
+    an idle one ends when its stdin closes.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent ended before the call above
+        os._exit(0)
 
 
 def _limit(which: int, soft: int) -> None:
@@ -106,8 +124,9 @@ def _read(stream: BinaryIO, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
-def serve(memory_bytes: int) -> None:
+def serve(memory_bytes: int, parent: int) -> None:
     """The worker: read a request from stdin, write the reply to stdout, until stdin closes."""
+    _die_with(parent)
     # Ctrl-C reaches the whole process group; the parent decides what stops
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit(resource.RLIMIT_CORE, 0)  # SIGXCPU would otherwise dump core in the user's folder
@@ -297,16 +316,20 @@ class Extractor:
     async def _start(self, shown: str) -> _Worker:
         if self._closed:
             raise FetchError(shown, "not read: the run is ending")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-P",  # the current folder not on sys.path: a trafilatura.py there is not imported
-            "-m",
-            __name__,
-            str(self.memory_bytes),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-P",  # the current folder not on sys.path: a trafilatura.py there is not imported
+                "-m",
+                __name__,
+                str(self.memory_bytes),
+                str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        except OSError as exc:  # no Python to run (an embedded interpreter), or no processes left
+            raise FetchError(shown, f"cannot be read (no worker: {exc.strerror})") from None
         worker = _Worker(process)
         self._all.add(worker)
         ready = b""
@@ -328,4 +351,4 @@ class Extractor:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), int(sys.argv[2]))

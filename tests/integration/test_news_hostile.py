@@ -127,6 +127,16 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _cpu_s(pid: int) -> float:
+    """Seconds of CPU ``pid`` has used (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
@@ -136,7 +146,12 @@ def _alive(pid: int) -> bool:
 
 
 def _news(
-    tmp_path: Path, base: str, model_url: str, *flags: str, stop_after_s: float | None = None
+    tmp_path: Path,
+    base: str,
+    model_url: str,
+    *flags: str,
+    stop_after_cpu_s: float | None = None,
+    stop: int = signal.SIGTERM,
 ):
     """Run `pipelines news` on the server's feed; its exit code, records and every child it had."""
     sources = tmp_path / "feeds.txt"
@@ -150,13 +165,13 @@ def _news(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     children: set[int] = set()
-    started = time.monotonic()
     signalled = False
     while process.poll() is None:
         children |= _children(process.pid)
-        if stop_after_s is not None and not signalled and children:
-            if time.monotonic() - started > stop_after_s:  # a worker is busy on a page
-                process.send_signal(signal.SIGTERM)
+        # a worker past stop_after_cpu_s of CPU (starting one takes about 1 s) is on a page
+        if stop_after_cpu_s is not None and not signalled:
+            if any(_cpu_s(pid) > stop_after_cpu_s for pid in children):
+                process.send_signal(stop)
                 signalled = True
         time.sleep(0.05)
     _, stderr = process.communicate()
@@ -211,10 +226,31 @@ def test_the_deadline_ends_the_run_and_its_workers(hostile_site, model_url, tmp_
 
 def test_the_first_sigterm_stops_the_run_and_its_workers(hostile_site, model_url, tmp_path):
     code, records, children, stderr = _news(
-        tmp_path, hostile_site, model_url, "--fetch-timeout", "600", stop_after_s=1.0
+        tmp_path, hostile_site, model_url, "--fetch-timeout", "600", stop_after_cpu_s=3.0
     )
     assert code == 128 + signal.SIGTERM, stderr
     assert "stopping" in stderr
     assert records == []  # nothing was done: a run again reads both pages
     assert children
+    assert not [pid for pid in children if _alive(pid)]
+
+
+def test_kill_9_leaves_no_worker(hostile_site, model_url, tmp_path):
+    code, _, children, stderr = _news(
+        tmp_path,
+        hostile_site,
+        model_url,
+        "--fetch-timeout",
+        "600",
+        stop_after_cpu_s=3.0,
+        stop=signal.SIGKILL,
+    )
+    assert code == -signal.SIGKILL, stderr
+    assert children
+    # the workers were busy on 10 minutes of pages; the kernel kills them with
+    # their parent (PR_SET_PDEATHSIG): wait for the kill to land, then look
+    for _ in range(200):
+        if not [pid for pid in children if _alive(pid)]:
+            break
+        time.sleep(0.05)
     assert not [pid for pid in children if _alive(pid)]
