@@ -16,6 +16,8 @@ The task of the async guides, on this library's runner::
 - :class:`Fetcher`, :func:`parse_feed`, :func:`extract_page`: HTTP with
   per-host limits, timeouts and a size cap (httpx); RSS, Atom and JSON Feed
   (feedparser); article text and metadata (trafilatura).
+- :class:`Extractor`: :func:`extract_page` and :func:`page_metadata` in
+  worker processes, each page bounded in time, CPU and memory.
 - :func:`analyse_news`: sources to records, failures as records.
 
 Names are imported on first use (PEP 562): the registry lists the ``news``
@@ -35,9 +37,11 @@ if TYPE_CHECKING:
     from lc_async_pipelines.news._fetch import Fetched, Fetcher, FetchLimits, canonical_url
     from lc_async_pipelines.news._run import analyse_news, read_sources
     from lc_async_pipelines.news._tools import NewsReport, build_news_tool_chain, news_tools
+    from lc_async_pipelines.news._workers import Extractor
 
 __all__ = [
     "Article",
+    "Extractor",
     "FeedEntry",
     "FetchLimits",
     "Fetched",
@@ -78,6 +82,7 @@ _WHERE = {
     "NewsReport": "_tools",
     "build_news_tool_chain": "_tools",
     "news_tools": "_tools",
+    "Extractor": "_workers",
 }
 
 

@@ -4,7 +4,9 @@ trafilatura (https://trafilatura.readthedocs.io/en/latest/corefunctions.html)
 finds the main text of a page and reads its metadata: the ``<title>`` and
 Open Graph / JSON-LD / ``<meta>`` tags for the title, author and site name,
 and htmldate for the publication date. Both functions are CPU-bound (tens of
-milliseconds per page): call them through ``asyncio.to_thread`` on an event loop.
+milliseconds per page, but time quadratic in some hostile pages): the news
+tools call them through :class:`~lc_async_pipelines.news.Extractor`, in worker
+processes that can be stopped and are bounded in time and memory.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from urllib.parse import urljoin, urlsplit
 import feedparser  # type: ignore[import-untyped]
 
 from lc_async_pipelines.errors import FetchError
-from lc_async_pipelines.news._extract import extract_page
 from lc_async_pipelines.news._fetch import Fetcher, canonical_url, shown_url
+from lc_async_pipelines.news._workers import Extractor
 
 __all__ = ["Article", "FeedEntry", "iter_articles", "parse_feed"]
 
@@ -247,14 +247,15 @@ def _unexpected(url: str, exc: Exception) -> FetchError:
 
 
 async def iter_articles(
-    sources: Sequence[str], fetcher: Fetcher
+    sources: Sequence[str], fetcher: Fetcher, *, extractor: Extractor | None = None
 ) -> AsyncIterator[Article | FetchError]:
     """Fetch every source and every article in them concurrently; yield each as soon as it is ready.
 
     All feeds are fetched at once (``fetcher`` holds the per-host limit,
     timeouts, size cap and content-type check) and parsed; every entry's page
     is fetched as soon as its feed is read and its text extracted
-    (:func:`~lc_async_pipelines.news.extract_page`, in a worker thread). An
+    (:func:`~lc_async_pipelines.news.extract_page`, in ``extractor``'s worker
+    processes, each page bounded in time and memory). An
     article listed by several feeds (by :func:`canonical_url`) is fetched and
     yielded once, with the first feed read as its ``source``; at most
     ``fetcher.limits.max_articles_per_source`` entries are read per feed.
@@ -264,6 +265,8 @@ async def iter_articles(
             Their hosts are given to :meth:`Fetcher.trust`: they may be on
             this machine or network, the other hosts their feeds link to may not.
         fetcher: the :class:`Fetcher` every request goes through.
+        extractor: the :class:`Extractor` pages are read in; without one,
+            ``Extractor.for_pages(fetcher.limits)``, closed when the iteration ends.
 
     Yields:
         Each :class:`Article`, and each failure (a source's or an article's)
@@ -274,7 +277,8 @@ async def iter_articles(
     closing the iterator (``contextlib.aclosing``) cancels every fetch still
     under way and waits for them.
     """
-    walk = _Walk(fetcher)
+    own = extractor is None
+    walk = _Walk(fetcher, extractor or Extractor.for_pages(fetcher.limits))
     fetcher.trust(sources)  # the user's own hosts may be local; their feeds' links may not
     read: set[str] = set()
     for source in sources:
@@ -287,6 +291,8 @@ async def iter_articles(
             yield outcome
     finally:
         await walk.cancel()
+        if own:
+            await walk.extractor.aclose()
 
 
 def _renamed(exc: FetchError, url: str) -> FetchError:
@@ -299,8 +305,9 @@ def _renamed(exc: FetchError, url: str) -> FetchError:
 class _Walk:
     """The fetches of one :func:`iter_articles` call and the queue their outcomes go to."""
 
-    def __init__(self, fetcher: Fetcher) -> None:
+    def __init__(self, fetcher: Fetcher, extractor: Extractor) -> None:
         self.fetcher = fetcher
+        self.extractor = extractor
         self.results: asyncio.Queue[Article | FetchError | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         self.seen: set[str] = set()  # canonical article URLs already started
@@ -346,7 +353,7 @@ class _Walk:
     async def read_article(self, entry: FeedEntry, source: str) -> None:
         try:
             fetched = await self.fetcher.get(entry.url, expect="html")
-            page = await asyncio.to_thread(extract_page, fetched.body, fetched.url)
+            page = await self.extractor.page(fetched.body, fetched.url)
         except FetchError as exc:  # a redirect's page: name the URL the feed gave
             self.results.put_nowait(_renamed(exc, entry.url))
             return

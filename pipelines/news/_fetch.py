@@ -28,6 +28,7 @@ from lc_async_pipelines._scrub import REDACTED, scrub
 from lc_async_pipelines._version import __version__
 from lc_async_pipelines.errors import ConfigurationError, FetchError
 from lc_async_pipelines.news._address import AddressGuard, Refused, Resolve, system_resolve
+from lc_async_pipelines.news._decode import ACCEPT_ENCODING, DecodeError, Decoder
 
 __all__ = ["FetchLimits", "Fetched", "Fetcher", "canonical_url", "shown_url"]
 
@@ -72,7 +73,9 @@ class FetchLimits:
             also the most a whole body download may take (a server dripping
             bytes cannot hold a request open for longer).
         max_bytes: the most body bytes kept per response, after content
-            decoding (gzip); the download stops as soon as it is passed.
+            decoding (gzip, deflate); the download stops as soon as it is
+            passed, counted as the decoder hands out pieces of 64 KiB (a
+            compressed page costs at most this and one piece in memory).
         max_articles_per_source: at most this many entries read from each feed
             (in feed order), None for all.
         user_agent: the ``User-Agent`` header sent.
@@ -212,6 +215,19 @@ def _detail(exc: BaseException) -> str:
     return scrub(text)[:_DETAIL_CHARS]
 
 
+async def _decoded(response: httpx.Response, decoder: Decoder) -> AsyncIterator[bytes]:
+    """The body's bytes, decoded here from the raw stream in small pieces (see ``_decode``)."""
+    if response.is_stream_consumed:  # a body given whole (a mock transport): httpx decoded it
+        async for chunk in response.aiter_bytes():
+            yield chunk
+        return
+    async for raw in response.aiter_raw():
+        for piece in decoder.decode(raw):
+            yield piece
+    for piece in decoder.flush():
+        yield piece
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}"
 
@@ -342,7 +358,11 @@ class Fetcher:
         if parts.scheme.lower() not in ("http", "https") or not host:
             raise FetchError(shown, "not http(s)")
         limits = self.limits
-        headers = {"User-Agent": limits.user_agent, "Accept": _ACCEPT[expect]}
+        headers = {
+            "User-Agent": limits.user_agent,
+            "Accept": _ACCEPT[expect],
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
         async with self._slot(host):
             try:
                 return await self._follow(url, headers, shown, expect)
@@ -360,7 +380,7 @@ class Fetcher:
                 raise FetchError(shown, "not http(s)") from None
             except httpx.InvalidURL:
                 raise FetchError(shown, "not a valid URL") from None
-            except httpx.DecodingError as exc:
+            except (DecodeError, httpx.DecodingError) as exc:
                 raise FetchError(shown, f"cannot decode the body ({_detail(exc)})") from None
             except httpx.TransportError as exc:  # connect, read, write, protocol errors
                 raise FetchError(shown, f"connection failed ({_detail(exc)})") from None
@@ -407,10 +427,11 @@ class Fetcher:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             raise FetchError(shown, too_large, status=status)
+        decoder = Decoder(response.headers.get("content-encoding", ""))
         chunks: list[bytes] = []
         size = 0
         async with asyncio.timeout(self.limits.read_timeout_s):
-            async for chunk in response.aiter_bytes():
+            async for chunk in _decoded(response, decoder):
                 size += len(chunk)
                 if size > cap:
                     raise FetchError(shown, too_large, status=status)

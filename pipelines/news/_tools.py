@@ -22,8 +22,9 @@ from lc_async_pipelines._text import CHARS_PER_TOKEN
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.news._analysis import NewsAnalysis, build_news_analysis_chain
-from lc_async_pipelines.news._extract import PageText, extract_page, page_metadata
+from lc_async_pipelines.news._extract import PageText
 from lc_async_pipelines.news._fetch import Fetched, Fetcher
+from lc_async_pipelines.news._workers import Extractor
 
 FETCH_ARTICLE = "fetch_article"
 ARTICLE_METADATA = "article_metadata"
@@ -78,7 +79,12 @@ class _Pages:
             raise
 
 
-def news_tools(fetcher: Fetcher, *, article_tokens: int = DEFAULT_ARTICLE_TOKENS) -> list[BaseTool]:
+def news_tools(
+    fetcher: Fetcher,
+    *,
+    article_tokens: int = DEFAULT_ARTICLE_TOKENS,
+    extractor: Extractor | None = None,
+) -> list[BaseTool]:
     """Return the async tools ``[fetch_article, article_metadata]``, reading pages via ``fetcher``.
 
     - ``fetch_article(url)``: the article's title and main text (trafilatura),
@@ -89,12 +95,18 @@ def news_tools(fetcher: Fetcher, *, article_tokens: int = DEFAULT_ARTICLE_TOKENS
 
     Both have ``response_format="content_and_artifact"``: invoked with a
     ``ToolCall`` they return a ``ToolMessage`` whose ``artifact`` holds the
-    structured value. Parsing runs in a worker thread, off the event loop.
+    structured value. Pages are read in ``extractor``'s worker processes,
+    each bounded in time and memory; without one, the tools make their own
+    (``Extractor.for_pages(fetcher.limits)``), whose idle
+    workers end when it is garbage-collected or this process ends. Give one
+    you close (``async with``) to end them at a known point.
 
     Raises:
-        FetchError: on invocation, the page cannot be fetched or holds no text.
+        FetchError: on invocation, the page cannot be fetched, holds no text,
+            or is too slow or too large to read (see :class:`Extractor`).
     """
     pages = _Pages(fetcher)
+    reader = extractor or Extractor.for_pages(fetcher.limits)
     max_chars = int(article_tokens * CHARS_PER_TOKEN)
 
     @tool(FETCH_ARTICLE, response_format="content_and_artifact")
@@ -102,7 +114,7 @@ def news_tools(fetcher: Fetcher, *, article_tokens: int = DEFAULT_ARTICLE_TOKENS
         """Fetch the news article at `url`; return its title and text."""
         with _tool_span(FETCH_ARTICLE):
             page = await pages.get(url)
-            text = await asyncio.to_thread(extract_page, page.body, page.url)
+            text = await reader.page(page.body, page.url)
         body = text.text[:max_chars]
         return (f"{text.title}\n\n{body}" if text.title else body), text
 
@@ -111,7 +123,7 @@ def news_tools(fetcher: Fetcher, *, article_tokens: int = DEFAULT_ARTICLE_TOKENS
         """Read the publication date, author, title and site name of the article at `url`."""
         with _tool_span(ARTICLE_METADATA):
             page = await pages.get(url)
-            meta = await asyncio.to_thread(page_metadata, page.body, page.url)
+            meta = await reader.metadata(page.body, page.url)
         return json.dumps(meta, ensure_ascii=False), meta
 
     return [fetch_article, article_metadata]

@@ -75,7 +75,8 @@ PUBLIC = {
         "WorkersLost",
     ],
     "lc_async_pipelines.news": [
-        "Article", "FeedEntry", "FetchLimits", "Fetched", "Fetcher", "NewsAnalysis", "NewsReport",
+        "Article", "Extractor", "FeedEntry", "FetchLimits", "Fetched", "Fetcher", "NewsAnalysis",
+        "NewsReport",
         "PageText", "analyse_news", "build_news_agent", "build_news_analysis_chain",
         "build_news_tool_chain", "canonical_url", "extract_page", "iter_articles", "news_tools",
         "page_metadata", "parse_feed", "read_sources",

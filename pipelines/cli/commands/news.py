@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from lc_async_pipelines.models import ModelSettings
-    from lc_async_pipelines.news import Fetcher, FetchLimits
+    from lc_async_pipelines.news import Extractor, Fetcher, FetchLimits
     from lc_async_pipelines.runner import Record, RunOptions, RunSummary
     from lc_async_pipelines.runner.records import RunFile
 
@@ -111,7 +111,10 @@ def _add_fetch_flags(parser: argparse.ArgumentParser) -> None:
         "--per-host", type=positive_int, default=4, help="requests in flight per host (4)"
     )
     fetch.add_argument(
-        "--fetch-timeout", type=positive_float, default=15.0, help="read timeout, seconds (15)"
+        "--fetch-timeout",
+        type=positive_float,
+        default=15.0,
+        help="read timeout, and the most one page may take to read, seconds (15)",
     )
     fetch.add_argument(
         "--max-bytes", type=positive_int, default=5_000_000, help="size cap per page (5 MB)"
@@ -214,7 +217,7 @@ async def analyse_feeds(
     import asyncio
 
     from lc_async_pipelines.cli._signals import stop_loop_on_signals
-    from lc_async_pipelines.news import Fetcher, analyse_news
+    from lc_async_pipelines.news import Extractor, Fetcher, analyse_news
     from lc_async_pipelines.runner import RetryPolicy
     from lc_async_pipelines.session import model_session
 
@@ -240,9 +243,11 @@ async def analyse_feeds(
             retry=retry,
         ) as session,
         Fetcher(limits) as fetcher,
+        # pages are read in worker processes, each killed past --fetch-timeout
+        Extractor.for_pages(limits) as extractor,
     ):
         print(f"pipelines: news ({tools} tools) on {session.description}", file=sys.stderr)
-        chain = _build_news_chain(session.llm, fetcher, tools, args.max_words)
+        chain = _build_news_chain(session.llm, fetcher, extractor, tools, args.max_words)
         records = analyse_news(sources, chain, fetcher, options, deadline_s=args.deadline)
         try:
             summary = await _write_news_records(args, records, run)
@@ -318,11 +323,13 @@ def _fetch_limits(args: argparse.Namespace) -> FetchLimits:
     )
 
 
-def _build_news_chain(llm: Any, fetcher: Fetcher, tools: str, max_words: int) -> Any:
+def _build_news_chain(
+    llm: Any, fetcher: Fetcher, extractor: Extractor, tools: str, max_words: int
+) -> Any:
     """The analysis chain: a tool-calling agent, or the tools as fixed steps."""
     from lc_async_pipelines.news import build_news_agent, build_news_tool_chain, news_tools
 
-    toolset = news_tools(fetcher)
+    toolset = news_tools(fetcher, extractor=extractor)
     build = build_news_agent if tools == "agent" else build_news_tool_chain
     return build(llm, toolset, max_words=max_words)
 
