@@ -144,8 +144,10 @@ def _parse_and_execute(argv: list[str] | None) -> ExitCode:
     execute: Callable[[argparse.Namespace], ExitCode] = args.execute
     try:
         if getattr(args, "trace", None):
+            from lc_async_pipelines.cli._checks import check_collector
             from lc_async_pipelines.telemetry import configure_telemetry
 
+            check_collector(args.trace)
             configure_telemetry(args.trace)
         return execute(args)
     except UsageError as exc:

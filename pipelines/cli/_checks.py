@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "UsageError",
     "chain_input_shape",
+    "check_collector",
     "check_name_lengths",
     "check_paths",
     "check_regular_file",
@@ -149,6 +150,26 @@ def _check_cache_file(args: argparse.Namespace, flag: str) -> None:
         with cache_file.open("rb") as fh:
             if fh.read(16) != _SQLITE_MAGIC:
                 fail_usage(f"--cache {args.cache}: is not an SQLite file; give a new or cache file")
+
+
+def check_collector(url: str, timeout_s: float = 3.0) -> None:
+    """--trace URL: something must accept a connection there, else exit 2 now.
+
+    The OTLP exporter would otherwise retry in the background and hold the
+    run's exit for its timeout, printing a warning a retry (issue 20).
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from lc_async_pipelines._scrub import scrub
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        fail_usage(f"--trace {scrub(url)}: no collector answers there ({reason})")
 
 
 def check_shared_urls(args: argparse.Namespace) -> None:

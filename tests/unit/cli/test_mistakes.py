@@ -196,3 +196,15 @@ def test_a_short_service_token_stops_serve_in_one_line_that_keeps_its_words(
     assert code == 2
     assert "PIPELINES_API_TOKEN is not valid: must be at least 16 characters" in err
     assert "short-tok" not in err
+
+
+def test_a_trace_url_where_no_collector_answers_is_one_line_before_anything_runs(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["run", "summary", "--input", str(rows(tmp_path)), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, "--trace", f"http://127.0.0.1:{port}")
+    assert code == 2
+    assert f"--trace http://127.0.0.1:{port}: no collector answers there" in err
