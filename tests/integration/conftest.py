@@ -15,6 +15,19 @@ def embedded_server():
         yield server
 
 
+@pytest.fixture
+async def browser():
+    """Debian's chromium, through Playwright (tests/integration/_browser.py)."""
+    from playwright.async_api import async_playwright
+
+    from tests.integration._browser import ARGS, CHROMIUM
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        await browser.close()
+
+
 @pytest.fixture(scope="session")
 def llm(embedded_server):
     # 600 s, not 120: four slots on two busy cores can hold a long map-reduce

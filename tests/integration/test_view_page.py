@@ -14,27 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from lc_async_pipelines.cli.exit_codes import ExitCode
+from tests.integration._browser import needs_chromium, watch
 from tests.integration.mock import MockConfig, mock_server
 from tests.integration.test_cli_kill_resume import environment, topics
-from tests.integration.test_web_page import ARGS, CHROMIUM, _watch
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "view.png"
 ITEMS = 120
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
-
-
-@pytest.fixture
-async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
+pytestmark = needs_chromium
 
 
 def _records(out: Path) -> list[dict]:
@@ -87,7 +75,7 @@ async def test_view_follows_a_live_run_and_matches_its_records(browser, tmp_path
         try:
             view, url = _start_view(out, env, tmp_path)
             page = await browser.new_page(viewport={"width": 1280, "height": 1400})
-            seen = _watch(page, url.rstrip("/"))
+            seen = watch(page, url.rstrip("/"))
             await page.goto(url)
             await page.wait_for_function(
                 "() => Number(document.getElementById('records-count').textContent.replace(/,/g, '')) > 0",

@@ -3,48 +3,26 @@
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
-import pytest
 
 from lc_async_pipelines._text import distinct_ngram_ratio
 from lc_async_pipelines.models import ModelSettings, make_chat_model
 from lc_async_pipelines.prompt_chain import build_prompt_chain
 from lc_async_pipelines.registry import PipelineSpec, registered_pipelines
 from lc_async_pipelines.service import ServiceSettings, create_app
+from tests.integration._browser import needs_chromium, watch
 from tests.integration._live import serve
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As root, without a sandbox; no background traffic (this machine's network is closed).
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = needs_chromium
+
 SCREENSHOT = Path(__file__).resolve().parents[2] / "examples" / "web_page.png"
 NEWS = (
     "The city council voted on Tuesday to build a new bridge across the river. The bridge will "
     "cost 40 million dollars and is planned to open in 2028. Critics said the money should go "
     "to schools instead, and a petition against the plan has 3,000 signatures."
 )
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
-
-
-@pytest.fixture
-async def browser():
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        await browser.close()
 
 
 def _llm(base_url: str):
@@ -60,25 +38,6 @@ def _app(base_url: str, **settings):
     return create_app(llm, settings=ServiceSettings(max_in_flight=4, **settings))
 
 
-def _watch(page, base: str) -> dict[str, list[str]]:
-    """Record the page's requests to other origins and its CSP violations and script errors."""
-    seen: dict[str, list[str]] = {"outside": [], "violations": []}
-    page.on(
-        "request",
-        lambda r: None if r.url.startswith(base + "/") else seen["outside"].append(r.url),
-    )
-
-    def console(message) -> None:
-        if message.location.get("url", "").endswith("/favicon.ico"):  # there is none: a 404
-            return
-        if "Content Security Policy" in message.text or message.type == "error":
-            seen["violations"].append(f"{message.text} ({message.location.get('url')})")
-
-    page.on("console", console)
-    page.on("pageerror", lambda e: seen["violations"].append(str(e)))
-    return seen
-
-
 async def _start_run(page, pipeline: str, text: str, max_words: str = "") -> None:
     await page.select_option("#pipeline", pipeline)
     await page.fill("#input", text)
@@ -89,7 +48,7 @@ async def _start_run(page, pipeline: str, text: str, max_words: str = "") -> Non
 async def test_page_streams_two_runs_at_once_and_shows_their_figures(browser, embedded_server):
     with serve(_app(embedded_server.base_url, api_token="tok-typed-in-0123456")) as base:
         page = await browser.new_page(viewport={"width": 1100, "height": 900})
-        seen = _watch(page, base)
+        seen = watch(page, base)
         response = await page.goto(base + "/")
         assert "script-src 'self' 'sha256-" in response.headers["content-security-policy"]
         # A token typed in stays in the page's memory: no web storage holds it.
@@ -227,7 +186,7 @@ async def test_page_opens_on_the_first_builtin_with_its_placeholder_and_no_token
     specs = registered_pipelines()
     with serve(create_app(cycling_llm("Once."), settings=ServiceSettings())) as base:
         page = await browser.new_page()
-        seen = _watch(page, base)
+        seen = watch(page, base)
         await page.goto(base + "/")
         await page.wait_for_selector("#pipeline option", state="attached")
         assert await page.input_value("#pipeline") == "story"
@@ -246,7 +205,7 @@ async def test_page_shows_the_token_field_when_the_service_needs_one(browser):
     settings = ServiceSettings(api_token="tok-page-0123456789")
     with serve(create_app(cycling_llm("Once."), settings=settings)) as base:
         page = await browser.new_page()
-        seen = _watch(page, base)
+        seen = watch(page, base)
         await page.goto(base + "/")
         await page.wait_for_selector("#token", state="visible")
         # the list needs the token: the page asks for it rather than fetch a 401
@@ -288,7 +247,7 @@ async def test_the_docs_page_works_offline(browser):
     )
     with serve(dead) as base:
         page = await browser.new_page()
-        seen = _watch(page, base)
+        seen = watch(page, base)
         await page.goto(base + "/")
         await page.click("text=API reference")
         await page.wait_for_selector("h1")
