@@ -24,7 +24,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
@@ -161,18 +168,19 @@ class BudgetedChatModel(BaseChatModel):
             return await agenerate_from_stream(
                 _emitting(self._astream(messages, stop, **kwargs), run_manager)
             )
-        tel = telemetry.current()
-        if tel is None:
-            result: ChatResult = await _retrying(
+
+        def generate() -> Awaitable[ChatResult]:
+            return _retrying(
                 self._retry, lambda: self._each_model(self._plain, messages, stop, kwargs)
             )
-            return result
+
+        tel = telemetry.current()
+        if tel is None:
+            return await generate()
         call = self._traced_call(tel, messages, kwargs)
         try:
             with call.current():
-                result = await _retrying(
-                    self._retry, lambda: self._each_model(self._plain, messages, stop, kwargs)
-                )
+                result = await generate()
         except BaseException as exc:
             call.fail(exc)
             raise
@@ -207,9 +215,7 @@ class BudgetedChatModel(BaseChatModel):
             async for chunk in self._traced_stream(tel, messages, stop, kwargs):
                 yield chunk
             return
-        stream, first = await _retrying(
-            self._retry, lambda: self._each_model(self._opened, messages, stop, kwargs)
-        )
+        stream, first = await self._open(messages, stop, kwargs)
         try:
             yield first
             async for chunk in stream:
@@ -232,9 +238,7 @@ class BudgetedChatModel(BaseChatModel):
         call = self._traced_call(tel, messages, kwargs)
         try:
             with call.current():
-                stream, first = await _retrying(
-                    self._retry, lambda: self._each_model(self._opened, messages, stop, kwargs)
-                )
+                stream, first = await self._open(messages, stop, kwargs)
         except BaseException as exc:
             call.fail(exc)
             raise
@@ -263,6 +267,19 @@ class BudgetedChatModel(BaseChatModel):
         finally:
             await stream.aclose()
         call.finish(AIMessage(content="".join(text), response_metadata=metadata), usage or {})
+
+    async def _open(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[AsyncGenerator[Any, None], Any]:
+        """A stream and its first chunk, from this model or a fallback, retried per call.
+
+        Chunks are ``Any``: their message is the provider's chunk class, with
+        ``usage_metadata`` (``BaseMessageChunk`` does not declare it).
+        """
+        opened: tuple[AsyncGenerator[Any, None], Any] = await _retrying(
+            self._retry, lambda: self._each_model(self._opened, messages, stop, kwargs)
+        )
+        return opened
 
     async def _each_model(
         self,
