@@ -48,6 +48,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
     from langchain_core.runnables import RunnableConfig
 
     from lc_async_pipelines.cli._display import in_flight_text
+    from lc_async_pipelines.cli._heap import settle_heap
     from lc_async_pipelines.cli._signals import stop_loop_on_signals
     from lc_async_pipelines.runner import RetryPolicy, RunOptions
 
@@ -80,6 +81,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
             started = _start_on_ray(args, plan, budget, options, retry)
         else:
             started = await _start_here(args, plan, stack, budget, options, config, batch)
+        settle_heap()  # the model stack is imported and built: what is left is per item
         print(f"pipelines: {plan.spec.name} on {started.where}", file=sys.stderr)
         try:
             summary = await _write_shown(args, plan, started, budget, in_flight)
