@@ -222,6 +222,7 @@ async def _start_here(
         plan.prices,
         model=session.settings.model_name,
         batch=args.batch_api,
+        flex=flex is not None,
         max_cost_usd=args.max_cost,
         prior_usd=plan.run.prior.cost_usd,
         output_tokens=chain_max_tokens(chain) or plan.settings.max_tokens or 512,
