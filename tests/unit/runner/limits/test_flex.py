@@ -170,3 +170,16 @@ def test_only_a_429_inside_a_flex_request_is_flex_capacity():
 def test_bad_flex_options_are_refused(bad):
     with pytest.raises(ConfigurationError):
         FlexOptions(**bad)
+
+
+async def test_with_flex_none_is_the_same_model_at_the_standard_tier_on_the_same_budget():
+    clock = Clock()
+    provider = Provider()
+    budget = RateBudget()
+    flex = with_budget(FnChatModel(fn=provider), budget, flex=_options(clock, wait_s=60))
+    standard = flex.with_flex(None)
+    assert standard.flex is None and flex.flex is not None and standard.budget is budget
+    reply = await standard.ainvoke("a fox")
+    assert reply.response_metadata["service_tier"] == "default"
+    assert [kw.get("service_tier") for kw in provider.sent] == [None]
+    assert budget.requests_sent == 1
