@@ -39,6 +39,11 @@ class Record:
             None when a call's model has no price, or costs are not counted.
         cache_saved_usd: what its LLM cache hits would have cost, USD.
         batch_saved_usd: standard price minus Batch API price of its calls, USD.
+        service_tier: the tier that answered its calls, as the provider's replies
+            say (``response_metadata["service_tier"]``: OpenAI's ``"default"``,
+            ``"flex"``; ``"batch"`` through the Batch API); several joined by
+            ``","`` in the order first seen (``"flex,default"``: some calls went
+            standard); None when no reply said.
         exception: the exception behind ``error``, for callers to match by
             class (never written to the records file).
     """
@@ -60,6 +65,7 @@ class Record:
     cost_usd: float | None = None
     cache_saved_usd: float = 0.0
     batch_saved_usd: float = 0.0
+    service_tier: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -87,6 +93,7 @@ class Record:
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 9),
             "cache_saved_usd": round(self.cache_saved_usd, 9),
             "batch_saved_usd": round(self.batch_saved_usd, 9),
+            "service_tier": self.service_tier,
         }
 
 

@@ -22,6 +22,7 @@ from lc_async_pipelines.cli._args import (
     positive_int,
     seconds,
 )
+from lc_async_pipelines.cli.commands._flex_lane import add_lane_flags
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
 __all__ = ["add_parser", "execute"]
@@ -49,6 +50,8 @@ full disk: make room, run again), 130/143 stopped.
 Batch API and costs:
   pipelines run summary --input docs.jsonl --output out/s.jsonl --dry-run -m gpt-4o-mini
   pipelines run summary --input docs.jsonl --output out/s.jsonl --batch-api --max-cost 5
+  pipelines run summary --input docs.jsonl --output out/s.jsonl -m gpt-5-mini \
+      --lane flex --flex-wait 900
 """
 
 
@@ -226,6 +229,7 @@ def _add_cost_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="render every prompt; print estimated tokens, cost and wall time; call no model",
     )
+    add_lane_flags(costs)
 
 
 def _add_engine_flags(parser: argparse.ArgumentParser) -> None:
