@@ -157,7 +157,7 @@ class BatchedChatAnthropic(BaseChatModel):
         if result is None:  # retried on its own: the original model, the standard price
             self.on_direct()
             direct = self.direct_model
-            if getattr(direct, "model", None) != self.model:  # a fallback model's copy
+            if isinstance(direct, ChatAnthropic) and direct.model != self.model:  # a fallback
                 direct = direct.model_copy(update={"model": self.model})
             sent = await direct.agenerate([messages], stop=stop, **kwargs)
             generation = sent.generations[0][0]
