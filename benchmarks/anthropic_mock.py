@@ -4,8 +4,9 @@
 cut to ``max_tokens`` words, as a ``Message`` with ``usage``
 (https://docs.anthropic.com/en/api/messages), so a test can check that
 every output belongs to its own input. With ``api_key`` set, a request whose
-``x-api-key`` (or ``Authorization: Bearer``, as anthropic 2.x sends it) differs gets a 401 ``authentication_error``; with ``models``
-set, another model gets a 404 ``not_found_error`` (as Anthropic answers).
+``x-api-key`` (or ``Authorization: Bearer``, as anthropic 2.x sends it)
+differs gets a 401 ``authentication_error``; with ``models`` set, another
+model gets a 404 ``not_found_error`` (as Anthropic answers).
 
 Message Batches (https://docs.anthropic.com/en/api/creating-message-batches):
 ``POST /v1/messages/batches`` (``{"requests": [{"custom_id", "params"}]}``;
