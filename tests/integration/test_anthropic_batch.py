@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,44 @@ def test_a_wrong_key_exits_2_in_one_line_before_any_batch(tmp_path: Path, prices
     assert "401" in last and "authentication_error" in last and KEY not in run.stderr
     assert counts.get("batches_created", 0) == 0
     assert not out.exists() or out.read_text() == ""
+
+
+async def test_the_adapter_creates_finds_cancels_and_reads_batches_through_the_sdk() -> None:
+    from langchain_anthropic import ChatAnthropic
+    from langchain_core.messages import HumanMessage
+
+    from lc_async_pipelines.runner.batch._anthropic import AnthropicBatches
+    from lc_async_pipelines.runner.batch._anthropic_format import to_params
+    from lc_async_pipelines.runner.batch._files import custom_id
+
+    config = AnthropicMockConfig(api_key=KEY, batch_delay_s=30.0)
+    with anthropic_mock_server(config) as base_url:
+        model = ChatAnthropic(model=MODEL, api_key=KEY, base_url=base_url, max_tokens=20)
+        provider = AnthropicBatches(model, 10)
+        await provider.open()
+        part = []
+        for i in range(5):
+            params = to_params(
+                [HumanMessage(f"request number {i}")], {"model": MODEL, "max_tokens": 20}
+            )
+            part.append(provider.request(custom_id("/v1/messages", params), "/v1/messages", params))
+        entry = {"id": None, "requests": 5, "created_at": int(time.time())}
+        assert await provider.find(entry, set()) is None  # nothing created yet
+        created = await provider.create(entry, part, {})
+        assert created.status == "in_progress" and not created.ended
+        # killed before the id was recorded: the resumed run finds the batch ...
+        found = await provider.find(entry, set())
+        assert found is not None and found.id == created.id
+        # ... unless it is another entry's, or of another size
+        assert await provider.find(entry, {created.id}) is None
+        assert await provider.find({**entry, "requests": 4}, set()) is None
+        await provider.cancel(created.id)
+        ended = await provider.retrieve(created.id)
+        assert ended.ended and ended.fields["request_counts"]["canceled"] == 2
+        results = await provider.results({"id": created.id})
+        await provider.aclose()
+        counts = stats(base_url)
+    assert set(results) == {r.custom_id for r in part}
+    statuses = sorted(r.status for r in results.values())
+    assert statuses == [200, 200, 200, 503, 503]  # half reached (rounded up), the rest canceled
+    assert counts["batches_cancelled"] == 1 and counts["batch_canceled"] == 2
