@@ -75,6 +75,8 @@ class TrackedBatch:
     def missing(self) -> LineResult:
         """The result of a request the batch's files do not mention."""
         status, batch_id = self.entry.get("status"), self.entry.get("id")
+        if batch_id is None:  # recorded by a killed run, never created (no input kept)
+            return failed(503, "an earlier run recorded this batch but never created it", "lost")
         if status == "failed" and self.entry.get("errors"):
             reason = f"batch {batch_id} failed: {self.entry['errors']}"
             return failed(503, reason, "batch_failed")

@@ -409,7 +409,7 @@ class BatchSession:
         entry = batch.entry
         model, requests = str(entry.get("model") or ""), int(entry.get("requests") or 0)
         with _stage(BATCH_WAIT_SPAN, model, requests):
-            if entry.get("id") is None:
+            if entry.get("id") is None and not batch.terminal:
                 await self._create(entry, batch.part, look_first=not batch.fresh)
             if entry.get("id") is None:  # never created: its calls are sent again
                 batch.resolve({})
