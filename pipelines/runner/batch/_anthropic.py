@@ -253,10 +253,12 @@ class AnthropicBatches(BatchProvider):
         try:
             await self._control.messages.batches.list(limit=1)
         except anthropic.APIStatusError as exc:
-            msg = (
-                "the endpoint has no usable Message Batches API: GET /v1/messages/batches "
-                f"answered {exc.status_code} ({error_text(exc)})"
+            what = (
+                "the key was refused"
+                if exc.status_code in (401, 403)
+                else "the endpoint has no usable Message Batches API"
             )
+            msg = f"{what}: GET /v1/messages/batches answered {exc.status_code} ({error_text(exc)})"
             raise ConfigurationError(msg) from None
         except anthropic.APIConnectionError as exc:
             msg = f"cannot reach the Message Batches API ({type(exc).__name__}); is it running?"
