@@ -183,6 +183,12 @@ def test_failed_requests_go_on_their_own_with_batch_retry_request(
     assert counts["requests"] == counts["batch_errored"]  # each sent once, on its own
     assert not counts["served_again"]
     assert sidecar(out)["batch"]["requests_direct"] == counts["batch_errored"]
+    # those went at the standard price, each counted once; the rest at the batch price
+    alone = [r for r in done.values() if r["batch_saved_usd"] == 0]
+    assert len(alone) == counts["batch_errored"]
+    assert all(r["cost_usd"] > 0 and r["calls"] == 1 for r in alone)
+    batched = [r for r in done.values() if r["batch_saved_usd"] > 0]
+    assert all(r["batch_saved_usd"] == pytest.approx(r["cost_usd"]) for r in batched)
 
 
 def test_a_wrong_key_exits_2_in_one_line_before_any_batch(tmp_path: Path, prices: Path) -> None:
