@@ -101,6 +101,20 @@ class BatchedChatAnthropic(BaseChatModel):
     def _llm_type(self) -> str:
         return "anthropic-chat-batch"
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        # the LLM cache's key (langchain-core's llm_string): without these, two
+        # models or temperatures would share cache entries
+        return {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "stop_sequences": self.stop_sequences,
+            "model_kwargs": self.model_kwargs,
+        }
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider="anthropic",

@@ -246,3 +246,22 @@ async def test_a_call_the_session_sends_on_its_own_goes_to_the_direct_model():
     model = batched(route, direct=FakeListChatModel(responses=["sent alone"]), calls=calls)
     assert (await model.ainvoke("hi")).content == "sent alone"
     assert calls == ["direct"]
+
+
+async def test_the_llm_cache_tells_batched_models_apart():
+    from langchain_core.caches import InMemoryCache
+
+    from lc_async_pipelines.runner import with_cache
+
+    seen = []
+
+    async def route(endpoint, params):
+        seen.append(params["model"])
+        return LineResult(200, {**MESSAGE, "model": params["model"]})
+
+    cache = InMemoryCache()
+    model = batched(route)
+    other = model.model_copy(update={"model": "claude-y"})
+    for llm in (model, model, other):
+        await with_cache(llm, cache).ainvoke("hi")
+    assert seen == ["claude-x", "claude-y"]  # the second call of claude-x was a cache hit
