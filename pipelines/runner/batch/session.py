@@ -4,7 +4,7 @@ The session is provider-neutral; a
 :class:`~lc_async_pipelines.runner.batch.provider.BatchProvider` does what
 differs (OpenAI's Batch API under a ``ChatOpenAI``, Anthropic's Message
 Batches under a ``ChatAnthropic``; see
-:func:`~lc_async_pipelines.runner.batch.provider.provider_for`). What follows
+:func:`~lc_async_pipelines.runner.batch.providers.provider_for`). What follows
 tells the OpenAI case; Anthropic's differs where its adapter says (no file
 upload: its requests travel with the create call; a ``custom_id`` is the same
 hash).
@@ -142,8 +142,6 @@ class BatchSession:
     Attributes:
         stats: what this session did (:class:`BatchStats`).
         options: the :class:`BatchOptions`.
-
-    Attributes:
         provider: the :class:`BatchProvider` that talks to the provider's batch API.
 
     Raises:
