@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -70,3 +73,21 @@ def answers(url: str) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def serving(module: str, name: str, options: tuple[str, ...], log: Path | None) -> Iterator[str]:
+    """Run ``python -m module --port P *options`` on a free loopback port; yield its base URL.
+
+    Ready once ``GET /stats`` answers (every mock here serves it). ``name``
+    names it in errors; ``log`` takes its output (default: discarded). On
+    exit it is terminated, and killed after 5 s (:func:`running`).
+
+    Raises:
+        RuntimeError: it exited, or did not answer ``/stats`` within 10 s.
+    """
+    port = free_port()
+    cmd = [sys.executable, "-m", module, "--port", str(port), *options]
+    base = f"http://127.0.0.1:{port}"
+    with running(cmd, ready=lambda: answers(base + "/stats"), name=name, log=log, cwd=ROOT):
+        yield base

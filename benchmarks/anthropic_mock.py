@@ -43,13 +43,11 @@ import itertools
 import json
 import random
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +56,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from benchmarks._process import answers, free_port, running
+from benchmarks._process import serving
 
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -338,12 +336,7 @@ def spawn(*options: str, log: Path | None = None) -> Iterator[str]:
     Raises:
         RuntimeError: the mock exited, or did not answer ``/stats`` within 10 s.
     """
-    port = free_port()
-    cmd = [sys.executable, "-m", "benchmarks.anthropic_mock", "--port", str(port), *options]
-    base = f"http://127.0.0.1:{port}"
-    root = Path(__file__).resolve().parents[1]
-    ready = partial(answers, base + "/stats")
-    with running(cmd, ready=ready, name="the Anthropic mock", log=log, cwd=root):
+    with serving("benchmarks.anthropic_mock", "the Anthropic mock", options, log) as base:
         yield base
 
 

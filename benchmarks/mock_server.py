@@ -65,12 +65,10 @@ import email.policy
 import itertools
 import json
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +77,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from benchmarks._process import answers, free_port, running
+from benchmarks._process import serving
 
 FAULTS = ("429", "500", "503", "reset", "truncated", "hang")
 
@@ -553,12 +551,7 @@ def spawn(*options: str, log: Path | None = None) -> Iterator[str]:
     Raises:
         RuntimeError: the mock exited, or did not answer ``/stats`` within 10 s.
     """
-    port = free_port()
-    cmd = [sys.executable, "-m", "benchmarks.mock_server", "--port", str(port), *options]
-    base = f"http://127.0.0.1:{port}"
-    root = Path(__file__).resolve().parents[1]
-    ready = partial(answers, base + "/stats")
-    with running(cmd, ready=ready, name="the mock", log=log, cwd=root):
+    with serving("benchmarks.mock_server", "the mock", options, log) as base:
         yield base
 
 

@@ -48,14 +48,12 @@ import json
 import os
 import random
 import re
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from functools import partial
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -64,7 +62,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from benchmarks._process import answers, free_port, running
+from benchmarks._process import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_FILE = Path("news_summaries") / "writer_summaries.json"
@@ -398,11 +396,7 @@ def spawn(*options: str, log: Path | None = None) -> Iterator[str]:
     Raises:
         RuntimeError: the server exited (data missing?), or did not answer within 10 s.
     """
-    port = free_port()
-    cmd = [sys.executable, "-m", "benchmarks.news_server", "--port", str(port), *options]
-    base = f"http://127.0.0.1:{port}"
-    ready = partial(answers, base + "/stats")
-    with running(cmd, ready=ready, name="the news server", log=log, cwd=ROOT):
+    with serving("benchmarks.news_server", "the news server", options, log) as base:
         yield base
 
 
