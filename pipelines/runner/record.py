@@ -39,6 +39,11 @@ class Record:
             None when a call's model has no price, or costs are not counted.
         cache_saved_usd: what its LLM cache hits would have cost, USD.
         batch_saved_usd: standard price minus Batch API price of its calls, USD.
+        lane: the lane that did the item (``"batch"``, ``"flex"``, ``"standard"``:
+            :mod:`lc_async_pipelines.runner.lanes`); None outside a lanes run,
+            and then not written.
+        lane_saved_usd: its calls at the standard price minus ``cost_usd``, USD
+            (written with ``lane``).
         exception: the exception behind ``error``, for callers to match by
             class (never written to the records file).
     """
@@ -60,6 +65,8 @@ class Record:
     cost_usd: float | None = None
     cache_saved_usd: float = 0.0
     batch_saved_usd: float = 0.0
+    lane: str | None = None
+    lane_saved_usd: float = 0.0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -69,7 +76,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as written to the records file (no ``exception``)."""
-        return {
+        data = {
             "id": self.id,
             "line": self.line,
             "input": self.input,
@@ -88,6 +95,10 @@ class Record:
             "cache_saved_usd": round(self.cache_saved_usd, 9),
             "batch_saved_usd": round(self.batch_saved_usd, 9),
         }
+        if self.lane is not None:  # only in a lanes run: other records keep their shape
+            data["lane"] = self.lane
+            data["lane_saved_usd"] = round(self.lane_saved_usd, 9)
+        return data
 
 
 def _jsonable(value: Any) -> Any:
