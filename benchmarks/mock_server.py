@@ -19,6 +19,15 @@ test can check that every output belongs to its own input. It can:
   503) carries the request's headers, ``Authorization`` included, both as an
   object and inside its message text.
 
+It plays OpenAI's flex tier (https://platform.openai.com/docs/guides/flex-processing):
+a request with ``service_tier: "flex"`` waits ``latency_s * flex_latency_factor``
+(slower than standard), and a ``flex_unavailable_rate`` share of flex requests
+is refused at once with a 429 "Resource Unavailable" (error code
+``resource_unavailable``; OpenAI does not charge for it), its rate-limit
+headers showing the account's limits untouched. Every answer echoes
+``service_tier`` as OpenAI does: ``"flex"`` for a flex request,
+``"default"`` for the rest.
+
 It also plays OpenAI's Batch API (https://platform.openai.com/docs/guides/batch):
 ``POST /v1/files`` (multipart upload, ``purpose=batch``), ``GET
 /v1/files/{id}`` and ``/v1/files/{id}/content``, and ``POST /v1/batches``,
@@ -41,7 +50,8 @@ Counters (requests, 429s, faults by kind) are at ``GET /stats``, with
 (the same per prompt, the last user message) and ``served_again`` (the
 wall-clock times at which each prompt served more than once was served):
 a prompt served twice is a finished call paid twice (batch lines count
-there too). Batch counters: ``batches_created``, ``batches_cancelled``,
+there too). Flex counters: ``flex_requests``, ``429_flex_unavailable``,
+``completed_flex``. Batch counters: ``batches_created``, ``batches_cancelled``,
 ``files_uploaded``, ``batch_lines`` (lines answered), ``batch_lines_failed``.
 
 Run: ``python benchmarks/mock_server.py --port 8123 --rpm 3000 --fault-rate 0.2``
@@ -94,6 +104,8 @@ class MockConfig:
     batch_fail_rate: float = 0.0
     batch_expire_rate: float = 0.0
     batch_progress: bool = False
+    flex_latency_factor: float = 3.0
+    flex_unavailable_rate: float = 0.0
 
 
 @dataclass
@@ -207,6 +219,14 @@ def create_app(config: MockConfig) -> Starlette:
         stats["requests"] += 1
         first_request[:] = first_request or [time.monotonic()]
         text, reply_words, usage = _reply(body)
+        flex = body.get("service_tier") == "flex"
+        if flex:
+            stats["flex_requests"] += 1
+            if rng.random() < config.flex_unavailable_rate:
+                stats["429_flex_unavailable"] += 1
+                error = error_body(request, "Resource unavailable: no flex capacity", "flex")
+                error["error"]["code"] = "resource_unavailable"
+                return JSONResponse(error, status_code=429, headers=limit_headers())
         wait = over_limit(usage["total_tokens"])
         if wait is not None:
             stats["429_rate_limit"] += 1
@@ -224,7 +244,7 @@ def create_app(config: MockConfig) -> Starlette:
         if fault:
             stats[f"fault_{fault}"] += 1
         if config.latency_s:
-            await asyncio.sleep(config.latency_s)
+            await asyncio.sleep(config.latency_s * (config.flex_latency_factor if flex else 1.0))
         if fault in ("429", "500", "503"):
             headers = {**limit_headers(), "retry-after-ms": f"{config.retry_after_s * 1000:.0f}"}
             error = error_body(request, f"injected {fault}", "server_error")
@@ -236,13 +256,19 @@ def create_app(config: MockConfig) -> Starlette:
                 return Response(status_code=499)
         # the model asked for, as OpenAI answers (a price table finds it by name)
         model = str(body.get("model") or "mock")
-        base = {"id": f"mock-{stats['requests']}", "created": int(time.time()), "model": model}
+        base = {
+            "id": f"mock-{stats['requests']}",
+            "created": int(time.time()),
+            "model": model,
+            "service_tier": "flex" if flex else "default",
+        }
         if fault == "truncated":
             return Response('{"id": "mock", "choices": [{"mess', media_type="application/json")
         if not body.get("stream"):
             message = {"role": "assistant", "content": " ".join(reply_words)}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
             completed(text)
+            stats["completed_flex"] += flex
             return JSONResponse(
                 {**base, "object": "chat.completion", "choices": [choice], "usage": usage},
                 headers=limit_headers(),
@@ -264,6 +290,7 @@ def create_app(config: MockConfig) -> Starlette:
             tail = {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
             yield f"data: {json.dumps(tail)}\n\ndata: [DONE]\n\n"
             completed(text)  # every chunk handed to the server: the answer was served
+            stats["completed_flex"] += flex
 
         if fault == "reset" and not body.get("stream"):
             raise ConnectionResetError("injected reset")
@@ -588,6 +615,18 @@ def main() -> None:
         "has done the lines counted then",
     )
     parser.add_argument(
+        "--flex-latency-factor",
+        type=float,
+        default=3.0,
+        help="a flex request waits --latency times this (default 3)",
+    )
+    parser.add_argument(
+        "--flex-unavailable-rate",
+        type=float,
+        default=0.0,
+        help="share of flex requests refused with a 429 resource_unavailable",
+    )
+    parser.add_argument(
         "--echo-headers",
         action="store_true",
         help="a leaky endpoint: error bodies carry the request's headers (Authorization too)",
@@ -607,6 +646,8 @@ def main() -> None:
         batch_fail_rate=args.batch_fail_rate,
         batch_expire_rate=args.batch_expire_rate,
         batch_progress=args.batch_progress,
+        flex_latency_factor=args.flex_latency_factor,
+        flex_unavailable_rate=args.flex_unavailable_rate,
     )
     uvicorn.run(create_app(config), host="127.0.0.1", port=args.port, log_level="warning")
 

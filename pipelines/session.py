@@ -33,6 +33,7 @@ from lc_async_pipelines.runner.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from lc_async_pipelines.runner.batch import BatchOptions, BatchSession
+    from lc_async_pipelines.runner.limits import FlexOptions
 
 __all__ = ["ModelSession", "model_session"]
 
@@ -82,6 +83,7 @@ async def model_session(
     parallel: int = 4,
     retry: RetryPolicy | None = None,
     batch: BatchOptions | None = None,
+    flex: FlexOptions | None = None,
 ) -> AsyncIterator[ModelSession]:
     """Yield a :class:`ModelSession`: the model for ``settings``, wired.
 
@@ -107,6 +109,10 @@ async def model_session(
             (:class:`~lc_async_pipelines.runner.batch.BatchSession`, OpenAI
             ``/v1/batches``): calls are collected per stage, submitted, polled,
             and each result handed back to its caller; cache hits never enter a batch.
+        flex: send every call at OpenAI's flex tier, and at the standard tier
+            once its item has been refused past ``flex.wait_s``
+            (:class:`~lc_async_pipelines.runner.limits.FlexOptions`); the
+            standard-tier model of the same session is ``session.llm.with_flex(None)``.
 
     Raises:
         ConfigurationError: the model cannot be resolved or built.
@@ -147,7 +153,7 @@ async def model_session(
             resolved = settings.model_copy(
                 update={"model": getattr(chat_model, "model_name", settings.model)}
             )
-            llm = with_budget(model, budget, retry=retry, fallbacks=fallbacks)
+            llm = with_budget(model, budget, retry=retry, fallbacks=fallbacks, flex=flex)
             try:
                 yield ModelSession(
                     llm=llm,

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from lc_async_pipelines.runner.limits import (
         BudgetedChatModel,
         BudgetRateLimiter,
+        FlexOptions,
         RateBudget,
         RedisRateBudget,
         budget_key,
@@ -75,6 +76,7 @@ _WHERE = {
     "read_items": "inputs",
     "BudgetRateLimiter": "limits",
     "BudgetedChatModel": "limits",
+    "FlexOptions": "limits",
     "RateBudget": "limits",
     "RedisRateBudget": "limits",
     "budget_key": "limits",
@@ -98,6 +100,7 @@ __all__ = [
     "BudgetRateLimiter",
     "BudgetedChatModel",
     "CostMeter",
+    "FlexOptions",
     "Item",
     "ItemReader",
     "PriceTable",

@@ -40,6 +40,7 @@ class ItemCalls(AsyncCallbackHandler):
         self._open: dict[UUID, float] = {}
         self._ttft_s: float | None = None
         self._first_call: UUID | None = None
+        self._tiers: dict[str, None] = {}  # ordered set
 
     async def on_chat_model_start(
         self,
@@ -69,11 +70,25 @@ class ItemCalls(AsyncCallbackHandler):
             self.calls += 1
             for key, value in usage_of(response).items():
                 self._usage[key] = self._usage.get(key, 0) + value
+            for generations in response.generations:
+                for generation in generations:
+                    metadata = getattr(
+                        getattr(generation, "message", None), "response_metadata", {}
+                    )
+                    tier = metadata.get("service_tier") if isinstance(metadata, dict) else None
+                    if isinstance(tier, str) and tier:
+                        self._tiers[tier] = None
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the failed call."""
         if self._open.pop(run_id, None) is not None:
             self.calls += 1
+
+    def _note_tier(self, message: Any) -> None:
+        metadata = getattr(message, "response_metadata", None)
+        tier = metadata.get("service_tier") if isinstance(metadata, dict) else None
+        if isinstance(tier, str) and tier:
+            self._tiers[tier] = None
 
     def _start(self, run_id: UUID) -> None:
         self._open[run_id] = time.perf_counter()
@@ -85,6 +100,14 @@ class ItemCalls(AsyncCallbackHandler):
     def count(self) -> int:
         """Return the calls made, those still open included."""
         return self.calls + len(self._open)
+
+    def service_tier(self) -> str | None:
+        """Return the tiers that answered (``response_metadata["service_tier"]``), joined by ",".
+
+        In the order first seen (``"flex"``; ``"flex,default"`` when some calls
+        went standard); None when no reply named one.
+        """
+        return ",".join(self._tiers) or None
 
     def ttft_s(self) -> float | None:
         """Return the seconds from the start of the first call that streamed to its first token."""

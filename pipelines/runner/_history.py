@@ -47,6 +47,9 @@ class AttemptLog:
         first_queued_s: the wait of the item's first request, seconds (None
             before one is sent, or when every call was a cache hit).
         first_sent_at: ``time.perf_counter()`` when that first request left the budget.
+        flex_started: when the item's first flex request was sent, on the flex
+            options' clock (None: no flex request yet); its calls go at the
+            standard tier once refused past the flex wait from then.
     """
 
     entries: list[dict[str, Any]] = field(default_factory=list)
@@ -56,6 +59,7 @@ class AttemptLog:
     queued_s: float = 0.0
     first_queued_s: float | None = None
     first_sent_at: float | None = None
+    flex_started: float | None = None
     _last: BaseException | None = field(default=None, repr=False)
 
     def note_request(self, queued_s: float, *, sent_at: float) -> None:

@@ -115,6 +115,7 @@ def _note_calls(record: Record, metrics: ItemCalls, log: AttemptLog) -> None:
     record.queued_s = log.queued_s
     record.usage = metrics.usage()
     record.calls = metrics.count()
+    record.service_tier = metrics.service_tier()
     record.history = log.entries
     record.history_dropped = log.dropped
     record.throttled = log.throttled

@@ -39,6 +39,11 @@ class Record:
             None when a call's model has no price, or costs are not counted.
         cache_saved_usd: what its LLM cache hits would have cost, USD.
         batch_saved_usd: standard price minus Batch API price of its calls, USD.
+        service_tier: the tier that answered its calls, as the provider's replies
+            say (``response_metadata["service_tier"]``: OpenAI's ``"default"``,
+            ``"flex"``; ``"batch"`` through the Batch API); several joined by
+            ``","`` in the order first seen (``"flex,default"``: some calls went
+            standard); None when no reply said.
         lane: the lane that did the item (``"batch"``, ``"flex"``, ``"standard"``:
             :mod:`lc_async_pipelines.runner.lanes`); None outside a lanes run,
             and then not written.
@@ -65,6 +70,7 @@ class Record:
     cost_usd: float | None = None
     cache_saved_usd: float = 0.0
     batch_saved_usd: float = 0.0
+    service_tier: str | None = None
     lane: str | None = None
     lane_saved_usd: float = 0.0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
@@ -94,6 +100,7 @@ class Record:
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 9),
             "cache_saved_usd": round(self.cache_saved_usd, 9),
             "batch_saved_usd": round(self.batch_saved_usd, 9),
+            "service_tier": self.service_tier,
         }
         if self.lane is not None:  # only in a lanes run: other records keep their shape
             data["lane"] = self.lane

@@ -36,7 +36,7 @@ PUBLIC = {
     ],
     "lc_async_pipelines.runner": [
         "BatchOptions", "BatchSession", "BudgetRateLimiter", "BudgetedChatModel", "CostMeter",
-        "Item", "ItemReader", "PriceTable", "RateBudget", "Record", "batches_path", "estimate_run",
+        "FlexOptions", "Item", "ItemReader", "PriceTable", "RateBudget", "Record", "batches_path", "estimate_run",
         "load_prices", "RedisCache", "RedisRateBudget", "RetryPolicy", "RunOptions", "RunSummary",
         "SQLiteCache", "budget_key", "count_items", "is_transient", "item_id_for", "open_budget",
         "open_cache", "prepare_resume", "read_items", "retry_after", "run_items", "with_budget",
@@ -49,8 +49,8 @@ PUBLIC = {
     "lc_async_pipelines.runner.caches": ["RedisCache", "SQLiteCache", "open_cache", "with_cache"],
     "lc_async_pipelines.runner.costs": [
         "CostMeter", "DryRunModel", "ItemCosts", "ModelPrice", "PRICES_FORMAT", "PriceTable",
-        "RunEstimate", "chain_max_tokens", "estimate_message_tokens", "estimate_run", "load_prices",
-        "usage_cost",
+        "RunEstimate", "TIERS", "chain_max_tokens", "estimate_message_tokens", "estimate_run",
+        "load_prices", "tier_of", "usage_cost",
     ],
     "lc_async_pipelines.runner.inputs": [
         "CSV_SNIFF_BYTES", "DEFAULT_FIELDS", "DEFAULT_MAX_ROW_BYTES", "FORMATS", "MAX_JSON_BYTES",
@@ -58,8 +58,8 @@ PUBLIC = {
     ],
     "lc_async_pipelines.runner.limits": [
         "BudgetRateLimiter", "BudgetRates", "BudgetStore", "BudgetedChatModel",
-        "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget", "SharedUse",
-        "budget_key", "open_budget", "with_budget",
+        "FlexOptions", "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget",
+        "SharedUse", "budget_key", "flex_call", "open_budget", "with_budget",
     ],
     "lc_async_pipelines.runner.records": [
         "MANIFEST_FORMAT", "PARQUET_HINT", "PriorTotals", "RunFile", "RunManifest", "RunTotals",

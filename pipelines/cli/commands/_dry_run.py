@@ -51,6 +51,7 @@ def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
             model=_priced_model_name(settings),
             prices=prices,
             batch=args.batch_api,
+            flex=args.lane == "flex",
             max_tokens=settings.max_tokens or 512,
             rpm=args.rpm,
             tpm=args.tpm,

@@ -23,6 +23,7 @@ from lc_async_pipelines.cli._checks import (
 )
 from lc_async_pipelines.cli._lanes_args import check_lane_model
 from lc_async_pipelines.cli._shared_limits import check_shared_services_reachable
+from lc_async_pipelines.cli.commands._flex_lane import check_lane_flags, check_lane_model
 
 if TYPE_CHECKING:
     from langchain_core.runnables import Runnable
@@ -359,7 +360,8 @@ def _run_fingerprint(args: argparse.Namespace, options: dict[str, Any]) -> str:
 
 
 def check_engine_and_cost_flags(args: argparse.Namespace) -> None:
-    """--prices, --batch-api, --max-cost and --engine: each with the flags it goes with."""
+    """--prices, --batch-api, --lane, --max-cost and --engine: each with the flags it goes with."""
+    check_lane_flags(args)
     if args.prices is not None and not args.prices.is_file():
         what = "is a folder" if args.prices.is_dir() else "no such file"
         fail_usage(f"--prices {args.prices}: {what}; give a price table JSON file")
@@ -405,7 +407,11 @@ def _check_ray_flags(args: argparse.Namespace) -> None:
 
 
 def check_batch_model(args: argparse.Namespace, settings: ModelSettings) -> None:
-    """--batch-api needs an endpoint with a Batch API, which the embedded model is not."""
+    """--batch-api needs an endpoint with a Batch API, which the embedded model is not.
+
+    --lane flex needs an OpenAI model.
+    """
+    check_lane_model(args, settings)
     if args.batch_api and settings.uses_embedded:
         fail_usage(_NO_BATCH_EMBEDDED + (" (drop --embedded)" if args.embedded else ""))
 

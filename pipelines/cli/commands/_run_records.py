@@ -199,11 +199,13 @@ async def _start_here(
     """--engine local: a model session in this process (closed by ``stack``) and a cost meter."""
     import dataclasses
 
-    from lc_async_pipelines.runner import run_items
+    from lc_async_pipelines.cli.commands._flex_lane import flex_options
+    from lc_async_pipelines.runner import RetryPolicy, run_items
     from lc_async_pipelines.runner.costs import CostMeter, chain_max_tokens
     from lc_async_pipelines.runner.limits.chat_model import govern
     from lc_async_pipelines.session import model_session
 
+    flex = flex_options(args, plan.settings, options.retry or RetryPolicy())
     session = await stack.enter_async_context(
         model_session(
             plan.settings,
@@ -214,15 +216,17 @@ async def _start_here(
             parallel=args.concurrency,
             retry=options.retry,
             batch=batch,
+            flex=flex,
         )
     )
     chain = plan.spec.build(session.llm, **plan.options)
     if plan.spec.owns_model:  # its own chat models, put under the run's budget and retries
-        chain = govern(chain, session.budget, retry=options.retry)
+        chain = govern(chain, session.budget, retry=options.retry, flex=flex)
     meter = CostMeter(
         plan.prices,
         model=session.settings.model_name,
         batch=args.batch_api,
+        flex=flex is not None,
         max_cost_usd=args.max_cost,
         prior_usd=plan.run.prior.cost_usd,
         output_tokens=chain_max_tokens(chain) or plan.settings.max_tokens or 512,
@@ -233,6 +237,8 @@ async def _start_here(
     where = session.description
     if args.batch_api:
         where += ", through the Batch API"
+    if flex is not None:
+        where += f", at the flex tier (standard after {flex.wait_s:g} s refused)"
     if plan.spec.owns_model:
         where = "a ready Runnable with its own model, under the run's budget"
     records = run_items(chain, plan.items, options, config=config)

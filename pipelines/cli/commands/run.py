@@ -23,7 +23,8 @@ from lc_async_pipelines.cli._args import (
     seconds,
 )
 from lc_async_pipelines.cli._checks import fail_usage
-from lc_async_pipelines.cli._lanes_args import check_lane_flags, deadline, lane_list
+from lc_async_pipelines.cli._lanes_args import deadline, lane_list, lanes_flags_problem
+from lc_async_pipelines.cli.commands._flex_lane import add_lane_flags
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
 __all__ = ["add_parser", "execute"]
@@ -53,6 +54,8 @@ Batch API and costs:
   pipelines run summary --input docs.jsonl --output out/s.jsonl --batch-api --max-cost 5
   pipelines run summary --input docs.jsonl --output out/s.jsonl \\
       --lanes batch,flex,standard --deadline 6h --max-cost 20 [--dry-run]
+  pipelines run summary --input docs.jsonl --output out/s.jsonl -m gpt-5-mini \
+      --lane flex --flex-wait 900
 """
 
 
@@ -81,7 +84,7 @@ def execute(args: argparse.Namespace) -> ExitCode:
     """Run ``pipelines run``: the estimate of --dry-run, or the checks and then the run."""
     if args.concurrency is None:
         args.concurrency = 10_000 if args.batch_api else 4
-    lane_problem = check_lane_flags(args)
+    lane_problem = lanes_flags_problem(args)
     if lane_problem:
         fail_usage(lane_problem)
     if args.dry_run and args.lanes:
@@ -252,6 +255,7 @@ def _add_cost_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="render every prompt; print estimated tokens, cost and wall time; call no model",
     )
+    add_lane_flags(costs)
 
 
 def _add_engine_flags(parser: argparse.ArgumentParser) -> None:

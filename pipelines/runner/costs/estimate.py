@@ -68,11 +68,14 @@ class DryRunModel(BaseChatModel):
         model_name: the model the replies are priced as.
         max_tokens: the reply length when a call sets none.
         batch_api: mark replies as Batch API replies (priced at the batch price).
+        service_tier: the ``service_tier`` replies say they were answered at
+            (``"flex"``: priced at the flex price); None: none said.
     """
 
     model_name: str = "dry-run"
     max_tokens: int = 512
     batch_api: bool = False
+    service_tier: str | None = None
     _calls: int = PrivateAttr(default=0)
 
     @property
@@ -100,6 +103,8 @@ class DryRunModel(BaseChatModel):
         metadata: dict[str, Any] = {"model_name": self.model_name, "finish_reason": "stop"}
         if self.batch_api:
             metadata["service_tier"] = "batch"
+        elif self.service_tier:
+            metadata["service_tier"] = self.service_tier
         usage = UsageMetadata(
             input_tokens=tokens_in, output_tokens=out, total_tokens=tokens_in + out
         )
@@ -114,6 +119,7 @@ class RunEstimate:
     Attributes:
         model: the model priced.
         batch: priced at the Batch API's price.
+        flex: priced at OpenAI's flex price (every call answered at the flex tier).
         items: items that would run.
         row_errors: items that would be error records without a call (bad rows,
             inputs over ``max_input_tokens``).
@@ -133,6 +139,7 @@ class RunEstimate:
 
     model: str
     batch: bool
+    flex: bool = False
     items: int = 0
     row_errors: int = 0
     stopped: int = 0
@@ -161,7 +168,7 @@ class RunEstimate:
         cost = (
             "unknown (no price for the model)" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         )
-        mode = "Batch API price" if self.batch else "standard price"
+        mode = "Batch API price" if self.batch else "flex price" if self.flex else "standard price"
         lines = [
             f"dry run: {self.items} items, {self.calls} model calls of {self.model} (none sent)",
             self._calls_per_item(),
@@ -170,7 +177,7 @@ class RunEstimate:
             f"cost: {cost} at the {mode}"
             + (
                 f" (standard: ${self.standard_cost_usd:.4f})"
-                if self.batch and self.standard_cost_usd is not None
+                if (self.batch or self.flex) and self.standard_cost_usd is not None
                 else ""
             ),
             f"prices: {self.prices}",
@@ -208,6 +215,7 @@ async def estimate_run(
     model: str,
     prices: PriceTable,
     batch: bool = False,
+    flex: bool = False,
     max_tokens: int = 512,
     rpm: float | None = None,
     tpm: float | None = None,
@@ -233,6 +241,7 @@ async def estimate_run(
         model: the model to price (the run's).
         prices: the price table.
         batch: price at the Batch API's price.
+        flex: price at OpenAI's flex price (as if flex answered every call).
         max_tokens: reply length of calls that set none (the model's ``max_tokens``).
         rpm: requests per minute of the run, for the wall time.
         tpm: tokens per minute of the run, for the wall time (charged as the
@@ -245,9 +254,14 @@ async def estimate_run(
     Returns:
         The :class:`RunEstimate`; print :meth:`RunEstimate.describe`.
     """
-    stand_in = DryRunModel(model_name=model, max_tokens=max_tokens, batch_api=batch)
+    stand_in = DryRunModel(
+        model_name=model,
+        max_tokens=max_tokens,
+        batch_api=batch,
+        service_tier="flex" if flex else None,
+    )
     chain = build(stand_in)
-    meter = CostMeter(prices, model=model, batch=batch)
+    meter = CostMeter(prices, model=model, batch=batch, flex=flex)
     options = RunOptions(
         concurrency=64,
         retry=RetryPolicy(max_retries=0),
@@ -257,7 +271,9 @@ async def estimate_run(
         prompt_tokens=prompt_tokens,
         costs=meter,
     )
-    estimate = RunEstimate(model=model, batch=batch, prices=_describe_prices(prices))
+    estimate = RunEstimate(
+        model=model, batch=batch, flex=flex, prices=_describe_prices(prices, model)
+    )
     async for record in run_items(chain, items, options):
         if record.calls == 0 and isinstance(record.exception, RowError):
             estimate.row_errors += 1
@@ -289,7 +305,9 @@ def _first_line(record: Record) -> str:
     return message if message.startswith("line ") else f"line {record.line}: {message}"
 
 
-def _describe_prices(prices: PriceTable) -> str:
+def _describe_prices(prices: PriceTable, model: str) -> str:
     when = f", as published on {prices.as_of}" if prices.as_of else ""
-    note = f" ({prices.note})" if prices.note else ""
+    price = prices.price_of(model)
+    detail = price.source if price is not None and price.catalog is not None else prices.note
+    note = f" ({detail})" if detail else ""
     return f"{prices.source or 'no source given'}{when}{note}"

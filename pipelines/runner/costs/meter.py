@@ -3,8 +3,9 @@
 A model call's cost is read from the reply, as LangChain reports it
 (``usage_metadata``: input tokens, of which ``cache_read`` were the
 provider's cached input, and output tokens; ``response_metadata``:
-``model_name``); an LLM cache hit costs nothing and a Batch API reply the
-batch price (see :mod:`lc_async_pipelines.runner.costs`).
+``model_name``); an LLM cache hit costs nothing, a Batch API reply the
+batch price and a flex reply (``service_tier`` ``"flex"``) the flex price
+(see :mod:`lc_async_pipelines.runner.costs`).
 :class:`CostMeter` is the runner's
 :class:`~lc_async_pipelines.runner.metering.RunCosts`.
 """
@@ -25,7 +26,7 @@ from langchain_core.runnables import Runnable
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner._attach import largest_max_tokens
-from lc_async_pipelines.runner.costs.prices import PriceTable, usage_cost
+from lc_async_pipelines.runner.costs.prices import PriceTable, tier_of, usage_cost
 from lc_async_pipelines.runner.inputs import Item
 from lc_async_pipelines.runner.metering import ItemCostCounter
 
@@ -154,6 +155,8 @@ class CostMeter:
         prices: the price table.
         model: the run's model, for the estimates before any call.
         batch: calls go through the Batch API (estimates at the batch price).
+        flex: calls go at OpenAI's flex tier (estimates at the flex price; a
+            call answered at the standard tier is priced standard).
         max_cost_usd: the cap, USD (None: no cap).
         prior_usd: what earlier sessions of the run spent, USD (counted against the cap).
         output_tokens: output tokens expected of an item before any finished (the
@@ -176,6 +179,7 @@ class CostMeter:
     prices: PriceTable
     model: str | None = None
     batch: bool = False
+    flex: bool = False
     max_cost_usd: float | None = None
     prior_usd: float = 0.0
     output_tokens: int = 512
@@ -201,6 +205,11 @@ class CostMeter:
             raise ConfigurationError(msg)
 
     @property
+    def tier(self) -> str:
+        """The tier estimates are priced at: ``"batch"``, ``"flex"`` or ``"standard"``."""
+        return "batch" if self.batch else "flex" if self.flex else "standard"
+
+    @property
     def spent_usd(self) -> float:
         """Spent so far, USD: earlier sessions' and this session's calls."""
         return self.prior_usd + self.session_usd
@@ -219,7 +228,7 @@ class CostMeter:
         if price is None:
             return 0.0
         usage = {"input_tokens": tokens, "output_tokens": self.output_tokens}
-        return usage_cost(price, usage, batch=self.batch)
+        return usage_cost(price, usage, tier=self.tier)
 
     def admit(self, item: Item) -> bool:
         """Reserve ``item``'s estimate and return True, or False (the class's cap rule)."""
@@ -261,13 +270,13 @@ class CostMeter:
                     )
             return CallPrice(None)
         usage: Mapping[str, Any] = message.usage_metadata or {}
-        batched = message.response_metadata.get("service_tier") == "batch"
-        standard = usage_cost(price, usage)
-        cost = usage_cost(price, usage, batch=True) if batched else standard
+        tier = tier_of(message.response_metadata)
         if usage.get("total_cost") == 0:  # langchain-core's mark of an LLM cache hit
-            would = usage_cost(price, usage, batch=self.batch)
+            would = usage_cost(price, usage, tier=self.tier)
             return CallPrice(0.0, cache_saved=would)
-        return CallPrice(cost, batch_saved=standard - cost)
+        standard = usage_cost(price, usage)
+        cost = standard if tier == "standard" else usage_cost(price, usage, tier=tier)
+        return CallPrice(cost, batch_saved=standard - cost if tier == "batch" else 0.0)
 
     def _spend(self, item_id: str, price: CallPrice) -> None:
         self.session_usd += price.cost or 0.0

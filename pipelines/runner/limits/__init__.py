@@ -4,12 +4,14 @@
 after a 429) meters its rates through a :class:`BudgetStore`: in this process
 (:class:`MemoryBudgetStore`, leaky buckets) or in Redis
 (:class:`RedisBudgetStore`, behind :class:`RedisRateBudget`).
-:func:`with_budget` puts a chat model behind a budget; :func:`open_budget`
-picks the budget a ``--budget`` value names.
+:func:`with_budget` puts a chat model behind a budget (with ``flex=``
+:class:`FlexOptions`, its calls go at OpenAI's flex tier, :func:`flex_call`);
+:func:`open_budget` picks the budget a ``--budget`` value names.
 """
 
 from lc_async_pipelines.runner.limits.budget import BudgetRateLimiter, RateBudget
 from lc_async_pipelines.runner.limits.chat_model import BudgetedChatModel, with_budget
+from lc_async_pipelines.runner.limits.flex import FlexOptions, flex_call
 from lc_async_pipelines.runner.limits.redis_budget import (
     RedisBudgetStore,
     RedisRateBudget,
@@ -24,12 +26,14 @@ __all__ = [
     "BudgetRates",
     "BudgetStore",
     "BudgetedChatModel",
+    "FlexOptions",
     "MemoryBudgetStore",
     "RateBudget",
     "RedisBudgetStore",
     "RedisRateBudget",
     "SharedUse",
     "budget_key",
+    "flex_call",
     "open_budget",
     "with_budget",
 ]

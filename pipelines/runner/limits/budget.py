@@ -32,6 +32,7 @@ from langchain_core.rate_limiters import BaseRateLimiter
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.checks import check_number
+from lc_async_pipelines.runner.limits.flex import is_flex_unavailable
 from lc_async_pipelines.runner.limits.store import BudgetRates, BudgetStore, MemoryBudgetStore
 from lc_async_pipelines.runner.retry import (
     is_rate_limit,
@@ -622,7 +623,9 @@ async def charged_call(
     ``ticket.output_tokens`` to its reply's tokens). ``ticket.queued_s`` is the
     time the call waited for the budget. A 429 raised inside pauses the budget
     for its ``Retry-After`` when the headers of its response
-    (``openai.RateLimitError.response.headers``) show the limit spent; any
+    (``openai.RateLimitError.response.headers``) show the limit spent (a flex
+    request's capacity 429 does not:
+    :func:`~lc_async_pipelines.runner.limits.flex.is_flex_unavailable`); any
     error raised inside a budget that paces is marked so that its retry adds
     no backoff of its own (:func:`~lc_async_pipelines.runner.retry.mark_paced`).
     """
@@ -634,7 +637,8 @@ async def charged_call(
     except Exception as exc:
         if budget.paces:
             mark_paced(exc)
-        if is_rate_limit(exc):
+        # flex capacity refused: not the account's limit, so the run is not paused
+        if is_rate_limit(exc) and not is_flex_unavailable(exc):
             paused = budget._rate_limited(exc, ticket)
             if (tel := current_telemetry()) is not None:
                 tel.rate_limited(exc, paused)

@@ -61,6 +61,7 @@ from lc_async_pipelines.runner.limits.budget import (
     RateBudget,
     charged_call,
 )
+from lc_async_pipelines.runner.limits.flex import FlexOptions, flex_call, is_flex_refusal
 from lc_async_pipelines.runner.retry import RetryPolicy, is_transient
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class BudgetedChatModel(BaseChatModel):
     _budget: RateBudget = PrivateAttr()
     _retry: RetryPolicy | None = PrivateAttr(default=None)
     _fallbacks: list[ChatModel] = PrivateAttr(default_factory=list)
+    _flex: FlexOptions | None = PrivateAttr(default=None)
     _closed: bool = PrivateAttr(default=False)
 
     @property
@@ -120,6 +122,25 @@ class BudgetedChatModel(BaseChatModel):
     def fallbacks(self) -> list[ChatModel]:
         """The models tried, in order, when a request to this one fails."""
         return list(self._fallbacks)
+
+    @property
+    def flex(self) -> FlexOptions | None:
+        """How calls use OpenAI's flex tier (None: they go at the standard tier)."""
+        return self._flex
+
+    def with_flex(self, options: FlexOptions | None) -> BudgetedChatModel:
+        """Return a copy of this model whose calls go at the flex tier under ``options``.
+
+        The copy shares this model's budget, retry policy and fallbacks (one
+        run's RPM and TPM hold across both); ``None`` gives a copy at the
+        standard tier. See :func:`~lc_async_pipelines.runner.limits.flex.flex_call`.
+        """
+        copy = self.model_copy()
+        copy._budget = self._budget
+        copy._retry = self._retry
+        copy._fallbacks = self._fallbacks
+        copy._flex = options
+        return copy
 
     def close(self) -> None:
         """Refuse further calls: the session that wired this model has closed.
@@ -170,8 +191,13 @@ class BudgetedChatModel(BaseChatModel):
             )
 
         def generate() -> Awaitable[ChatResult]:
-            return _retrying(
-                self._retry, lambda: self._each_model(self._plain, messages, stop, kwargs)
+            return self._tiered(
+                lambda kw, retry_if: _retrying(
+                    self._retry,
+                    lambda: self._each_model(self._plain, messages, stop, kw),
+                    retry_if,
+                ),
+                kwargs,
             )
 
         tel = telemetry.current()
@@ -276,10 +302,32 @@ class BudgetedChatModel(BaseChatModel):
         Chunks are ``Any``: their message is the provider's chunk class, with
         ``usage_metadata`` (``BaseMessageChunk`` does not declare it).
         """
-        opened: tuple[AsyncGenerator[Any, None], Any] = await _retrying(
-            self._retry, lambda: self._each_model(self._opened, messages, stop, kwargs)
+        opened: tuple[AsyncGenerator[Any, None], Any] = await self._tiered(
+            lambda kw, retry_if: _retrying(
+                self._retry, lambda: self._each_model(self._opened, messages, stop, kw), retry_if
+            ),
+            kwargs,
         )
         return opened
+
+    def _tiered(
+        self,
+        send: Callable[[dict[str, Any], Callable[[BaseException], bool]], Awaitable[Any]],
+        kwargs: dict[str, Any],
+    ) -> Awaitable[Any]:
+        """``send`` the call at the standard tier, or through :func:`flex_call` with flex on.
+
+        A flex request's refusals (429, timeout) are :func:`flex_call`'s to
+        retry, not the run's policy's: one backoff, not two.
+        """
+        if self._flex is None:
+            return send(kwargs, is_transient)
+
+        def flexed(kw: dict[str, Any]) -> Awaitable[Any]:
+            flex = kw.get("service_tier") == "flex"
+            return send(kw, _not_flex_refusal if flex else is_transient)
+
+        return flex_call(flexed, kwargs, self._flex)
 
     async def _each_model(
         self,
@@ -486,7 +534,16 @@ def _log_failure(exc: BaseException, began: float, extra: dict[str, Any]) -> Non
         call_entries.append(entry)
 
 
-async def _retrying(retry: RetryPolicy | None, attempt: Callable[[], Awaitable[Any]]) -> Any:
+def _not_flex_refusal(exc: BaseException) -> bool:
+    """A flex request's errors the run's retry policy retries: transient ones but refusals."""
+    return is_transient(exc) and not is_flex_refusal(exc)
+
+
+async def _retrying(
+    retry: RetryPolicy | None,
+    attempt: Callable[[], Awaitable[Any]],
+    retry_if: Callable[[BaseException], bool] = is_transient,
+) -> Any:
     """Run ``attempt`` under ``retry`` (:meth:`RetryPolicy.call`), backoffs in its entries."""
     log = history.current()
     mine: list[dict[str, Any]] = []  # this call's entries: an item's calls may run at once
@@ -505,9 +562,9 @@ async def _retrying(retry: RetryPolicy | None, attempt: Callable[[], Awaitable[A
     try:
         if retry is None:
             return await attempt()
-        return await retry.call(attempt, on_retry=on_retry)
+        return await retry.call(attempt, retry_if, on_retry=on_retry)
     except Exception as exc:
-        if log is not None and retry is not None and is_transient(exc):
+        if log is not None and retry is not None and retry_if(exc):
             log.exhausted = True  # the item must not repeat its calls that succeeded
         raise
     finally:
@@ -562,6 +619,7 @@ def with_budget(
     *,
     retry: RetryPolicy | None = None,
     fallbacks: Sequence[ChatModel] = (),
+    flex: FlexOptions | None = None,
 ) -> BudgetedChatModel: ...
 
 
@@ -572,6 +630,7 @@ def with_budget(
     *,
     retry: RetryPolicy | None = None,
     fallbacks: Sequence[ChatModel] = (),
+    flex: FlexOptions | None = None,
 ) -> ChatModel: ...
 
 
@@ -581,6 +640,7 @@ def with_budget(
     *,
     retry: RetryPolicy | None = None,
     fallbacks: Sequence[ChatModel] = (),
+    flex: FlexOptions | None = None,
 ) -> ChatModel:
     """Return ``llm`` with every request it sends drawn from ``budget``.
 
@@ -594,6 +654,10 @@ def with_budget(
     map-reduce chunk does not repeat the chunks that succeeded); without, a
     call fails at its first error and the caller decides.
 
+    With ``flex``, each call goes at OpenAI's flex tier and, refused past
+    ``flex.wait_s`` of its item, at the standard tier
+    (:func:`~lc_async_pipelines.runner.limits.flex.flex_call`).
+
     Returns:
         A :class:`BudgetedChatModel`, of the same provider class as ``llm``
         (``BudgetedChatOpenAI`` is a ``ChatOpenAI``), bound as ``llm`` was.
@@ -603,21 +667,27 @@ def with_budget(
     """
     if isinstance(llm, RunnableWithFallbacks):
         return with_budget(
-            llm.runnable, budget, retry=retry, fallbacks=[*llm.fallbacks, *fallbacks]
+            llm.runnable, budget, retry=retry, fallbacks=[*llm.fallbacks, *fallbacks], flex=flex
         )
     if isinstance(llm, RunnableBinding):
-        inner = with_budget(llm.bound, budget, retry=retry, fallbacks=fallbacks)
+        inner = with_budget(llm.bound, budget, retry=retry, fallbacks=fallbacks, flex=flex)
         return llm.model_copy(update={"bound": inner})
     if not isinstance(llm, BaseChatModel):
         msg = (
             f"expected a chat model (optionally bound or with fallbacks), got {type(llm).__name__}"
         )
         raise TypeError(msg)
-    return _budgeted(llm, budget, retry, list(fallbacks))
+    budgeted = _budgeted(llm, budget, retry, list(fallbacks))
+    budgeted._flex = flex
+    return budgeted
 
 
 def govern(
-    runnable: Runnable[Any, Any], budget: RateBudget, *, retry: RetryPolicy | None = None
+    runnable: Runnable[Any, Any],
+    budget: RateBudget,
+    *,
+    retry: RetryPolicy | None = None,
+    flex: FlexOptions | None = None,
 ) -> Runnable[Any, Any]:
     """Put every chat model inside a ready ``Runnable`` under ``budget``, copying it.
 
@@ -633,7 +703,9 @@ def govern(
     """
     if isinstance(runnable, BudgetedChatModel):
         return runnable
-    governed, found = map_chat_models(runnable, lambda m: with_budget(m, budget, retry=retry))
+    governed, found = map_chat_models(
+        runnable, lambda m: with_budget(m, budget, retry=retry, flex=flex)
+    )
     if not found:
         msg = (
             "the ready Runnable's chat model cannot be reached (inside a function or a custom "

@@ -36,15 +36,20 @@ PRICE = ModelPrice(
 TABLE = PriceTable({"m1": PRICE}, source="test", as_of="2025-01-01")
 
 
-def test_the_shipped_table_names_its_source_and_date_and_batch_is_cheaper():
+def test_prices_come_from_genai_prices_and_batch_is_cheaper():
     table = load_prices()
-    assert table.source.startswith("https://") and table.as_of and table.note
+    assert table.source.startswith("genai-prices ") and table.catalog
     for name in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o3",
                  "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano"):  # fmt: skip
         price = table.price_of(name)
         assert price is not None, name
         assert 0 < price.batch_input < price.input and 0 < price.batch_output < price.output
         assert price.cached_input <= price.input
+
+
+def test_the_embedded_model_costs_nothing():
+    price = load_prices().price_of("smollm2-135m-instruct")
+    assert price is not None and price.rates() == (0, 0, 0, 0)
 
 
 def test_snapshots_and_provider_prefixes_find_their_model():
