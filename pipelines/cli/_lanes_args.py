@@ -13,7 +13,7 @@ from typing import Any
 
 from lc_async_pipelines._text import did_you_mean
 
-__all__ = ["LANES", "check_lane_flags", "check_lane_model", "deadline", "lane_list"]
+__all__ = ["LANES", "deadline", "lane_list", "lanes_flags_problem", "lanes_model_problem"]
 
 LANES = ("batch", "flex", "standard")
 """The lanes ``--lanes`` knows, cheapest first."""
@@ -75,7 +75,7 @@ def lane_list(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_lane_flags(args: argparse.Namespace) -> str | None:
+def lanes_flags_problem(args: argparse.Namespace) -> str | None:
     """Why ``--lanes``/``--deadline`` do not go with the other flags, or None when they do."""
     lanes: tuple[str, ...] | None = args.lanes
     if lanes is None:
@@ -88,6 +88,8 @@ def check_lane_flags(args: argparse.Namespace) -> str | None:
         return "--lanes needs --deadline (e.g. --deadline 6h): lanes are chosen to meet it"
     if args.deadline <= time.time():
         return "--deadline has passed already"
+    if getattr(args, "lane", "standard") != "standard":
+        return "--lane gives every item one lane, --lanes chooses per item: give one of them"
     if args.engine == "ray":
         return "--lanes: one process plans the lanes; drop --engine ray"
     if args.batch_api:
@@ -97,7 +99,7 @@ def check_lane_flags(args: argparse.Namespace) -> str | None:
     return None
 
 
-def check_lane_model(args: argparse.Namespace, settings: Any) -> str | None:
+def lanes_model_problem(args: argparse.Namespace, settings: Any) -> str | None:
     """Why the model of ``settings`` cannot run ``--lanes`` (batch, flex: OpenAI's), or None."""
     if getattr(args, "lanes", None) and settings.uses_embedded:
         for lane in ("batch", "flex"):

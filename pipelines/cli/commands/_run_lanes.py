@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from lc_async_pipelines.cli._checks import check_paths, fail_usage
-from lc_async_pipelines.cli._lanes_args import check_lane_model
+from lc_async_pipelines.cli._lanes_args import lanes_model_problem
 from lc_async_pipelines.cli.commands._run_plan import (
     check_engine_and_cost_flags,
     check_first_rows,
@@ -58,15 +58,16 @@ def prior_throughput(args: argparse.Namespace, lane: str) -> float:
     return paced
 
 
-def lane_states(
-    args: argparse.Namespace, standard_usd: float | None, cheap_usd: float | None
-) -> list[LaneState]:
-    """The lanes of ``--lanes`` as the planner sees them before anything ran."""
+def lane_states(args: argparse.Namespace, per_item: dict[str, float | None]) -> list[LaneState]:
+    """The lanes of ``--lanes`` as the planner sees them before anything ran.
+
+    ``per_item``: lane name -> estimated cost of an item there, USD.
+    """
     from lc_async_pipelines.runner.lanes import LaneState
 
     states = []
     for name in args.lanes:
-        cost = standard_usd if name == "standard" else cheap_usd
+        cost = per_item.get(name)
         kind: LaneKind = "batch" if name == "batch" else "requests"
         states.append(
             LaneState(
@@ -92,7 +93,7 @@ def print_lanes_plan(args: argparse.Namespace) -> ExitCode:
     check_engine_and_cost_flags(args)
     spec, options = pipeline_from_args(args)
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
-    problem = check_lane_model(args, settings)
+    problem = lanes_model_problem(args, settings)
     if problem:
         fail_usage(problem)
     prices = load_price_table(args, settings)
@@ -104,14 +105,15 @@ def print_lanes_plan(args: argparse.Namespace) -> ExitCode:
 
     model = _priced_model_name(settings)
 
-    def estimate(batch: bool) -> Any:
+    def estimate(lane: str) -> Any:
         return asyncio.run(
             estimate_run(
                 lambda llm: spec.build(llm, **options),
                 items,
                 model=model,
                 prices=prices,
-                batch=batch,
+                batch=lane == "batch",
+                flex=lane == "flex",
                 max_tokens=settings.max_tokens or 512,
                 limit=args.limit,
                 skip=frozenset(done_ids(records_path(args.output))),
@@ -120,13 +122,14 @@ def print_lanes_plan(args: argparse.Namespace) -> ExitCode:
             )
         )
 
-    standard, cheap = estimate(False), estimate(True)
-    count = standard.items
-    per = [
-        None if e.cost_usd is None or not count else e.cost_usd / count for e in (standard, cheap)
-    ]
+    estimates = {name: estimate(name) for name in {"standard", *args.lanes}}
+    count = estimates["standard"].items
+    per = {
+        name: None if e.cost_usd is None or not count else e.cost_usd / count
+        for name, e in estimates.items()
+    }
     deadline_s = args.deadline - time.time()
-    states = lane_states(args, per[0], per[1])
+    states = lane_states(args, per)
     plan = plan_lanes(
         states,
         unassigned=count,
@@ -136,7 +139,8 @@ def print_lanes_plan(args: argparse.Namespace) -> ExitCode:
         cancel_margin_s=cancel_margin(deadline_s),
     )
     switch = _batch_switch(states, plan, deadline_s)
-    text, data = _describe_plan(args, plan, per, count, deadline_s, switch, standard.prices)
+    prices_text = estimates["standard"].prices
+    text, data = _describe_plan(args, plan, per, count, deadline_s, switch, prices_text)
     print(text, file=sys.stderr)
     print(json.dumps({"plan": data}))
     return ExitCode.OK
@@ -176,7 +180,7 @@ def _clock(seconds: float) -> str:
 def _describe_plan(
     args: argparse.Namespace,
     plan: Any,
-    per: list[float | None],
+    per: dict[str, float | None],
     count: int,
     deadline_s: float,
     switch: float | None,
@@ -189,7 +193,7 @@ def _describe_plan(
     lanes: dict[str, Any] = {}
     for name in args.lanes:
         items = plan.items.get(name, 0)
-        unit = per[0] if name == "standard" else per[1]
+        unit = per.get(name)
         cost = None if unit is None else unit * items
         finish = plan.finish.get(name)
         if not items:
@@ -203,7 +207,8 @@ def _describe_plan(
         shown = "unpriced" if cost is None else f"${cost:.4f}"
         lines.append(f"  {name:<9}{items:>9,} items  {shown:>10}  {expect}")
         lanes[name] = {"items": items, "cost_usd": cost, "finish_s": finish}
-    all_standard = None if per[0] is None else per[0] * count
+    standard = per.get("standard")
+    all_standard = None if standard is None else standard * count
     total = plan.cost_usd
     if all_standard is not None:
         lines.append(
@@ -291,29 +296,39 @@ class _LaneBuilder:
     config: RunnableConfig
     run: LaneRun
 
-    def meter(self, cheap: bool, chain: Runnable[Any, Any]) -> Any:
+    def meter(self, lane: str, chain: Runnable[Any, Any]) -> Any:
         from lc_async_pipelines.runner.costs import CostMeter, chain_max_tokens
 
         return CostMeter(
             self.plan.prices,
             model=self.session.settings.model_name,
-            batch=cheap,  # flex is priced at Batch API rates
+            batch=lane == "batch",  # estimates at the lane's price
+            flex=lane == "flex",
             output_tokens=chain_max_tokens(chain) or self.plan.settings.max_tokens or 512,
             warn_unpriced=self.plan.settings.known_provider or self.args.prices is not None,
         )
 
     def requests(self, name: str) -> Lane:
+        from lc_async_pipelines.cli.commands._flex_lane import DEFAULT_FLEX_WAIT_S
+        from lc_async_pipelines.runner import RetryPolicy
         from lc_async_pipelines.runner.lanes import RequestLane
-        from lc_async_pipelines.runner.limits import with_budget
+        from lc_async_pipelines.runner.limits import FlexOptions
 
         llm: Any = self.session.llm
-        if name == "flex":
-            flex = self.session.chat_model.model_copy(
-                update={"service_tier": "flex", "request_timeout": _FLEX_TIMEOUT_S}
+        if name == "flex":  # service_tier=flex; past --flex-wait a call goes standard
+            retry = self.options.retry or RetryPolicy()
+            wait = self.args.flex_wait
+            llm = llm.with_flex(
+                FlexOptions(
+                    wait_s=DEFAULT_FLEX_WAIT_S if wait is None else wait,
+                    timeout_s=max(_FLEX_TIMEOUT_S, self.plan.settings.timeout),
+                    initial=retry.initial,
+                    max_wait=retry.max_wait,
+                    jitter=retry.jitter,
+                )
             )
-            llm = with_budget(flex, self.session.budget, retry=self.options.retry)
         chain = self.plan.spec.build(llm, **self.plan.options)
-        options = dataclasses.replace(self.options, costs=self.meter(name == "flex", chain))
+        options = dataclasses.replace(self.options, costs=self.meter(name, chain))
         return RequestLane(
             name,
             chain,
@@ -346,7 +361,9 @@ class _LaneBuilder:
         )
         chain = self.plan.spec.build(session.llm, **self.plan.options)
         no_retry = RetryPolicy(max_retries=0)  # a failed line goes back to the planner
-        options = dataclasses.replace(self.options, retry=no_retry, costs=self.meter(True, chain))
+        options = dataclasses.replace(
+            self.options, retry=no_retry, costs=self.meter("batch", chain)
+        )
         control = session.batch
         assert control is not None
         # no max_concurrency: every call of the lane's items joins the same stage
