@@ -16,8 +16,9 @@ import dataclasses
 import itertools
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lc_async_pipelines.cli._checks import check_paths, fail_usage
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from langchain_core.runnables import Runnable, RunnableConfig
 
     from lc_async_pipelines.cli.commands._run_plan import RunPlan
-    from lc_async_pipelines.runner import Record, RunOptions
+    from lc_async_pipelines.runner import Item, Record, RunOptions
     from lc_async_pipelines.runner.lanes import Lane, LaneKind, LaneRun, LaneState
 
 __all__ = ["lane_states", "print_lanes_plan", "prior_throughput", "start_lanes"]
@@ -170,11 +171,15 @@ def _batch_switch(states: list[LaneState], plan: Any, deadline_s: float) -> floa
 
 
 def _clock(seconds: float) -> str:
+    """``45s``, ``12m30s`` or ``6h00m``: a span for people, to the minute past two minutes."""
     seconds = max(0.0, seconds)
     if seconds < 120:
         return f"{seconds:.0f}s"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    if seconds < 3600:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes}m{rest:02d}s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def _describe_plan(
@@ -245,6 +250,7 @@ async def start_lanes(
 ) -> tuple[AsyncIterator[Record], str, Any, LaneRun]:
     """Open each lane's model, build the lanes and the run; return (records, where, cache, run)."""
     from lc_async_pipelines.runner.lanes import LaneOptions, LaneRun, tick_for
+    from lc_async_pipelines.runner.records import lanes_path
     from lc_async_pipelines.session import model_session
 
     deadline_s = args.deadline - time.time()
@@ -261,6 +267,7 @@ async def start_lanes(
             retry=options.retry,
         )
     )
+    given = _BatchItems(lanes_path(plan.run.output))
     run = LaneRun(
         [],
         LaneOptions(
@@ -271,6 +278,8 @@ async def start_lanes(
             skip=frozenset(plan.done),
             stop=options.stop,
             grace_s=args.grace,
+            pinned=dict.fromkeys(given.ids, "batch") if "batch" in args.lanes else {},
+            on_give=given.note,
         ),
     )
     builder = _LaneBuilder(args, plan, session, options, config, run)
@@ -283,6 +292,38 @@ async def start_lanes(
     run.lanes = {lane.name: lane for lane in lanes}
     where = f"{session.description}; lanes {', '.join(args.lanes)} by {_clock(deadline_s)}"
     return run.records(plan.items), where, session.cache, run
+
+
+class _BatchItems:
+    """The ids of the items given to the batch lane, in ``OUTPUT.lanes.json`` (atomic rewrite).
+
+    A resumed run gives them to its batch lane first: their calls find the
+    batch an earlier session sent (``OUTPUT.batches.json``) and wait on it,
+    instead of being paid again in another lane.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import json
+
+        self.path = path
+        self.ids: set[str] = set()
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self.ids = {str(i) for i in data.get("batch", [])}
+            except (OSError, ValueError, AttributeError):
+                fail_usage(f"{path}: not a lanes file; run again with --restart to move it aside")
+
+    def note(self, lane: str, items: Sequence[Item]) -> None:
+        """Record the items just given to ``lane`` when it is the batch lane."""
+        if lane != "batch":
+            return
+        import json
+
+        from lc_async_pipelines.runner.records import write_atomic
+
+        self.ids.update(item.id for item in items)
+        write_atomic(self.path, json.dumps({"format": 1, "batch": sorted(self.ids)}) + "\n")
 
 
 @dataclasses.dataclass

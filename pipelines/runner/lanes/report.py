@@ -24,6 +24,7 @@ class LaneReport:
         cancelled: batch lanes cancelled to keep the deadline.
         elapsed_s: seconds from the start to the last record.
         held: items never given to a lane (the cap).
+        left: items without a record when the run ended (stopped, or the cap).
     """
 
     deadline_s: float
@@ -34,11 +35,12 @@ class LaneReport:
     cancelled: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     held: int = 0
+    left: int = 0
 
     @property
     def met(self) -> bool:
-        """True when the last record came by the deadline."""
-        return self.elapsed_s <= self.deadline_s
+        """True when every item has its record and the last came by the deadline."""
+        return self.left == 0 and self.elapsed_s <= self.deadline_s
 
     def add(self, record: Record, elapsed_s: float) -> None:
         """Count ``record``, written ``elapsed_s`` after the start."""
@@ -60,6 +62,7 @@ class LaneReport:
             "moved": self.moved,
             "cancelled": list(self.cancelled),
             "held": self.held,
+            "left": self.left,
         }
 
     def describe(self) -> str:
@@ -69,6 +72,8 @@ class LaneReport:
             for name, count in self.items.items()
         ]
         verdict = "met" if self.met else "missed"
+        if self.left:
+            verdict = f"not reached ({self.left:,} items left)"
         return (
             f"lanes: {', '.join(parts) or 'no items'}; saved ${self.saved_usd:.4f} against "
             f"all standard; deadline {verdict} "

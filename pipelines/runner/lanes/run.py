@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lc_async_pipelines.runner.checks import check_number
@@ -56,6 +56,11 @@ class LaneOptions:
         stop: when set, no new item is given to a lane; items in lanes get
             ``grace_s`` seconds, then are cancelled and leave no record.
         grace_s: seconds items in lanes get once ``stop`` is set.
+        pinned: item id -> lane, given there before any plan (a resumed run's
+            items that an earlier session gave its batch lane: their calls wait
+            on that batch, so they are not paid twice).
+        on_give: called with a lane's name and the items given to it (to
+            record the batch lane's, for ``pinned``).
 
     Raises:
         ConfigurationError: a value out of range (the message names it).
@@ -71,6 +76,8 @@ class LaneOptions:
     skip: frozenset[str] = frozenset()
     stop: asyncio.Event | None = None
     grace_s: float = 30.0
+    pinned: Mapping[str, str] = field(default_factory=dict)
+    on_give: Callable[[str, Sequence[Item]], None] | None = None
 
     def __post_init__(self) -> None:
         check_number("deadline_s", self.deadline_s, minimum=0, strict=True)
@@ -141,6 +148,7 @@ class LaneRun:
         left = len(pending.pool)
         start = self.clock()
         deadline = start + opts.deadline_s
+        self._give_pinned(pending)
         try:
             while left > 0:
                 if opts.stop is not None and opts.stop.is_set():
@@ -156,10 +164,12 @@ class LaneRun:
                     yield record
             if left > 0 and opts.stop is not None and opts.stop.is_set():
                 async for record in self._grace(pending, left):
+                    left -= 1
                     self.report.add(record, self.clock() - start)
                     yield record
         finally:
             self.report.held = len(pending.pool)
+            self.report.left = left
             await self.aclose()
 
     async def _grace(self, pending: _Pending, left: int) -> AsyncGenerator[Record, None]:
@@ -241,6 +251,19 @@ class LaneRun:
         for name, count in plan.assign.items():
             self._give(self.lanes[name], pending, count)
 
+    def _give_pinned(self, pending: _Pending) -> None:
+        """Give each pinned item to its lane first (one that still takes items)."""
+        pinned = self.options.pinned
+        if not pinned:
+            return
+        for name, lane in self.lanes.items():
+            mine = [item for item in pending.pool if pinned.get(item.id) == name]
+            if not mine:
+                continue
+            others = [item for item in pending.pool if pinned.get(item.id) != name]
+            pending.pool = deque(mine + others)
+            self._give(lane, pending, len(mine))
+
     def _give(self, lane: Lane, pending: _Pending, count: int) -> None:
         """Give ``lane`` up to ``count`` items of the pool, each admitted under the cap."""
         given: list[Item] = []
@@ -251,6 +274,8 @@ class LaneRun:
             given.append(pending.pool.popleft())
         if given:
             lane.submit(given)
+            if self.options.on_give is not None:
+                self.options.on_give(lane.name, given)
 
     def _any_item(self) -> Item | None:
         for lane in self.lanes.values():
