@@ -49,11 +49,14 @@ _FLEX_CALL_S = 10.0
 _FLEX_TIMEOUT_S = 900.0  # OpenAI's flex guide: raise the client timeout (default 10 min) to 15
 
 
+def _call_s(lane: str) -> float:
+    return _FLEX_CALL_S if lane == "flex" else _STANDARD_CALL_S
+
+
 def prior_throughput(args: argparse.Namespace, lane: str) -> float:
     """Items a second a requests lane is assumed to do before it is measured."""
     window = float(args.concurrency)
-    call_s = _FLEX_CALL_S if lane == "flex" else _STANDARD_CALL_S
-    paced = window / call_s
+    paced = window / _call_s(lane)
     if args.rpm:  # one call an item assumed; map-reduce makes more, and is measured
         paced = min(paced, float(args.rpm) / 60)
     return paced
@@ -76,6 +79,7 @@ def lane_states(args: argparse.Namespace, per_item: dict[str, float | None]) -> 
                 kind=kind,
                 cost_per_item_usd=cost,
                 prior_throughput=prior_throughput(args, name),
+                latency_s=0.0 if kind == "batch" else _call_s(name),
             )
         )
     return states
@@ -138,6 +142,7 @@ def print_lanes_plan(args: argparse.Namespace) -> ExitCode:
         deadline=deadline_s,
         max_cost_usd=args.max_cost,
         cancel_margin_s=cancel_margin(deadline_s),
+        shared_rate=args.rpm / 60 if args.rpm else None,
     )
     switch = _batch_switch(states, plan, deadline_s)
     prices_text = estimates["standard"].prices
@@ -280,6 +285,7 @@ async def start_lanes(
             grace_s=args.grace,
             pinned=dict.fromkeys(given.ids, "batch") if "batch" in args.lanes else {},
             on_give=given.note,
+            shared_rate=args.rpm / 60 if args.rpm else None,  # one call an item assumed
         ),
     )
     builder = _LaneBuilder(args, plan, session, options, config, run)
@@ -378,6 +384,7 @@ class _LaneBuilder:
             self.run.clock,
             window=self.args.concurrency,
             prior_throughput=prior_throughput(self.args, name),
+            prior_latency_s=_call_s(name),
             config=self.config,
         )
 

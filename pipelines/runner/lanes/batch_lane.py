@@ -81,13 +81,12 @@ class BatchLane(Lane):
         self.cancelled = False
         self._cancelling: asyncio.Task[int] | None = None
 
-    def state(self, now: float, sample: Item | None = None) -> LaneState:
+    def state(self, now: float) -> LaneState:
         """See :meth:`Lane.state`."""
         ended, lines = self.control.progress()
         return LaneState(
             name=self.name,
             kind="batch",
-            cost_per_item_usd=None if sample is None else self.estimate(sample),
             in_flight=len(self.tasks),
             done=self.done,
             progress=ended / lines if lines else None,

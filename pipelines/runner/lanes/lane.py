@@ -10,7 +10,9 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.runner.costs import CostMeter, usage_cost
+from lc_async_pipelines.runner.costs.meter import item_text
 from lc_async_pipelines.runner.inputs import Item
 from lc_async_pipelines.runner.lanes.state import LaneKind, LaneState
 from lc_async_pipelines.runner.loop import run_item
@@ -83,12 +85,34 @@ class Lane(abc.ABC):
         costs = self.options.costs
         return costs if isinstance(costs, CostMeter) else None
 
-    def estimate(self, item: Item) -> float | None:
-        """Estimated cost of ``item`` in this lane, USD (None: unpriced or not counted)."""
+    def standard_estimate(self, item: Item) -> float | None:
+        """``item`` at the standard price before anything is measured, USD (None: unpriced).
+
+        Its input's estimated tokens, and a whole reply of the meter's
+        ``output_tokens`` (the chain's ``max_tokens``): an upper bound.
+        """
         meter = self.meter
-        if meter is None or meter.prices.price_of(meter.model) is None:
+        price = None if meter is None else meter.prices.price_of(meter.model)
+        if meter is None or price is None:
             return None
-        return meter.estimate(item)
+        tokens = estimate_tokens(item_text(item.input))
+        return usage_cost(price, {"input_tokens": tokens, "output_tokens": meter.output_tokens})
+
+    def price_factor(self) -> float | None:
+        """This lane's price over the standard price (batch and flex: about 0.5; None: unpriced).
+
+        Read from the meter's prices at its tier for a call of 1,000 tokens in
+        and 500 out, so every lane's estimate rests on one measured base (see
+        :class:`~lc_async_pipelines.runner.lanes.run.LaneRun`), not on each
+        lane's own guesses.
+        """
+        meter = self.meter
+        price = None if meter is None else meter.prices.price_of(meter.model)
+        if meter is None or price is None:
+            return None
+        usage = {"input_tokens": 1000, "output_tokens": 500}
+        standard = usage_cost(price, usage)
+        return usage_cost(price, usage, tier=meter.tier) / standard if standard else 1.0
 
     def saved(self, record: Record) -> float:
         """What ``record``'s calls would have cost at the standard price, less their cost, USD."""
@@ -99,8 +123,8 @@ class Lane(abc.ABC):
         return max(0.0, usage_cost(price, record.usage) - record.cost_usd)
 
     @abc.abstractmethod
-    def state(self, now: float, sample: Item | None = None) -> LaneState:
-        """The lane's :class:`LaneState` at ``now``; ``sample`` prices a typical item."""
+    def state(self, now: float) -> LaneState:
+        """The lane's :class:`LaneState` at ``now`` (its cost per item is the run's to set)."""
 
     @abc.abstractmethod
     def submit(self, items: Sequence[Item]) -> None:

@@ -104,44 +104,67 @@ def rank_lanes(lanes: Sequence[LaneState]) -> list[LaneState]:
     return sorted(lanes, key=lambda lane: (lane.cost, lane.kind == "batch"))
 
 
-def _capacity(
+def _crew(
+    lanes: Sequence[LaneState], shared_rate: float | None, added: dict[str, int] | None = None
+) -> tuple[float, float, float]:
+    """The requests lanes that take items, together: (items a second, load, latency tail).
+
+    Their paces add up to at most ``shared_rate`` (the run's budget, which
+    they share); ``added`` counts items given to them in the plan being made.
+    """
+    crew = [lane for lane in lanes if lane.kind == "requests" and lane.accepts]
+    rate = sum(lane.rate for lane in crew)
+    if shared_rate is not None:
+        rate = min(rate, shared_rate)
+    load = sum(lane.load + (added or {}).get(lane.name, 0) for lane in crew)
+    tail = max((lane.latency_s for lane in crew), default=0.0)
+    return rate, float(load), tail
+
+
+def _capacity(lane: LaneState, now: float, deadline: float) -> float:
+    """Items requests lane ``lane`` can still take and finish by ``deadline``."""
+    if not lane.accepts:
+        return 0.0
+    span = max(0.0, deadline - now - lane.latency_s)  # one started later ends late
+    return max(0.0, math.floor(lane.rate * span) - lane.load)
+
+
+def _batch_capacity(
     lane: LaneState,
     now: float,
     deadline: float,
     margin: float,
-    faster: Sequence[LaneState] = (),
-    left: int = 0,
+    crew: tuple[float, float, float],
+    left: int,
 ) -> float:
-    """Items ``lane`` can still take and finish by ``deadline`` (may be infinite).
+    """Items batch lane ``lane`` can take, of the ``left`` still to place (may be infinite).
 
-    A batch lane whose pace is not known yet takes, of the ``left`` items
-    still to place, as many as the ``faster`` lanes (which get the others)
+    On course (measured, or by its prior): any number. Before its pace is
+    known: as many as the requests lanes (``crew``, which get the others)
     could still take over after a first look at its progress
-    (:data:`_OBSERVE_SHARE` of the time left): rule 3 can then always move
-    them in time.
+    (:data:`_OBSERVE_SHARE` of the time left), so that rule 3 can always move
+    them in time; when they cannot finish everything anyway, the items they
+    would finish late.
     """
     if not lane.accepts:
         return 0.0
-    if lane.kind == "requests":
-        return max(0.0, math.floor(lane.rate * max(0.0, deadline - now)) - lane.load)
     finish = lane.batch_finish(now)
     if finish is None and lane.started_at is None and lane.prior_turnaround_s is not None:
         finish = now + lane.prior_turnaround_s
     if finish is not None:
         return math.inf if finish <= deadline - margin else 0.0
-    takers = [f for f in faster if f.kind == "requests" and f.accepts]
-    if not takers:
+    rate, load, tail = crew
+    if rate <= 0:
         return math.inf  # nowhere faster to go: the batch is the only way
     look = _OBSERVE_SHARE * max(0.0, deadline - now)
-    rate = sum(f.rate for f in takers)
-    span = max(0.0, deadline - margin - now)  # the faster lanes' working time
-    load = sum(f.load for f in takers) + lane.in_flight * (1.0 - (lane.progress or 0.0))
+    span = max(0.0, deadline - margin - tail - now)  # the crew's working time
+    load += lane.in_flight * (1.0 - (lane.progress or 0.0))
     if left + load <= rate * span:
-        # Everything fits the faster lanes by the deadline: the batch may take
-        # what they could still do after the look (they do the rest meanwhile).
-        return max(0.0, math.floor(min(float(left), rate * max(0.0, span - look))))
-    # Not even the faster lanes finish everything: the batch takes what they
-    # would finish late anyway (it may yet be in time).
+        # Everything fits the crew by the deadline: the batch may take what
+        # they could still do after the look (they do the rest meanwhile).
+        return max(0.0, math.floor(min(float(left), rate * max(0.0, span - look) - load)))
+    # Not even the crew finishes everything: the batch takes what they would
+    # finish late anyway (it may yet be in time).
     return max(0.0, math.floor(min(float(left), left + load - rate * span)))
 
 
@@ -150,7 +173,7 @@ def _request_finish(lane: LaneState, now: float, extra: int = 0) -> float:
     load = lane.load + extra
     if load == 0:
         return now
-    return now + load / rate if rate > 0 else math.inf
+    return now + load / rate + lane.latency_s if rate > 0 else math.inf
 
 
 @dataclass
@@ -183,6 +206,7 @@ def plan_lanes(
     max_cost_usd: float | None = None,
     tick_s: float = 1.0,
     cancel_margin_s: float = 0.0,
+    shared_rate: float | None = None,
 ) -> LanePlan:
     """Plan the lanes at ``now`` (see the module for the rules); a pure function.
 
@@ -197,6 +221,8 @@ def plan_lanes(
         tick_s: seconds until the planner runs again.
         cancel_margin_s: seconds a batch's cancellation takes to hand back its
             lines (OpenAI: up to 10 minutes in ``cancelling``).
+        shared_rate: items a second the requests lanes can do together (they
+            share the run's budget, ``--rpm``); None: the sum of their paces.
 
     Returns:
         The :class:`LanePlan`.
@@ -206,16 +232,25 @@ def plan_lanes(
     room = math.inf if max_cost_usd is None else max_cost_usd - spent_usd - committed
     ledger = _Ledger(ranked, {}, room)
     plan = LanePlan()
-    cancelled = _batches_to_cancel(ranked, now, deadline, tick_s, cancel_margin_s, plan)
+    crew = _crew(ranked, shared_rate)
+    cancelled = _batches_to_cancel(ranked, now, deadline, tick_s, cancel_margin_s, crew, plan)
     live = [lane for lane in ranked if lane.name not in cancelled]
     _move_queues(live, now, deadline, cancel_margin_s, plan)
+    # the budget the requests lanes share: what it lets them finish, beyond their load
+    shared = math.inf if shared_rate is None else shared_rate * max(0.0, deadline - now) - crew[1]
     left = unassigned
-    for index, lane in enumerate(live):
+    for lane in live:
         if left <= 0:
             break
-        capacity = _capacity(lane, now, deadline, cancel_margin_s, live[index + 1 :], left)
-        capacity -= _moved_in(plan, lane.name)
-        left -= ledger.give(lane, int(min(left, max(0.0, capacity))))
+        if lane.kind == "batch":
+            crew_now = _crew(live, shared_rate, ledger.added)
+            capacity = _batch_capacity(lane, now, deadline, cancel_margin_s, crew_now, left)
+        else:
+            capacity = min(_capacity(lane, now, deadline) - _moved_in(plan, lane.name), shared)
+        given = ledger.give(lane, int(min(left, max(0.0, capacity))))
+        if lane.kind == "requests":
+            shared -= given
+        left -= given
     fastest = [lane for lane in reversed(live) if lane.accepts and lane.kind == "requests"]
     if left > 0 and fastest:  # nobody finishes them in time: the fastest lane, if the cap lets
         left -= ledger.give(fastest[0], left)
@@ -241,11 +276,13 @@ def _batches_to_cancel(
     deadline: float,
     tick_s: float,
     margin: float,
+    crew: tuple[float, float, float],
     plan: LanePlan,
 ) -> set[str]:
     """Rule 3: the batch lanes to cancel now; each one's latest switch time in ``plan``."""
     cancelled: set[str] = set()
-    for index, lane in enumerate(ranked):
+    rate, backlog, tail = crew
+    for lane in ranked:
         if (
             lane.kind != "batch"
             or not lane.accepts
@@ -253,21 +290,19 @@ def _batches_to_cancel(
             or lane.started_at is None
         ):
             continue  # a cancelled batch is not cancelled again
-        faster = [f for f in ranked[index + 1 :] if f.kind == "requests" and f.accepts]
-        rate = sum(f.rate for f in faster)
-        backlog = sum(f.load for f in faster)
-        done_rate = lane.batch_rate(now)
-        undone_now = lane.in_flight * (1.0 - (lane.progress or 0.0))
         if rate <= 0:
             continue  # nowhere faster to go: the batch is the only way
-        latest = _latest_switch(undone_now, done_rate, backlog, rate, now, deadline - margin)
+        done_rate = lane.batch_rate(now)
+        undone_now = lane.in_flight * (1.0 - (lane.progress or 0.0))
+        by = deadline - margin - tail
+        latest = _latest_switch(undone_now, done_rate, backlog, rate, now, by)
         plan.switch_by[lane.name] = latest
         finish = lane.batch_finish(now)
         if finish is not None and finish <= deadline - margin:
             continue  # on course
         if now + tick_s <= latest:
             continue  # still time to wait one more tick
-        rescue_now = now + margin + (undone_now + backlog) / rate
+        rescue_now = now + margin + tail + (undone_now + backlog) / rate
         if finish is None or rescue_now <= deadline or rescue_now < finish:
             cancelled.add(lane.name)
             plan.cancel.append(lane.name)
@@ -305,16 +340,15 @@ def _move_queues(
         later = [t for t in live[index + 1 :] if t.kind == "requests" and t.accepts]
         if lane.kind != "requests" or not lane.queued or not later:
             continue
-        excess = math.ceil(lane.load - lane.rate * max(0.0, deadline - now))
+        span = max(0.0, deadline - now - lane.latency_s)
+        excess = math.ceil(lane.load - lane.rate * span)
         count = min(lane.queued, excess)
         if count <= 0:
             continue
-        takers = [
-            t for t in later if _capacity(t, now, deadline, margin) - _moved_in(plan, t.name) > 0
-        ]
+        takers = [t for t in later if _capacity(t, now, deadline) - _moved_in(plan, t.name) > 0]
         target = takers[0] if takers else later[-1]
         if takers:
-            room = _capacity(target, now, deadline, margin) - _moved_in(plan, target.name)
+            room = _capacity(target, now, deadline) - _moved_in(plan, target.name)
             count = int(min(count, room))
         plan.moves.append(Move(lane.name, target.name, count))
 

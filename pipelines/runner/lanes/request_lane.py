@@ -35,6 +35,8 @@ class RequestLane(Lane):
         clock: see :class:`Lane`.
         window: items in flight at once.
         prior_throughput: items a second assumed before any is measured.
+        prior_latency_s: seconds an item is assumed to take, start to end,
+            before 5 have finished (then: the 90th percentile of the last 200).
         config: see :class:`Lane`.
     """
 
@@ -48,17 +50,20 @@ class RequestLane(Lane):
         *,
         window: int,
         prior_throughput: float,
+        prior_latency_s: float = 0.0,
         config: RunnableConfig | None = None,
     ) -> None:
         """Set up the lane (see the class)."""
         super().__init__(name, chain, options, emit, clock, config)
         self.window = window
         self.prior_throughput = prior_throughput
+        self.prior_latency_s = prior_latency_s
+        self._latencies: deque[float] = deque(maxlen=200)
         self.queue: deque[Item] = deque()
         self._busy_since: float | None = None
         self._busy_s = 0.0
 
-    def state(self, now: float, sample: Item | None = None) -> LaneState:
+    def state(self, now: float) -> LaneState:
         """See :meth:`Lane.state`."""
         busy = self._busy_s + (now - self._busy_since if self._busy_since is not None else 0.0)
         measured = None
@@ -67,13 +72,20 @@ class RequestLane(Lane):
         return LaneState(
             name=self.name,
             kind="requests",
-            cost_per_item_usd=None if sample is None else self.estimate(sample),
             queued=len(self.queue),
             in_flight=len(self.tasks),
             done=self.done,
             throughput=measured,
             prior_throughput=self.prior_throughput,
+            latency_s=self._latency(),
         )
+
+    def _latency(self) -> float:
+        """The 90th percentile of the last items' time from start to end, else the prior."""
+        if len(self._latencies) < 5:
+            return self.prior_latency_s
+        ordered = sorted(self._latencies)
+        return ordered[int(0.9 * (len(ordered) - 1))]
 
     def submit(self, items: Sequence[Item]) -> None:
         """See :meth:`Lane.submit`; they start as the window has room."""
@@ -88,6 +100,7 @@ class RequestLane(Lane):
 
     def finished(self, item: Item, record: Record) -> None:
         """Hand the record on and start the next queued item."""
+        self._latencies.append(record.latency_s + record.queued_s)
         super().finished(item, record)
         self._pump()
 

@@ -11,12 +11,15 @@ its ``lane``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.runner.checks import check_number
+from lc_async_pipelines.runner.costs.meter import item_text
 from lc_async_pipelines.runner.fresh import fresh_items
 from lc_async_pipelines.runner.inputs import Item
 from lc_async_pipelines.runner.lanes.cap import SharedCap
@@ -61,6 +64,8 @@ class LaneOptions:
             on that batch, so they are not paid twice).
         on_give: called with a lane's name and the items given to it (to
             record the batch lane's, for ``pinned``).
+        shared_rate: items a second the requests lanes can do together (they
+            share the run's budget); None: the sum of their paces.
 
     Raises:
         ConfigurationError: a value out of range (the message names it).
@@ -78,6 +83,7 @@ class LaneOptions:
     grace_s: float = 30.0
     pinned: Mapping[str, str] = field(default_factory=dict)
     on_give: Callable[[str, Sequence[Item]], None] | None = None
+    shared_rate: float | None = None
 
     def __post_init__(self) -> None:
         check_number("deadline_s", self.deadline_s, minimum=0, strict=True)
@@ -133,6 +139,34 @@ class LaneRun:
             else cancel_margin(options.deadline_s)
         )
         self._cancels: set[asyncio.Task[None]] = set()
+        self._standard_usd = 0.0  # finished items' calls at the standard price
+        self._tokens = 0  # their inputs' estimated tokens
+
+    def estimate(self, lane: Lane, item: Item) -> float | None:
+        """Estimated cost of ``item`` in ``lane``, USD (None: unpriced).
+
+        One base for every lane: the standard price per input token measured
+        over the items finished so far, in any lane (a record's ``cost_usd``
+        plus its ``lane_saved_usd``), else an upper bound (the input and a
+        whole ``max_tokens`` reply at the standard price), times the lane's
+        price factor. Lanes' own measurements would not compare: a lane that
+        has finished items knows their short replies, one that has not
+        assumes the longest.
+        """
+        factor = lane.price_factor()
+        if factor is None:
+            return None
+        tokens = max(1, estimate_tokens(item_text(item.input)))
+        if self._tokens:
+            return self._standard_usd / self._tokens * tokens * factor
+        base = lane.standard_estimate(item)
+        return None if base is None else base * factor
+
+    def _learn(self, item: Item, record: Record) -> None:
+        """Count a finished item's standard-price cost for :meth:`estimate`."""
+        if record.ok and record.calls and record.cost_usd is not None:
+            self._standard_usd += record.cost_usd + record.lane_saved_usd
+            self._tokens += max(1, estimate_tokens(item_text(item.input)))
 
     def emit(self, event: LaneEvent) -> None:
         """Take an item's end from a lane (the lanes' ``emit``)."""
@@ -208,6 +242,7 @@ class LaneRun:
     def _settle(self, event: LaneEvent, pending: _Pending, *, final: bool = False) -> Record | None:
         """An item's end: its record, or None when it goes back to be given to another lane."""
         self.cap.release(event.item.id)
+        self._learn(event.item, event.record)
         if event.back and not final:
             moves = pending.moves.get(event.item.id, 0) + 1
             pending.moves[event.item.id] = moves
@@ -224,7 +259,13 @@ class LaneRun:
         now = self.clock()
         # a typical item prices the lanes: the next one, else one in a lane
         sample = pending.pool[0] if pending.pool else self._any_item()
-        states = [lane.state(now, sample) for lane in self.lanes.values()]
+        states = [
+            dataclasses.replace(
+                lane.state(now),
+                cost_per_item_usd=None if sample is None else self.estimate(lane, sample),
+            )
+            for lane in self.lanes.values()
+        ]
         plan = plan_lanes(
             states,
             unassigned=len(pending.pool),
@@ -234,6 +275,7 @@ class LaneRun:
             max_cost_usd=self.options.max_cost_usd,
             tick_s=self._tick,
             cancel_margin_s=self._margin,
+            shared_rate=self.options.shared_rate,
         )
         self.last_plan = plan
         for name in plan.cancel:
@@ -269,7 +311,7 @@ class LaneRun:
         given: list[Item] = []
         while pending.pool and len(given) < count:
             item = pending.pool[0]
-            if not self.cap.admit(item.id, lane.estimate(item)):
+            if not self.cap.admit(item.id, self.estimate(lane, item)):
                 break
             given.append(pending.pool.popleft())
         if given:

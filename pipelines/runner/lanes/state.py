@@ -41,6 +41,9 @@ class LaneState:
             progress is measured (None: assume it keeps the deadline; the
             planner still moves its lines in time if it does not).
         accepts: the lane takes new items (a cancelled batch lane does not).
+        latency_s: how long an item takes once started, at the slow end
+            (requests lanes: the 90th percentile measured, else assumed): one
+            started later than this before the deadline ends late.
     """
 
     name: str
@@ -55,6 +58,7 @@ class LaneState:
     started_at: float | None = None
     prior_turnaround_s: float | None = None
     accepts: bool = True
+    latency_s: float = 0.0
 
     @property
     def rate(self) -> float:
