@@ -303,7 +303,16 @@ def _batches_to_cancel(
         if now + tick_s <= latest:
             continue  # still time to wait one more tick
         rescue_now = now + margin + tail + (undone_now + backlog) / rate
-        if finish is None or rescue_now <= deadline or rescue_now < finish:
+        if rescue_now <= deadline:
+            cancelled.add(lane.name)  # the last moment the deadline can be kept
+            plan.cancel.append(lane.name)
+            continue
+        # Too late to keep the deadline either way: move only to what ends sooner
+        # than the batch, once it had its first look (no progress by then: never).
+        looked = now - lane.started_at >= _OBSERVE_SHARE * max(0.0, deadline - lane.started_at)
+        if finish is None and looked and lane.progress is not None:
+            finish = math.inf
+        if finish is not None and rescue_now < finish:
             cancelled.add(lane.name)
             plan.cancel.append(lane.name)
     return cancelled

@@ -224,3 +224,15 @@ def test_items_too_many_for_the_faster_lanes_go_to_the_batch_which_may_make_it()
     plan = plan_lanes([BATCH, FLEX, STANDARD], unassigned=2_000, now=0.0, deadline=100.0)
     # flex takes its 50 first, standard the 1,000 it finishes; the 950 it would not, the batch
     assert plan.assign == {"flex": 50, "batch": 950, "standard": 1_000}
+
+
+def test_a_batch_given_what_the_faster_lanes_cannot_do_waits_for_its_first_look() -> None:
+    slow = dataclasses.replace(STANDARD, prior_throughput=0.1, in_flight=10)
+    batch = dataclasses.replace(BATCH, in_flight=500, started_at=0.0)
+    # nothing polled yet: the faster lanes could never take its 500 lines; it is kept
+    plan = plan_lanes([batch, slow], unassigned=0, now=5.0, deadline=100.0)
+    assert plan.cancel == []
+    # polled, and nothing done after its first look (a tenth of the time): moved
+    polled = dataclasses.replace(batch, progress=0.0)
+    assert plan_lanes([polled, slow], unassigned=0, now=5.0, deadline=100.0).cancel == []
+    assert plan_lanes([polled, slow], unassigned=0, now=20.0, deadline=100.0).cancel == ["batch"]
