@@ -48,7 +48,8 @@ counted when it was cancelled (else half).
 Counters (requests, 429s, faults by kind) are at ``GET /stats``, with
 ``completed`` (answers served whole, status 200), ``completions_by_prompt``
 (the same per prompt, the last user message) and ``served_again`` (the
-wall-clock times at which each prompt served more than once was served):
+wall-clock times at which each prompt served more than once was served)
+and ``admitted_tokens`` (each request the limits admitted, its tokens, in order):
 a prompt served twice is a finished call paid twice (batch lines count
 there too). Flex counters: ``flex_requests``, ``429_flex_unavailable``,
 ``completed_flex``. Batch counters: ``batches_created``, ``batches_cancelled``,
@@ -161,6 +162,7 @@ def create_app(config: MockConfig) -> Starlette:
     """Return the Starlette app of the mock for ``config``."""
     rng = random.Random(config.seed)
     stats: Counter[str] = Counter()
+    admitted_tokens: list[int] = []  # each admitted request's tokens, in order
     # Limits are checked over a rolling 1 s window scaled from per-minute figures,
     # so a benchmark of a few seconds already meets them.
     window = _Window()
@@ -212,6 +214,7 @@ def create_app(config: MockConfig) -> Starlette:
         window.requests += 1
         window.tokens += tokens
         stats["tokens_admitted"] += tokens
+        admitted_tokens.append(tokens)
         return None
 
     async def completions(request: Request) -> Response:
@@ -539,6 +542,7 @@ def create_app(config: MockConfig) -> Starlette:
                 "throttled_at_s": throttled_at,
                 "completions_by_prompt": {p: len(t) for p, t in served.items()},
                 "served_again": {p: t for p, t in served.items() if len(t) > 1},
+                "admitted_tokens": admitted_tokens,
             }
         )
 

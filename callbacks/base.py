@@ -178,6 +178,14 @@ class TaggedCallbackHandler(AsyncCallbackHandler):
     wants_tokens: ClassVar[bool] = False
     """Set True in a subclass that needs tokens as they come (:func:`asks_for_tokens`)."""
 
+    run_inline: bool = True
+    """Awaited in place, not wrapped in a task per event (LangChain's ``ahandle_event``).
+
+    The model's stream waits for its handlers either way; a task per token per
+    handler only adds CPU. A subclass whose hooks block on slow I/O can set it
+    False to overlap with the run's other handlers.
+    """
+
     def __init__(self) -> None:
         self._runs: dict[UUID, _Run] = {}
         self._roots: dict[UUID, _Root] = {}

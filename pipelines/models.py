@@ -7,6 +7,9 @@ Which model a run uses, in order:
    provider LangChain's ``init_chat_model`` knows (``anthropic:claude-...``,
    ``ollama:llama3.1``, ...): that provider's chat model, with its own
    package and credentials (https://python.langchain.com/api_reference/langchain/chat_models/langchain.chat_models.base.init_chat_model.html).
+   For ``anthropic:`` the key and endpoint are read here as for OpenAI, from
+   ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` (environment or
+   ``.env``), so the start-up line names them and the key is scrubbed.
 3. ``OPENAI_BASE_URL`` and/or ``OPENAI_API_KEY``: any OpenAI-compatible endpoint
    (OpenAI, vLLM, Ollama's ``/v1``, a LiteLLM proxy, FastChat) through
    ``langchain_openai.ChatOpenAI``. With a base URL and no model name, the
@@ -27,6 +30,8 @@ name                      meaning                                         defaul
 ========================  ==============================================  =========
 OPENAI_API_KEY            key, held as ``SecretStr``                       none
 OPENAI_BASE_URL           endpoint root, e.g. ``http://host:8000/v1``      none
+ANTHROPIC_API_KEY         key of an ``anthropic:`` model                   none
+ANTHROPIC_BASE_URL        endpoint root of an ``anthropic:`` model         Anthropic's
 PIPELINES_EMBEDDED        ``1``: use the embedded model                    0
 PIPELINES_EMBEDDED_URL    a running ``pipelines serve-model`` to share     none
 PIPELINES_MODEL           model name, or ``provider:model``                see above
@@ -74,6 +79,7 @@ DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 # Each llama-server slot's context (EmbeddedModelServer's ctx_per_slot).
 EMBEDDED_CONTEXT_TOKENS = 4096
 OPENAI_URL = "https://api.openai.com/v1"
+ANTHROPIC_URL = "https://api.anthropic.com"
 
 # The providers of langchain's init_chat_model (langchain 1.4). A prefix not in
 # this set is part of a model name ("llama3.1:8b" on Ollama's OpenAI API).
@@ -93,8 +99,9 @@ class ModelSettings(BaseModel):
     ``api_key`` is a ``SecretStr``: its value never appears in ``repr``, logs or records.
 
     Attributes:
-        api_key: OpenAI-compatible endpoint key.
-        base_url: OpenAI-compatible endpoint root (``.../v1``).
+        api_key: OpenAI-compatible endpoint key (of an ``anthropic:`` model: Anthropic's).
+        base_url: OpenAI-compatible endpoint root (``.../v1``; of an
+            ``anthropic:`` model: Anthropic's, without ``/v1``).
         embedded: use the embedded model whatever else is set.
         embedded_url: a running ``pipelines serve-model`` to share.
         model: model name, or ``provider:model`` for ``init_chat_model``.
@@ -239,6 +246,9 @@ class ModelSettings(BaseModel):
             "extra_body": "PIPELINES_EXTRA_BODY",
             "context_tokens": "PIPELINES_CONTEXT_TOKENS",
         }
+        model = overrides.get("model") or get("PIPELINES_MODEL")
+        if isinstance(model, str) and model.startswith("anthropic:"):
+            names.update(api_key="ANTHROPIC_API_KEY", base_url="ANTHROPIC_BASE_URL")
         fields: dict[str, Any] = {k: get(v) for k, v in names.items()}
         if fields["extra_body"]:
             try:
@@ -247,7 +257,7 @@ class ModelSettings(BaseModel):
                 msg = f"PIPELINES_EXTRA_BODY is not JSON: {exc}"
                 raise ConfigurationError(msg) from exc
         if fields["api_key"]:
-            fields["key_source"] = "environment" if environment.get("OPENAI_API_KEY") else ".env"
+            fields["key_source"] = "environment" if environment.get(names["api_key"]) else ".env"
         fields.update({k: v for k, v in overrides.items() if v is not None})
         try:
             settings = cls(**{k: v for k, v in fields.items() if v is not None})
@@ -322,6 +332,10 @@ def describe(settings: ModelSettings, base_url: str | None = None) -> str:
     if settings.uses_embedded:
         where = base_url or settings.embedded_url or "a local llama-server"
         return f"model {EMBEDDED_MODEL_NAME} (embedded) at {where}"
+    if settings.provider == "anthropic":
+        endpoint = scrub_url(base_url or settings.base_url or ANTHROPIC_URL)
+        key = f"key from {settings.key_source}" if settings.api_key else "no key"
+        return f"model {settings.model_name} from provider anthropic at {endpoint} ({key})"
     if settings.provider not in (None, "openai"):
         return (
             f"model {settings.model_name} from provider {settings.provider} (its own credentials)"
@@ -371,6 +385,9 @@ def make_chat_model(
         "max_retries": max_retries,
     }
     if settings.provider not in (None, "openai") and not settings.embedded:
+        if settings.provider == "anthropic":  # else ChatAnthropic reads the environment only
+            given = {"api_key": settings.api_key, "base_url": settings.base_url}
+            common.update({k: v for k, v in given.items() if v})
         try:
             spec = str(settings.model)
             provided: BaseChatModel = init_chat_model(spec, **{**common, **overrides})

@@ -106,8 +106,9 @@ async def model_session(
             a call fails at its first error and the caller retries, as the
             service does before a stream's first token).
         batch: send every call through the provider's Batch API
-            (:class:`~lc_async_pipelines.runner.batch.BatchSession`, OpenAI
-            ``/v1/batches``): calls are collected per stage, submitted, polled,
+            (:class:`~lc_async_pipelines.runner.batch.BatchSession`: OpenAI
+            ``/v1/batches`` for a ``ChatOpenAI``, Anthropic's Message Batches for
+            a ``ChatAnthropic``): calls are collected per stage, submitted, polled,
             and each result handed back to its caller; cache hits never enter a batch.
         flex: send every call at OpenAI's flex tier, and at the standard tier
             once its item has been refused past ``flex.wait_s``

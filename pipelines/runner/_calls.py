@@ -72,12 +72,7 @@ class ItemCalls(AsyncCallbackHandler):
                 self._usage[key] = self._usage.get(key, 0) + value
             for generations in response.generations:
                 for generation in generations:
-                    metadata = getattr(
-                        getattr(generation, "message", None), "response_metadata", {}
-                    )
-                    tier = metadata.get("service_tier") if isinstance(metadata, dict) else None
-                    if isinstance(tier, str) and tier:
-                        self._tiers[tier] = None
+                    self._note_tier(getattr(generation, "message", None))
 
     async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close the failed call."""

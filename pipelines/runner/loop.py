@@ -111,7 +111,8 @@ def _note_calls(record: Record, metrics: ItemCalls, log: AttemptLog) -> None:
     ttft = metrics.ttft_s()
     if ttft is not None and log.first_queued_s is not None:
         ttft = max(0.0, ttft - log.first_queued_s)  # from the request's send, not the call's start
-    record.ttft_s = None if ttft is None else round(ttft, 4)
+    # no later than the item's end: the two clocks start a few steps apart
+    record.ttft_s = None if ttft is None else min(round(ttft, 4), record.latency_s)
     record.queued_s = log.queued_s
     record.usage = metrics.usage()
     record.calls = metrics.count()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import openai
 from langchain_core.exceptions import (
+    ModelAPIError,
     ModelConnectionError,
     ModelRateLimitError,
     ModelTimeoutError,
@@ -89,7 +90,9 @@ def is_transient(exc: BaseException) -> bool:
         | openai.APIConnectionError
         | asyncio.TimeoutError
         | ConnectionError
-        # provider-neutral errors that LangChain integrations raise
+        # provider-neutral errors that LangChain integrations raise (ModelAPIError:
+        # a 5xx, as langchain-anthropic raises it and the Message Batches adapter)
+        | ModelAPIError
         | ModelRateLimitError
         | ModelConnectionError
         | ModelTimeoutError,

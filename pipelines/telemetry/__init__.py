@@ -131,13 +131,27 @@ def enable_from_environment() -> Telemetry | None:
                 "no telemetry (pip install 'lc-async-pipelines[otel]')"
             )
         return None
-    if "opentelemetry.sdk.trace" in sys.modules:  # only an app that loaded the SDK itself
+    if _sdk_provider_is_global():  # only an app that set the SDK's provider itself
         from lc_async_pipelines.telemetry._setup import global_providers
 
         providers = global_providers()
         if providers is not None:
             return configure_telemetry(tracer_provider=providers[0], meter_provider=providers[1])
     return None
+
+
+def _sdk_provider_is_global() -> bool:
+    """True if the SDK is loaded and its ``TracerProvider`` is the global one.
+
+    Checked without importing the exporters (about 0.1 s): langsmith loads the
+    SDK whenever it is installed, with the global provider left a proxy.
+    """
+    sdk_trace = sys.modules.get("opentelemetry.sdk.trace")
+    if sdk_trace is None:
+        return False
+    from opentelemetry import trace  # loaded with the SDK
+
+    return isinstance(trace.get_tracer_provider(), sdk_trace.TracerProvider)
 
 
 def shutdown_telemetry() -> None:

@@ -43,8 +43,8 @@ PUBLIC = {
         "with_cache", "write_records",
     ],
     "lc_async_pipelines.runner.batch": [
-        "BATCH_STATE_FORMAT", "BatchLimits", "BatchOptions", "BatchSession", "BatchStats",
-        "batches_path",
+        "BATCH_STATE_FORMAT", "BatchLimits", "BatchOptions", "BatchProvider", "BatchRequest",
+        "BatchSession", "BatchStats", "BatchStatus", "LineResult", "batches_path", "provider_for",
     ],
     "lc_async_pipelines.runner.caches": ["RedisCache", "SQLiteCache", "open_cache", "with_cache"],
     "lc_async_pipelines.runner.costs": [

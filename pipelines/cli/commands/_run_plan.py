@@ -46,7 +46,9 @@ __all__ = [
     "read_run_items",
 ]
 
-_NO_BATCH_EMBEDDED = "--batch-api: the embedded model has no Batch API; use an OpenAI endpoint"
+_NO_BATCH_EMBEDDED = (
+    "--batch-api: the embedded model has no Batch API; use an OpenAI endpoint or anthropic:MODEL"
+)
 
 
 @dataclass

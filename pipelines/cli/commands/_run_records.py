@@ -50,6 +50,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
     from langchain_core.runnables import RunnableConfig
 
     from lc_async_pipelines.cli._display import in_flight_text
+    from lc_async_pipelines.cli._heap import settle_heap
     from lc_async_pipelines.cli._signals import stop_loop_on_signals
     from lc_async_pipelines.runner import RetryPolicy, RunOptions
 
@@ -78,12 +79,8 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
     )
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(budget)  # Redis unreachable: exit 2 before any model
-        if args.engine == "ray":
-            started = _start_on_ray(args, plan, budget, options, retry)
-        elif args.lanes:
-            started = await _start_lanes(args, plan, stack, budget, options, config)
-        else:
-            started = await _start_here(args, plan, stack, budget, options, config, batch)
+        started = await _start(args, plan, stack, budget, options, config, batch)
+        settle_heap()  # the model stack is imported and built: what is left is per item
         print(f"pipelines: {plan.spec.name} on {started.where}", file=sys.stderr)
         try:
             summary = await _write_shown(args, plan, started, budget, in_flight)
@@ -243,6 +240,23 @@ async def _start_here(
         where = "a ready Runnable with its own model, under the run's budget"
     records = run_items(chain, plan.items, options, config=config)
     return _StartedRun(records, where, session.cache, meter, session.batch)
+
+
+async def _start(
+    args: argparse.Namespace,
+    plan: RunPlan,
+    stack: AsyncExitStack,
+    budget: Any,
+    options: RunOptions,
+    config: RunnableConfig,
+    batch: BatchOptions | None,
+) -> _StartedRun:
+    """Start the run where it goes: Ray workers, lanes, or this process."""
+    if args.engine == "ray":
+        return _start_on_ray(args, plan, budget, options, options.retry)
+    if args.lanes:
+        return await _start_lanes(args, plan, stack, budget, options, config)
+    return await _start_here(args, plan, stack, budget, options, config, batch)
 
 
 async def _start_lanes(

@@ -205,8 +205,8 @@ def _add_cost_flags(parser: argparse.ArgumentParser) -> None:
     costs.add_argument(
         "--batch-api",
         action="store_true",
-        help="send the model calls through the provider's Batch API (OpenAI /v1/batches): "
-        "about half the price, results within 24 h; resumable",
+        help="send the model calls through the provider's batch API (OpenAI /v1/batches, "
+        "Anthropic /v1/messages/batches): about half the price, results within 24 h; resumable",
     )
     costs.add_argument(
         "--batch-retry",

@@ -13,6 +13,7 @@ from typing import Any
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.batch._files import BatchRequest, LineResult, failed
 from lc_async_pipelines.runner.batch.options import BATCH_STATE_FORMAT
+from lc_async_pipelines.runner.batch.provider import BatchStatus
 from lc_async_pipelines.runner.records.files import write_atomic
 
 __all__ = [
@@ -25,7 +26,8 @@ __all__ = [
     "write_state",
 ]
 
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+# OpenAI's ends, and Anthropic's one ("ended", whatever became of its requests).
+TERMINAL = frozenset({"completed", "failed", "expired", "cancelled", "ended"})
 
 
 class TokenPool:
@@ -64,6 +66,7 @@ class TrackedBatch:
         self.task: asyncio.Task[None] | None = None
         self.held = False  # its tokens are in the model's pool
         self.fresh = False  # uploaded by this session (else recorded by an earlier one)
+        self.part: list[BatchRequest] | None = None  # its requests, until it is created
 
     @property
     def terminal(self) -> bool:
@@ -72,10 +75,12 @@ class TrackedBatch:
     def missing(self) -> LineResult:
         """The result of a request the batch's files do not mention."""
         status, batch_id = self.entry.get("status"), self.entry.get("id")
+        if batch_id is None:  # recorded by a killed run, never created (no input kept)
+            return failed(503, "an earlier run recorded this batch but never created it", "lost")
         if status == "failed" and self.entry.get("errors"):
             reason = f"batch {batch_id} failed: {self.entry['errors']}"
             return failed(503, reason, "batch_failed")
-        if status == "completed":
+        if status in ("completed", "ended"):
             return failed(500, f"batch {batch_id} completed without this request", "missing")
         return failed(503, f"batch {batch_id} ended {status} before this request ran", str(status))
 
@@ -99,17 +104,11 @@ class Parked:
     future: asyncio.Future[LineResult]
 
 
-def record_batch(entry: dict[str, Any], batch: Any) -> None:
-    """Copy what the state file keeps of a batch (an ``openai.types.Batch``) into ``entry``."""
-    entry.update(
-        id=batch.id,
-        status=batch.status,
-        output_file_id=batch.output_file_id,
-        error_file_id=batch.error_file_id,
-    )
-    if batch.errors and batch.errors.data:
-        first = batch.errors.data[0]
-        entry["errors"] = f"{first.code}: {first.message}"
+def record_batch(entry: dict[str, Any], batch: BatchStatus) -> None:
+    """Copy what the state file keeps of a batch (as its provider reports it) into ``entry``."""
+    entry.update(id=batch.id, status=batch.status, **batch.fields)
+    if batch.error:
+        entry["errors"] = batch.error
 
 
 def read_state(path: Path) -> list[dict[str, Any]]:

@@ -1,5 +1,14 @@
 """The provider's Batch API behind any chain: a run's model calls go in batches, at the batch price.
 
+The session is provider-neutral; a
+:class:`~lc_async_pipelines.runner.batch.provider.BatchProvider` does what
+differs (OpenAI's Batch API under a ``ChatOpenAI``, Anthropic's Message
+Batches under a ``ChatAnthropic``; see
+:func:`~lc_async_pipelines.runner.batch.providers.provider_for`). What follows
+tells the OpenAI case; Anthropic's differs where its adapter says (no file
+upload: its requests travel with the create call; a ``custom_id`` is the same
+hash).
+
 OpenAI (and compatible servers) run batch jobs at about half the price of
 single requests: upload a JSONL file of requests (``POST /v1/files``,
 ``purpose=batch``), create a batch (``POST /v1/batches``, a 24-hour window),
@@ -61,7 +70,6 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-import openai
 from langchain_core.language_models import BaseChatModel
 from tenacity import (
     AsyncRetrying,
@@ -74,13 +82,10 @@ from tenacity import (
 
 from lc_async_pipelines import telemetry
 from lc_async_pipelines._scrub import error_text
-from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.batch._files import (
     BatchRequest,
     LineResult,
     body_hash,
-    input_file,
-    parse_results,
     split_requests,
 )
 from lc_async_pipelines.runner.batch._jobs import (
@@ -92,9 +97,9 @@ from lc_async_pipelines.runner.batch._jobs import (
     record_batch,
     write_state,
 )
-from lc_async_pipelines.runner.batch._transport import Interceptor, as_result
 from lc_async_pipelines.runner.batch.options import BatchOptions, BatchStats
-from lc_async_pipelines.runner.retry import is_transient
+from lc_async_pipelines.runner.batch.provider import BatchProvider, BatchStatus
+from lc_async_pipelines.runner.batch.providers import provider_for
 from lc_async_pipelines.telemetry.names import (
     BATCH_DOWNLOAD_SPAN,
     BATCH_UPLOAD_SPAN,
@@ -103,7 +108,6 @@ from lc_async_pipelines.telemetry.names import (
 
 __all__ = ["BatchSession"]
 
-_LIST_PAGES = 20  # batches looked through (100 a page) for one recorded without its id
 _IDLE_TICK_S = 0.25  # how often a stage waiting to close looks at the process's CPU
 _BUSY_CPU = 0.5  # share of one core above which the process is still at work
 
@@ -139,43 +143,28 @@ class BatchSession:
     Attributes:
         stats: what this session did (:class:`BatchStats`).
         options: the :class:`BatchOptions`.
+        provider: the :class:`BatchProvider` that talks to the provider's batch API.
 
     Raises:
-        ConfigurationError: on construction, the model is not an OpenAI client
-            (``ChatOpenAI``); on entry, the endpoint has no Batch API, cannot
-            be reached, or the state file is not ours.
+        ConfigurationError: on construction, no provider batches the model
+            (``ChatOpenAI`` and ``ChatAnthropic`` do); on entry, the endpoint
+            has no batch API, cannot be reached, or the state file is not ours.
     """
 
-    def __init__(self, chat_model: BaseChatModel, options: BatchOptions | None = None) -> None:
-        """Prepare batching for ``chat_model`` (a ``ChatOpenAI``) under ``options``."""
-        root = getattr(chat_model, "root_async_client", None)
-        if not isinstance(root, openai.AsyncOpenAI):
-            msg = (
-                "the Batch API needs an OpenAI-compatible chat model (ChatOpenAI), "
-                f"got {type(chat_model).__name__}"
-            )
-            raise ConfigurationError(msg)
+    def __init__(
+        self,
+        chat_model: BaseChatModel,
+        options: BatchOptions | None = None,
+        provider: BatchProvider | None = None,
+    ) -> None:
+        """Prepare batching for ``chat_model`` under ``options``.
+
+        ``provider``: the batch API to use (default :func:`provider_for` the model).
+        """
         self.options = options or BatchOptions()
         self.stats = BatchStats()
-        timeout = self.options.request_timeout_s
-        self._control = root.with_options(max_retries=2, timeout=timeout)
-        # Creating a batch is not retried by the SDK: a lost answer would create
-        # a second batch; we look for the first before trying again.
-        self._create_client = root.with_options(max_retries=0, timeout=timeout)
-        given = getattr(chat_model, "http_async_client", None)
-        self._owned_direct = given is None
-        self._direct: Any = given if given is not None else openai.DefaultAsyncHttpxClient()
-        transport = Interceptor(self._call, self._send_direct, self._send_unbatched)
-        self._http = openai.DefaultAsyncHttpxClient(transport=transport)  # type: ignore[arg-type]
-        batched = root.with_options(http_client=self._http)
-        self._chat_model = chat_model.model_copy(
-            update={
-                "root_async_client": batched,
-                "async_client": batched.chat.completions,
-                "streaming": False,
-                "disable_streaming": True,
-            }
-        )
+        self.provider = provider or provider_for(chat_model, self.options)
+        self._chat_model = self.provider.batched_model(self._call, self._count_direct)
         self._entries: list[dict[str, Any]] = []
         self._known: dict[str, TrackedBatch] = {}
         self._occurrences: Counter[str] = Counter()
@@ -199,16 +188,10 @@ class BatchSession:
     async def __aenter__(self) -> BatchSession:
         self._load()
         try:
-            await self._control.batches.list(limit=1)
-        except openai.APIStatusError as exc:
-            msg = (
-                f"the endpoint has no usable Batch API: GET /batches answered "
-                f"{exc.status_code} ({error_text(exc)})"
-            )
-            raise ConfigurationError(msg) from None
-        except openai.APIConnectionError as exc:
-            msg = f"cannot reach the Batch API ({type(exc).__name__}); is the endpoint running?"
-            raise ConfigurationError(msg) from None
+            await self.provider.open()
+        except BaseException:
+            await self.provider.aclose()
+            raise
         self._collector = asyncio.create_task(self._collect())
         return self
 
@@ -230,9 +213,7 @@ class BatchSession:
         self._collector = None
         self._tasks.clear()
         self._save()
-        await self._http.aclose()
-        if self._owned_direct:
-            await self._direct.aclose()
+        await self.provider.aclose()
 
     def flush(self) -> None:
         """Close the current stage now: its parked calls are submitted at once."""
@@ -258,9 +239,10 @@ class BatchSession:
     async def cancel(self) -> int:
         """Cancel this run's batches in progress at the provider; return how many were asked.
 
-        OpenAI cancels whole batches (``POST /v1/batches/{id}/cancel``): a
-        batch stays ``cancelling`` for up to 10 minutes, then ``cancelled``,
-        with the lines already done in its output file
+        Providers cancel whole batches (the provider's ``cancel``). OpenAI
+        (``POST /v1/batches/{id}/cancel``): a batch stays ``cancelling`` for
+        up to 10 minutes, then ``cancelled``, with the lines already done in
+        its output file
         (https://platform.openai.com/docs/api-reference/batch/cancel). Their
         results come back to their calls as usual; the others come back as
         503 ``batch_cancelled``. A batch that ended meanwhile is left as it is.
@@ -271,18 +253,23 @@ class BatchSession:
             if batch_id is None or entry.get("status") in TERMINAL:
                 continue
             try:
-                await self._control.batches.cancel(str(batch_id))
+                await self.provider.cancel(str(batch_id))
                 asked += 1
-            except openai.APIStatusError as exc:  # ended meanwhile: its results stand
+            except Exception as exc:  # ended meanwhile, or refused: its results stand
                 log.info("batch %s: not cancelled (%s)", batch_id, error_text(exc))
         return asked
 
-    async def _retrieve(self, batch_id: str) -> Any:
+    async def _retrieve(self, batch_id: str) -> BatchStatus:
         """One poll of a batch; its ``request_counts`` kept for :meth:`progress`."""
-        found = await self._control.batches.retrieve(batch_id)
-        counts = getattr(found, "request_counts", None)
-        if counts is not None:
-            self._counts[batch_id] = (counts.completed + counts.failed, counts.total)
+        found = await self.provider.retrieve(batch_id)
+        counts = found.fields.get("request_counts")
+        if isinstance(counts, dict):
+            if "total" in counts:  # OpenAI: total, completed, failed
+                done = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
+                self._counts[batch_id] = (done, int(counts["total"] or 0))
+            else:  # Anthropic: processing, succeeded, errored, canceled, expired
+                total = sum(int(v or 0) for v in counts.values())
+                self._counts[batch_id] = (total - int(counts.get("processing") or 0), total)
         return found
 
     # --- the state file -------------------------------------------------------------
@@ -304,12 +291,8 @@ class BatchSession:
 
     # --- calls --------------------------------------------------------------------
 
-    async def _send_direct(self, request: Any) -> Any:
-        return await self._direct.send(request)
-
-    async def _send_unbatched(self, request: Any) -> Any:
+    def _count_direct(self) -> None:
         self.stats.requests_direct += 1
-        return await self._send_direct(request)
 
     async def _call(self, endpoint: str, body: dict[str, Any]) -> LineResult | None:
         """The result of one call: from a batch, or None to send it on its own."""
@@ -324,7 +307,7 @@ class BatchSession:
             self.stats.requests_resumed += 1
             future = self._wait_known(known, cid)
         else:
-            future = self._park(BatchRequest.make(cid, endpoint, body))
+            future = self._park(self.provider.request(cid, endpoint, body))
         result = await future
         if not result.ok:
             self.stats.lines_failed += 1
@@ -413,43 +396,39 @@ class BatchSession:
     async def _submit(
         self, part: list[BatchRequest], futures: dict[str, asyncio.Future[LineResult]]
     ) -> None:
-        """Upload one batch's file, record it, create it, and follow it to its results."""
+        """Upload one batch's requests if the provider takes that step, record it, create it.
+
+        Then follow it to its results.
+        """
         model, endpoint = part[0].model, part[0].endpoint
         tokens = sum(r.tokens for r in part)
         async with self._pool(model).hold(tokens):
             try:
                 with _stage(BATCH_UPLOAD_SPAN, model, len(part)):
-                    uploaded = await self._control.files.create(
-                        file=(
-                            f"lc-pipelines-{int(time.time())}.jsonl",
-                            input_file(part),
-                            "application/jsonl",
-                        ),
-                        purpose="batch",
-                    )
+                    uploaded = await self.provider.upload(part)
             except Exception as exc:  # every call of the part gets the failure
-                result = as_result(exc)
+                result = self.provider.as_result(exc)
                 for future in futures.values():
                     if not future.done():
                         future.set_result(result)
                 return
             entry: dict[str, Any] = {
                 "id": None,
-                "input_file_id": uploaded.id,
-                "status": "uploaded",
+                "provider": self.provider.name,
+                **uploaded,
+                "status": "uploaded" if uploaded else "recorded",
                 "endpoint": endpoint,
                 "model": model,
                 "requests": len(part),
                 "tokens": tokens,
                 "created_at": int(time.time()),
-                "output_file_id": None,
-                "error_file_id": None,
                 "custom_ids": [r.custom_id for r in part],
             }
             self._entries.append(entry)
             self._save()  # before the batch exists: a kill from here on pays no second one
             batch = TrackedBatch(entry)
             batch.held = batch.fresh = True
+            batch.part = part
             batch.waiters.update(futures)
             for cid in entry["custom_ids"]:
                 self._known[cid] = batch
@@ -472,36 +451,41 @@ class BatchSession:
             raise
         except Exception as exc:  # the waiting calls fail with it; a later call follows again
             log.warning("batch %s: %s", entry.get("id"), error_text(exc))
-            batch.fail(as_result(exc))
+            batch.fail(self.provider.as_result(exc))
         finally:
             batch.task = None
             batch.held = False
+            batch.part = None  # created or given up: its requests are no longer needed
 
     async def _run(self, batch: TrackedBatch) -> None:
         entry = batch.entry
         model, requests = str(entry.get("model") or ""), int(entry.get("requests") or 0)
         with _stage(BATCH_WAIT_SPAN, model, requests):
-            if entry.get("id") is None:
-                await self._create(entry, look_first=not batch.fresh)
+            if entry.get("id") is None and not batch.terminal:
+                await self._create(entry, batch.part, look_first=not batch.fresh)
+            if entry.get("id") is None:  # never created: its calls are sent again
+                batch.resolve({})
+                return
             if not batch.terminal:
                 record_batch(entry, await self._poll(str(entry["id"])))
                 self._save()
-        results: dict[str, LineResult] = {}
         with _stage(BATCH_DOWNLOAD_SPAN, model, requests):
-            for key in ("output_file_id", "error_file_id"):
-                if entry.get(key):
-                    content = await self._control.files.content(str(entry[key]))
-                    results.update(parse_results(content.content))
+            results = await self.provider.results(entry)
         batch.resolve(results)
 
-    async def _create(self, entry: dict[str, Any], *, look_first: bool) -> None:
-        """Create the batch of a recorded input file, unless the endpoint already has it.
+    async def _create(
+        self, entry: dict[str, Any], part: list[BatchRequest] | None, *, look_first: bool
+    ) -> None:
+        """Create the batch of a recorded entry, unless the endpoint already has it.
 
-        ``look_first``: the file was recorded by an earlier session, which may
+        ``look_first``: the entry was recorded by an earlier session, which may
         have created the batch before it was killed; retries always look first.
+        A batch whose requests the provider does not keep (``keeps_input``
+        False) and that an earlier session recorded but did not create is
+        marked ``expired``: its calls fail with a 503 and are sent again.
         """
         retrying = AsyncRetrying(
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(self.provider.is_transient),
             wait=wait_exponential_jitter(initial=1, max=30),
             stop=stop_after_attempt(5),
             reraise=True,
@@ -510,14 +494,14 @@ class BatchSession:
             with attempt:
                 found = None
                 if look_first or attempt.retry_state.attempt_number > 1:
-                    found = await self._find(entry)
+                    taken = {str(e["id"]) for e in self._entries if e.get("id")}
+                    found = await self.provider.find(entry, taken)
+                if found is None and part is None and not self.provider.keeps_input:
+                    entry.update(status="expired", errors="recorded, never created: sent again")
+                    self._save()
+                    return
                 if found is None:
-                    found = await self._create_client.batches.create(
-                        input_file_id=str(entry["input_file_id"]),
-                        endpoint=entry["endpoint"],
-                        completion_window=self.options.completion_window,  # type: ignore[arg-type]
-                        metadata=self.options.metadata or None,
-                    )
+                    found = await self.provider.create(entry, part, self.options.metadata)
                     self.stats.batches_created += 1
                     log.info(
                         "batch %s: %d requests of %s submitted",
@@ -528,22 +512,10 @@ class BatchSession:
                 record_batch(entry, found)
                 self._save()
 
-    async def _find(self, entry: dict[str, Any]) -> Any:
-        """The endpoint's batch made from ``entry``'s input file, or None."""
-        oldest = int(entry.get("created_at", 0)) - 3600  # clocks may differ
-        seen = 0
-        async for found in self._control.batches.list(limit=100):
-            if found.input_file_id == entry["input_file_id"]:
-                return found
-            seen += 1
-            if found.created_at < oldest or seen >= 100 * _LIST_PAGES:
-                break
-        return None
-
-    async def _poll(self, batch_id: str) -> Any:
+    async def _poll(self, batch_id: str) -> BatchStatus:
         retrying = AsyncRetrying(
-            retry=retry_if_result(lambda b: b.status not in TERMINAL)
-            | retry_if_exception(is_transient),
+            retry=retry_if_result(lambda b: not b.ended)
+            | retry_if_exception(self.provider.is_transient),
             wait=wait_exponential(
                 multiplier=max(self.options.poll_initial_s, 0.001),
                 max=self.options.poll_max_s,

@@ -104,20 +104,33 @@ class ModelPrice:
         """Return (input, cached input, cache write, output) at ``tier``, USD per 1M tokens.
 
         An unknown tier (OpenAI's ``"priority"``) is priced at the standard rates.
+        A cache write at the batch or flex tier gets that tier's input discount:
+        Anthropic's prompt-caching multipliers stack with its batch discount
+        (docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing).
         """
         write = self.input if self.cache_write_input is None else self.cache_write_input
         if tier == "batch":
-            return (self.batch_input, self.batch_cached_input, write, self.batch_output)
-        if tier == "flex":
             return (
-                self.batch_input if self.flex_input is None else self.flex_input,
+                self.batch_input,
+                self.batch_cached_input,
+                self._discounted(write, self.batch_input),
+                self.batch_output,
+            )
+        if tier == "flex":
+            flex_input = self.batch_input if self.flex_input is None else self.flex_input
+            return (
+                flex_input,
                 self.batch_cached_input
                 if self.flex_cached_input is None
                 else self.flex_cached_input,
-                write,
+                self._discounted(write, flex_input),
                 self.batch_output if self.flex_output is None else self.flex_output,
             )
         return (self.input, self.cached_input, write, self.output)
+
+    def _discounted(self, write: float, tier_input: float) -> float:
+        """The cache-write rate times the tier's input rate over the standard one."""
+        return write * tier_input / self.input if self.input else write
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ charge for; its advice is to raise the request timeout (its examples use
 :func:`flex_call` does that for one model call: it sends the call at the
 flex tier with the longer timeout; a refusal (a 429 or a timeout) is retried
 after a backoff while the item is within :attr:`FlexOptions.wait_s` of its
-first flex request, and past that the call goes at the standard tier. The
+first flex request, and past that the call goes at the standard tier, as do
+the item's later calls (a map-reduce's next chunks), without a flex try. The
 budgeted model uses it when built with ``flex=`` (:func:`with_budget`,
 :func:`~lc_async_pipelines.session.model_session`, ``pipelines run --lane
 flex``); the reply's ``response_metadata["service_tier"]`` (OpenAI echoes the
@@ -154,15 +155,19 @@ def _flex_request() -> Any:
         _IN_FLEX.reset(token)
 
 
-def _first_flex_request(options: FlexOptions) -> float:
-    """When the current item first tried flex (now, outside the runner or at its first call)."""
+def _first_flex_request(options: FlexOptions) -> tuple[float, bool]:
+    """When the current item first tried flex, and whether that is now (this call is its first).
+
+    Outside the runner (no item), every call is a first.
+    """
     log = history.current()
     now = options.clock()
     if log is None:
-        return now
+        return now, True
     if log.flex_started is None:
         log.flex_started = now
-    return log.flex_started
+        return now, True
+    return log.flex_started, False
 
 
 async def flex_call(
@@ -189,7 +194,9 @@ async def flex_call(
             does not serve goes to the caller, not to the standard tier).
     """
     flex_kwargs = {**kwargs, "service_tier": FLEX_TIER, "timeout": options.timeout_s}
-    started = _first_flex_request(options)
+    started, first = _first_flex_request(options)
+    if not first and options.clock() - started >= options.wait_s:
+        return await send(kwargs)  # the item's flex time is spent: no slow flex try now
     refusals = 0
     while True:
         try:

@@ -3,7 +3,7 @@ import logging
 import pytest
 
 from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME, EMBEDDED_SAMPLING
-from lc_async_pipelines.models import ModelSettings, make_chat_model
+from lc_async_pipelines.models import ModelSettings, describe, make_chat_model
 
 
 def test_empty_env_means_embedded(tmp_path):
@@ -132,8 +132,26 @@ def test_only_a_key_means_openai_default_and_the_description_names_its_source(tm
 def test_a_provider_whose_package_is_missing_is_a_configuration_error():
     from lc_async_pipelines.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="langchain-anthropic"):
-        make_chat_model(ModelSettings(model="anthropic:claude-x"))
+    # langchain-anthropic is in the dev extras now; langchain-cohere is not
+    with pytest.raises(ConfigurationError, match="langchain-cohere"):
+        make_chat_model(ModelSettings(model="cohere:command-r"))
+
+
+def test_an_anthropic_model_takes_its_key_and_endpoint_from_anthropic_variables(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("ANTHROPIC_API_KEY=sk-ant-from-file-0123\n")
+    environ = {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9/", "OPENAI_API_KEY": "sk-openai-0123"}
+    settings = ModelSettings.from_env(environ, env_file=env_file, model="anthropic:claude-x")
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == "sk-ant-from-file-0123"
+    line = describe(settings)
+    assert line == "model claude-x from provider anthropic at http://127.0.0.1:9/ (key from .env)"
+    model = make_chat_model(settings)
+    assert model.anthropic_api_key.get_secret_value() == "sk-ant-from-file-0123"
+    assert model.anthropic_api_url == "http://127.0.0.1:9/"
+    # an OpenAI model in the same environment keeps the OpenAI variables
+    openai_settings = ModelSettings.from_env(environ, env_file=env_file, model="gpt-4o-mini")
+    assert openai_settings.api_key.get_secret_value() == "sk-openai-0123"
 
 
 def test_bad_numbers_in_the_environment_name_the_variable():

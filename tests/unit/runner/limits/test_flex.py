@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 from langchain_core.messages import AIMessage
+from langchain_core.output_parsers import StrOutputParser
 
 from lc_async_pipelines import build_story_chain
 from lc_async_pipelines.errors import ConfigurationError
@@ -100,6 +101,23 @@ async def test_refused_flex_is_retried_with_backoff_then_sent_standard_after_fle
     assert budget.rate_limited == 0  # flex capacity is not the account's limit: no pause
 
 
+async def test_an_items_later_calls_past_its_flex_wait_go_standard_without_a_flex_try():
+    clock = Clock()
+    provider = Provider()
+
+    async def slow_standard(messages, **kwargs):
+        reply = await provider(messages, **kwargs)
+        clock.now += 5  # the standard answer takes 5 s: the item is past its flex wait
+        return reply
+
+    llm = with_budget(FnChatModel(fn=slow_standard), RateBudget(), flex=_options(clock, wait_s=10))
+    chain = llm | StrOutputParser() | llm  # two calls, one after the other
+    options = RunOptions(retry=RetryPolicy(max_retries=0))
+    [record] = [r async for r in run_items(chain, [Item("a", 1, "a fox")], options)]
+    assert [kw.get("service_tier") for kw in provider.sent] == ["flex"] * 4 + [None, None]
+    assert record.ok and record.calls == 2 and record.service_tier == "default"
+
+
 async def test_flex_answers_after_refusals_within_its_wait():
     clock = Clock()
     provider = Provider(refusals=2)
@@ -152,3 +170,16 @@ def test_only_a_429_inside_a_flex_request_is_flex_capacity():
 def test_bad_flex_options_are_refused(bad):
     with pytest.raises(ConfigurationError):
         FlexOptions(**bad)
+
+
+async def test_with_flex_none_is_the_same_model_at_the_standard_tier_on_the_same_budget():
+    clock = Clock()
+    provider = Provider()
+    budget = RateBudget()
+    flex = with_budget(FnChatModel(fn=provider), budget, flex=_options(clock, wait_s=60))
+    standard = flex.with_flex(None)
+    assert standard.flex is None and flex.flex is not None and standard.budget is budget
+    reply = await standard.ainvoke("a fox")
+    assert reply.response_metadata["service_tier"] == "default"
+    assert [kw.get("service_tier") for kw in provider.sent] == [None]
+    assert budget.requests_sent == 1
