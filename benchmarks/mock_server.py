@@ -40,7 +40,10 @@ it ends ``failed`` with ``errors``), stays ``in_progress`` for
 share of lines, which go to the error file (half as a 500 response, half with
 ``response: null``); a ``batch_expire_rate`` share of batches end ``expired``
 with half their lines done (rounded up) and the rest in the error file as
-``batch_expired``, as OpenAI reports lines a batch did not reach.
+``batch_expired``, as OpenAI reports lines a batch did not reach. With
+``batch_progress``, a batch's ``request_counts.completed`` grows evenly over
+``batch_delay_s`` as it is polled, and a cancelled batch has done the lines
+counted when it was cancelled (else half).
 
 Counters (requests, 429s, faults by kind) are at ``GET /stats``, with
 ``completed`` (answers served whole, status 200), ``completions_by_prompt``
@@ -99,6 +102,7 @@ class MockConfig:
     batch_delay_s: float = 0.0
     batch_fail_rate: float = 0.0
     batch_expire_rate: float = 0.0
+    batch_progress: bool = False
     flex_latency_factor: float = 3.0
     flex_unavailable_rate: float = 0.0
 
@@ -410,6 +414,8 @@ def create_app(config: MockConfig) -> Starlette:
         expire = status == "in_progress" and rng.random() < config.batch_expire_rate
         half = (len(lines) + 1) // 2  # an expired or cancelled batch reached half its lines
         reached = half if expire or status == "cancelling" else len(lines)
+        if status == "cancelling" and "_reached" in batch:  # batch_progress: as counted then
+            reached = min(len(lines), batch["_reached"])
         cut = "batch_expired" if expire else "batch_cancelled"
         for n, line in enumerate(lines):
             if n >= reached:
@@ -445,9 +451,20 @@ def create_app(config: MockConfig) -> Starlette:
         )
         batch[f"{final}_at"] = now
 
+    def lines_done(batch: dict[str, Any]) -> int:
+        """Lines an in-progress batch has done so far (batch_progress: evenly over the delay)."""
+        total = len(contents.get(batch["input_file_id"], b"").splitlines())
+        elapsed = time.monotonic() - batch["_started"]
+        share = min(1.0, elapsed / config.batch_delay_s) if config.batch_delay_s else 1.0
+        counts = {"total": total, "completed": int(total * share), "failed": 0}
+        batch["request_counts"] = counts
+        return counts["completed"]
+
     def advance(batch: dict[str, Any]) -> dict[str, Any]:
         if batch["status"] == "validating":
             batch.update(status="in_progress", in_progress_at=int(time.time()))
+        if config.batch_progress and batch["status"] == "in_progress":
+            lines_done(batch)
         if batch["status"] == "cancelling" or (
             batch["status"] == "in_progress"
             and time.monotonic() - batch["_started"] >= config.batch_delay_s
@@ -493,6 +510,8 @@ def create_app(config: MockConfig) -> Starlette:
         if batch is None:
             return not_found("batch")
         if batch["status"] in _BATCH_OPEN:
+            if config.batch_progress and batch["status"] == "in_progress":
+                batch["_reached"] = lines_done(batch)
             stats["batches_cancelled"] += 1
             batch.update(status="cancelling", cancelling_at=int(time.time()))
         return JSONResponse({k: v for k, v in batch.items() if not k.startswith("_")})
@@ -587,6 +606,12 @@ def main() -> None:
         help="share of batches that expire with half their lines done",
     )
     parser.add_argument(
+        "--batch-progress",
+        action="store_true",
+        help="a batch's request_counts grow evenly over --batch-delay-s; a cancelled batch "
+        "has done the lines counted then",
+    )
+    parser.add_argument(
         "--flex-latency-factor",
         type=float,
         default=3.0,
@@ -617,6 +642,7 @@ def main() -> None:
         batch_delay_s=args.batch_delay_s,
         batch_fail_rate=args.batch_fail_rate,
         batch_expire_rate=args.batch_expire_rate,
+        batch_progress=args.batch_progress,
         flex_latency_factor=args.flex_latency_factor,
         flex_unavailable_rate=args.flex_unavailable_rate,
     )

@@ -35,7 +35,7 @@ from lc_async_pipelines.runner.retry import RetryPolicy, is_transient
 if TYPE_CHECKING:
     from lc_async_pipelines.telemetry.instruments import Telemetry
 
-__all__ = ["run_items"]
+__all__ = ["run_item", "run_items"]
 
 
 def _fail(record: Record, exc: BaseException) -> None:
@@ -177,6 +177,24 @@ async def _run_item(
         _note_costs(record, costs)
         options.costs.finish(item, costs)
     return record
+
+
+async def run_item(
+    chain: Runnable[Any, Any],
+    item: Item,
+    options: RunOptions | None = None,
+    *,
+    config: RunnableConfig | None = None,
+) -> Record:
+    """Run one item as :func:`run_items` runs each, outside its window: its record.
+
+    For a caller with its own scheduling (the lanes of
+    :mod:`lc_async_pipelines.runner.lanes`): the same refusals, retries,
+    ``item_timeout_s``, metrics and pricing (``options.costs``: its
+    ``admit`` is not asked, the caller holds the cap). Every failure is an
+    error record; only cancellation is raised.
+    """
+    return await _run_item(chain, item, config or RunnableConfig(), options or RunOptions())
 
 
 async def _attempts(

@@ -44,6 +44,11 @@ class Record:
             ``"flex"``; ``"batch"`` through the Batch API); several joined by
             ``","`` in the order first seen (``"flex,default"``: some calls went
             standard); None when no reply said.
+        lane: the lane that did the item (``"batch"``, ``"flex"``, ``"standard"``:
+            :mod:`lc_async_pipelines.runner.lanes`); None outside a lanes run,
+            and then not written.
+        lane_saved_usd: its calls at the standard price minus ``cost_usd``, USD
+            (written with ``lane``).
         exception: the exception behind ``error``, for callers to match by
             class (never written to the records file).
     """
@@ -66,6 +71,8 @@ class Record:
     cache_saved_usd: float = 0.0
     batch_saved_usd: float = 0.0
     service_tier: str | None = None
+    lane: str | None = None
+    lane_saved_usd: float = 0.0
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -75,7 +82,7 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as written to the records file (no ``exception``)."""
-        return {
+        data = {
             "id": self.id,
             "line": self.line,
             "input": self.input,
@@ -95,6 +102,10 @@ class Record:
             "batch_saved_usd": round(self.batch_saved_usd, 9),
             "service_tier": self.service_tier,
         }
+        if self.lane is not None:  # only in a lanes run: other records keep their shape
+            data["lane"] = self.lane
+            data["lane_saved_usd"] = round(self.lane_saved_usd, 9)
+        return data
 
 
 def _jsonable(value: Any) -> Any:

@@ -56,6 +56,11 @@ PUBLIC = {
         "CSV_SNIFF_BYTES", "DEFAULT_FIELDS", "DEFAULT_MAX_ROW_BYTES", "FORMATS", "MAX_JSON_BYTES",
         "Item", "ItemReader", "count_items", "item_id_for", "read_items",
     ],
+    "lc_async_pipelines.runner.lanes": [
+        "BatchControl", "BatchLane", "Lane", "LaneEvent", "LaneKind", "LaneOptions", "LanePlan",
+        "LaneReport", "LaneRun", "LaneState", "Move", "RequestLane", "SharedCap", "cancel_margin",
+        "plan_lanes", "rank_lanes", "tick_for",
+    ],
     "lc_async_pipelines.runner.limits": [
         "BudgetRateLimiter", "BudgetRates", "BudgetStore", "BudgetedChatModel",
         "FlexOptions", "MemoryBudgetStore", "RateBudget", "RedisBudgetStore", "RedisRateBudget",
@@ -64,7 +69,8 @@ PUBLIC = {
     "lc_async_pipelines.runner.records": [
         "MANIFEST_FORMAT", "PARQUET_HINT", "PriorTotals", "RunFile", "RunManifest", "RunTotals",
         "TABLE_FORMATS", "TableInfo", "batches_path", "chain_fingerprint", "check_table_format",
-        "done_ids", "lock_holder", "lock_path", "manifest_path", "open_run", "prepare_resume",
+        "done_ids", "lanes_path", "lock_holder", "lock_path", "manifest_path", "open_run",
+        "prepare_resume",
         "records_path", "run_totals", "summary_path", "whole_run_summary", "write_atomic",
         "write_table",
     ],

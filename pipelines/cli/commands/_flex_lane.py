@@ -53,8 +53,9 @@ def add_lane_flags(group: Any) -> None:
 def check_lane_flags(args: argparse.Namespace) -> None:
     """--lane flex goes with neither --batch-api nor --engine ray; --flex-wait needs it."""
     if args.lane != "flex":
-        if args.flex_wait is not None:
-            fail_usage("--flex-wait goes with --lane flex")
+        lanes = getattr(args, "lanes", None) or ()  # --lanes ...,flex,...: its flex lane
+        if args.flex_wait is not None and "flex" not in lanes:
+            fail_usage("--flex-wait goes with --lane flex (or --lanes with flex)")
         return
     if args.batch_api:
         fail_usage("--lane flex: the calls go at the flex tier or through the Batch API, not both")

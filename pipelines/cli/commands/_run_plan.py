@@ -21,6 +21,7 @@ from lc_async_pipelines.cli._checks import (
     fail_usage,
     model_identity,
 )
+from lc_async_pipelines.cli._lanes_args import lanes_model_problem
 from lc_async_pipelines.cli._shared_limits import check_shared_services_reachable
 from lc_async_pipelines.cli.commands._flex_lane import check_lane_flags, check_lane_model
 
@@ -81,6 +82,9 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     model = model_identity(args, spec, settings)
     check_batch_model(args, settings)
+    lane_problem = lanes_model_problem(args, settings)
+    if lane_problem:
+        fail_usage(lane_problem)
     max_input_tokens = input_token_cap(args, spec, settings)  # a prompt over it: exit 2 here
 
     from lc_async_pipelines.runner import count_items

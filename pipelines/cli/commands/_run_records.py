@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lc_async_pipelines.runner import Record, RetryPolicy, RunOptions, RunSummary
     from lc_async_pipelines.runner.batch import BatchOptions
     from lc_async_pipelines.runner.costs import CostMeter
+    from lc_async_pipelines.runner.lanes import LaneRun, SharedCap
 
 __all__ = ["write_run_records"]
 
@@ -37,8 +38,9 @@ class _StartedRun:
     records: AsyncIterator[Record]
     where: str
     cache: Any = None
-    meter: CostMeter | None = None
+    meter: CostMeter | SharedCap | None = None
     batch_session: Any = None
+    lanes: LaneRun | None = None
 
 
 async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode:
@@ -77,10 +79,7 @@ async def write_run_records(args: argparse.Namespace, plan: RunPlan) -> ExitCode
     )
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(budget)  # Redis unreachable: exit 2 before any model
-        if args.engine == "ray":
-            started = _start_on_ray(args, plan, budget, options, retry)
-        else:
-            started = await _start_here(args, plan, stack, budget, options, config, batch)
+        started = await _start(args, plan, stack, budget, options, config, batch)
         settle_heap()  # the model stack is imported and built: what is left is per item
         print(f"pipelines: {plan.spec.name} on {started.where}", file=sys.stderr)
         try:
@@ -243,6 +242,38 @@ async def _start_here(
     return _StartedRun(records, where, session.cache, meter, session.batch)
 
 
+async def _start(
+    args: argparse.Namespace,
+    plan: RunPlan,
+    stack: AsyncExitStack,
+    budget: Any,
+    options: RunOptions,
+    config: RunnableConfig,
+    batch: BatchOptions | None,
+) -> _StartedRun:
+    """Start the run where it goes: Ray workers, lanes, or this process."""
+    if args.engine == "ray":
+        return _start_on_ray(args, plan, budget, options, options.retry)
+    if args.lanes:
+        return await _start_lanes(args, plan, stack, budget, options, config)
+    return await _start_here(args, plan, stack, budget, options, config, batch)
+
+
+async def _start_lanes(
+    args: argparse.Namespace,
+    plan: RunPlan,
+    stack: AsyncExitStack,
+    budget: Any,
+    options: RunOptions,
+    config: RunnableConfig,
+) -> _StartedRun:
+    """--lanes: each item to the cheapest lane that meets --deadline, one cap across lanes."""
+    from lc_async_pipelines.cli.commands._run_lanes import start_lanes
+
+    records, where, cache, run = await start_lanes(args, plan, stack, budget, options, config)
+    return _StartedRun(records, where, cache, run.cap, lanes=run)
+
+
 def _summary_extra(
     args: argparse.Namespace, plan: RunPlan, budget: Any, started: _StartedRun
 ) -> dict[str, Any]:
@@ -258,6 +289,9 @@ def _summary_extra(
         extra["cost_capped"] = started.meter.capped
     if started.batch_session is not None:
         extra["batch"] = started.batch_session.stats.as_dict()
+    if started.lanes is not None:
+        extra["lanes"] = started.lanes.report.as_dict()
+        print(f"pipelines: {started.lanes.report.describe()}", file=sys.stderr)
     return extra
 
 
@@ -310,7 +344,10 @@ def _report_table(plan: RunPlan) -> None:
 
 
 def _exit_code(
-    args: argparse.Namespace, signals: StopSignals, meter: CostMeter | None, summary: RunSummary
+    args: argparse.Namespace,
+    signals: StopSignals,
+    meter: CostMeter | SharedCap | None,
+    summary: RunSummary,
 ) -> ExitCode:
     """Stopped by a signal, stopped at --max-cost, some items failed, or all done."""
     if signals.exit_code is not None:

@@ -22,6 +22,8 @@ from lc_async_pipelines.cli._args import (
     positive_int,
     seconds,
 )
+from lc_async_pipelines.cli._checks import fail_usage
+from lc_async_pipelines.cli._lanes_args import deadline, lane_list, lanes_flags_problem
 from lc_async_pipelines.cli.commands._flex_lane import add_lane_flags
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
@@ -50,6 +52,8 @@ full disk: make room, run again), 130/143 stopped.
 Batch API and costs:
   pipelines run summary --input docs.jsonl --output out/s.jsonl --dry-run -m gpt-4o-mini
   pipelines run summary --input docs.jsonl --output out/s.jsonl --batch-api --max-cost 5
+  pipelines run summary --input docs.jsonl --output out/s.jsonl \\
+      --lanes batch,flex,standard --deadline 6h --max-cost 20 [--dry-run]
   pipelines run summary --input docs.jsonl --output out/s.jsonl -m gpt-5-mini \
       --lane flex --flex-wait 900
 """
@@ -80,6 +84,13 @@ def execute(args: argparse.Namespace) -> ExitCode:
     """Run ``pipelines run``: the estimate of --dry-run, or the checks and then the run."""
     if args.concurrency is None:
         args.concurrency = 10_000 if args.batch_api else 4
+    lane_problem = lanes_flags_problem(args)
+    if lane_problem:
+        fail_usage(lane_problem)
+    if args.dry_run and args.lanes:
+        from lc_async_pipelines.cli.commands._run_lanes import print_lanes_plan
+
+        return print_lanes_plan(args)
     if args.dry_run:
         from lc_async_pipelines.cli.commands._dry_run import print_dry_run_estimate
 
@@ -213,6 +224,21 @@ def _add_cost_flags(parser: argparse.ArgumentParser) -> None:
         "--max-enqueued-tokens",
         type=positive_int,
         help="your tier's Batch API enqueued-token limit per model",
+    )
+    costs.add_argument(
+        "--lanes",
+        type=lane_list,
+        metavar="LANES",
+        help="lanes items may take, e.g. batch,flex,standard: each item goes to the cheapest "
+        "lane expected to finish it by --deadline, and moves to a faster one when that "
+        "lane falls behind (docs/lanes.md)",
+    )
+    costs.add_argument(
+        "--deadline",
+        type=deadline,
+        metavar="WHEN",
+        help="with --lanes: when every item should be done: a duration from now (90s, 30m, "
+        "6h, 1d) or an ISO time (2026-12-07T09:00)",
     )
     costs.add_argument(
         "--prices", type=Path, help="price table JSON over the shipped one (USD per 1M tokens)"

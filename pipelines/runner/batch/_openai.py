@@ -42,7 +42,14 @@ def _status(batch: Any) -> BatchStatus:
         id=batch.id,
         status=batch.status,
         ended=batch.status in _TERMINAL,
-        fields={"output_file_id": batch.output_file_id, "error_file_id": batch.error_file_id},
+        fields={
+            "output_file_id": batch.output_file_id,
+            "error_file_id": batch.error_file_id,
+            # how far it got (lanes read it: BatchSession.progress)
+            "request_counts": (
+                batch.request_counts.model_dump(mode="json") if batch.request_counts else None
+            ),
+        },
         error=error,
     )
 

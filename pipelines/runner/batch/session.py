@@ -89,6 +89,7 @@ from lc_async_pipelines.runner.batch._files import (
     split_requests,
 )
 from lc_async_pipelines.runner.batch._jobs import (
+    TERMINAL,
     Parked,
     TokenPool,
     TrackedBatch,
@@ -177,6 +178,7 @@ class BatchSession:
         self._pools: dict[str, TokenPool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._collector: asyncio.Task[None] | None = None
+        self._counts: dict[str, tuple[int, int]] = {}  # batch id -> (lines ended, lines)
 
     @property
     def chat_model(self) -> BaseChatModel:
@@ -217,6 +219,58 @@ class BatchSession:
         """Close the current stage now: its parked calls are submitted at once."""
         self._flush_now = True
         self._wake.set()
+
+    def progress(self) -> tuple[int, int]:
+        """Lines ended (completed or failed) and lines, over this run's batches in progress.
+
+        As the provider's ``request_counts`` said at the last poll of each
+        batch not yet ended; ``(0, 0)`` when none is in progress or none was
+        polled yet.
+        """
+        ended = total = 0
+        for entry in self._entries:
+            batch_id = entry.get("id")
+            if batch_id is None or entry.get("status") in TERMINAL:
+                continue
+            done, lines = self._counts.get(str(batch_id), (0, int(entry.get("requests") or 0)))
+            ended, total = ended + done, total + lines
+        return ended, total
+
+    async def cancel(self) -> int:
+        """Cancel this run's batches in progress at the provider; return how many were asked.
+
+        Providers cancel whole batches (the provider's ``cancel``). OpenAI
+        (``POST /v1/batches/{id}/cancel``): a batch stays ``cancelling`` for
+        up to 10 minutes, then ``cancelled``, with the lines already done in
+        its output file
+        (https://platform.openai.com/docs/api-reference/batch/cancel). Their
+        results come back to their calls as usual; the others come back as
+        503 ``batch_cancelled``. A batch that ended meanwhile is left as it is.
+        """
+        asked = 0
+        for entry in self._entries:
+            batch_id = entry.get("id")
+            if batch_id is None or entry.get("status") in TERMINAL:
+                continue
+            try:
+                await self.provider.cancel(str(batch_id))
+                asked += 1
+            except Exception as exc:  # ended meanwhile, or refused: its results stand
+                log.info("batch %s: not cancelled (%s)", batch_id, error_text(exc))
+        return asked
+
+    async def _retrieve(self, batch_id: str) -> BatchStatus:
+        """One poll of a batch; its ``request_counts`` kept for :meth:`progress`."""
+        found = await self.provider.retrieve(batch_id)
+        counts = found.fields.get("request_counts")
+        if isinstance(counts, dict):
+            if "total" in counts:  # OpenAI: total, completed, failed
+                done = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
+                self._counts[batch_id] = (done, int(counts["total"] or 0))
+            else:  # Anthropic: processing, succeeded, errored, canceled, expired
+                total = sum(int(v or 0) for v in counts.values())
+                self._counts[batch_id] = (total - int(counts.get("processing") or 0), total)
+        return found
 
     # --- the state file -------------------------------------------------------------
 
@@ -468,4 +522,4 @@ class BatchSession:
             ),
             reraise=True,
         )
-        return await retrying(self.provider.retrieve, batch_id)
+        return await retrying(self._retrieve, batch_id)

@@ -37,6 +37,7 @@ from lc_async_pipelines.runner.records.manifest import (
 from lc_async_pipelines.runner.records.paths import (
     TABLE_FORMATS,
     batches_path,
+    lanes_path,
     lock_path,
     manifest_path,
     records_path,
@@ -65,6 +66,7 @@ __all__ = [
     "chain_fingerprint",
     "check_table_format",
     "done_ids",
+    "lanes_path",
     "lock_holder",
     "lock_path",
     "manifest_path",

@@ -2,7 +2,8 @@
 
 ``OUTPUT.manifest.json`` (the run), ``OUTPUT.lock`` (the session writing it),
 ``OUTPUT.summary.json`` (the whole run's totals), ``OUTPUT.batches.json``
-(the Batch API's batches) and ``PATH.tmp`` (a file being replaced). When
+(the Batch API's batches), ``OUTPUT.lanes.json`` (the items a lanes run
+gave to its batch lane) and ``PATH.tmp`` (a file being replaced). When
 ``OUTPUT`` is a table (``.csv``, ``.parquet``), the records it is made from
 are kept beside it in ``OUTPUT.records.jsonl``.
 """
@@ -15,6 +16,7 @@ __all__ = [
     "SIDECARS",
     "TABLE_FORMATS",
     "batches_path",
+    "lanes_path",
     "lock_path",
     "manifest_path",
     "records_path",
@@ -22,7 +24,7 @@ __all__ = [
     "summary_path",
 ]
 
-SIDECARS = (".records.jsonl", ".manifest.json", ".summary.json", ".batches.json")
+SIDECARS = (".records.jsonl", ".manifest.json", ".summary.json", ".batches.json", ".lanes.json")
 """The files beside ``OUTPUT`` that belong to its run (moved aside with it on restart)."""
 
 TABLE_FORMATS = (".csv", ".parquet")
@@ -63,3 +65,8 @@ def summary_path(output: Path) -> Path:
 def batches_path(output: Path) -> Path:
     """Return where the batches of the run writing ``output`` are kept: ``OUTPUT.batches.json``."""
     return output.with_name(output.name + ".batches.json")
+
+
+def lanes_path(output: Path) -> Path:
+    """Return where a lanes run keeps the items it gave its batch lane: ``OUTPUT.lanes.json``."""
+    return output.with_name(output.name + ".lanes.json")
