@@ -101,11 +101,17 @@ def lanes_flags_problem(args: argparse.Namespace) -> str | None:
 
 def lanes_model_problem(args: argparse.Namespace, settings: Any) -> str | None:
     """Why the model of ``settings`` cannot run ``--lanes`` (batch, flex: OpenAI's), or None."""
-    if getattr(args, "lanes", None) and settings.uses_embedded:
+    lanes = getattr(args, "lanes", None) or ()
+    if settings.uses_embedded:
         for lane in ("batch", "flex"):
-            if lane in args.lanes:
+            if lane in lanes:
                 return (
                     f"--lanes {lane}: the embedded model has no {lane} tier; "
                     "use an OpenAI endpoint, or --lanes standard"
                 )
+    if "flex" in lanes and settings.provider not in (None, "openai"):
+        return (
+            f"--lanes flex: {settings.model} is not an OpenAI model; flex is OpenAI's "
+            "service_tier (give -m openai:MODEL or drop flex from --lanes)"
+        )
     return None

@@ -54,7 +54,7 @@ Batch API and costs:
   pipelines run summary --input docs.jsonl --output out/s.jsonl --batch-api --max-cost 5
   pipelines run summary --input docs.jsonl --output out/s.jsonl \\
       --lanes batch,flex,standard --deadline 6h --max-cost 20 [--dry-run]
-  pipelines run summary --input docs.jsonl --output out/s.jsonl -m gpt-5-mini \
+  pipelines run summary --input docs.jsonl --output out/s.jsonl -m gpt-5-mini \\
       --lane flex --flex-wait 900
 """
 

@@ -44,6 +44,10 @@ def _run(tmp_path, capsys, *extra):
         (["--lanes", "batch", "--deadline", "1h", "--stream"], "drop --stream"),
         (["--lanes", "flex", "--deadline", "1h", "--lane", "flex"], "give one of them"),
         (["--lanes", "batch,standard", "--deadline", "1h", "--embedded"], "no batch tier"),
+        (
+            ["--lanes", "flex,standard", "--deadline", "1h", "-m", "anthropic:claude-x"],
+            "not an OpenAI model",
+        ),
     ],
 )
 def test_a_careless_lanes_value_is_one_line_and_exit_2(tmp_path, capsys, extra, says) -> None:
