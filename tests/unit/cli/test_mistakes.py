@@ -208,3 +208,19 @@ def test_a_trace_url_where_no_collector_answers_is_one_line_before_anything_runs
     code, err = run(tmp_path, capsys, *argv, "--trace", f"http://127.0.0.1:{port}")
     assert code == 2
     assert f"--trace http://127.0.0.1:{port}: no collector answers there" in err
+
+
+@pytest.mark.parametrize("batch", [[], ["--batch-api"]])
+def test_an_anthropic_model_without_its_key_is_one_line_before_any_item(
+    tmp_path, capsys, monkeypatch, batch
+):
+    # the anthropic client raised a TypeError at the first request: a traceback with
+    # --batch-api, every item an error record without
+    pytest.importorskip("langchain_anthropic")
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    docs = rows(tmp_path)
+    argv = ["run", "summary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, "-m", "anthropic:claude-haiku-4-5", *batch)
+    assert code == 2
+    assert "anthropic:claude-haiku-4-5" in err and "ANTHROPIC_API_KEY" in err
