@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lc_async_pipelines._text import did_you_mean
 from lc_async_pipelines.cli._checks import (
     chain_input_shape,
+    check_model_key,
     check_paths,
     fail_usage,
     model_identity,
@@ -82,7 +83,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     model = model_identity(args, spec, settings)
     check_batch_model(args, settings)
     if not spec.owns_model:
-        _check_model_key(settings)
+        check_model_key(settings)
     max_input_tokens = input_token_cap(args, spec, settings)  # a prompt over it: exit 2 here
 
     from lc_async_pipelines.runner import count_items
@@ -414,12 +415,6 @@ def check_batch_model(args: argparse.Namespace, settings: ModelSettings) -> None
     check_lane_model(args, settings)
     if args.batch_api and settings.uses_embedded:
         fail_usage(_NO_BATCH_EMBEDDED + (" (drop --embedded)" if args.embedded else ""))
-
-
-def _check_model_key(settings: ModelSettings) -> None:
-    """An ``anthropic:`` model needs ANTHROPIC_API_KEY: its client fails each call without one."""
-    if settings.provider == "anthropic" and not settings.api_key:
-        fail_usage(f"-m {settings.model}: no key; set ANTHROPIC_API_KEY (environment or .env)")
 
 
 def load_price_table(args: argparse.Namespace, settings: Any) -> Any:

@@ -224,3 +224,14 @@ def test_an_anthropic_model_without_its_key_is_one_line_before_any_item(
     code, err = run(tmp_path, capsys, *argv, "-m", "anthropic:claude-haiku-4-5", *batch)
     assert code == 2
     assert "anthropic:claude-haiku-4-5" in err and "ANTHROPIC_API_KEY" in err
+
+
+@pytest.mark.parametrize("command", [["invoke", "summary", "some text"], ["serve", "--port", "1"]])
+def test_invoke_and_serve_of_an_anthropic_model_without_its_key_say_so(
+    tmp_path, capsys, monkeypatch, command
+):
+    pytest.importorskip("langchain_anthropic")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    code, err = run(tmp_path, capsys, *command, "-m", "anthropic:claude-haiku-4-5")
+    assert code == 2 and "ANTHROPIC_API_KEY" in err
