@@ -140,3 +140,16 @@ async def test_a_dry_run_prices_each_call_at_its_own_tier_not_the_runs_total(tab
     expected = (estimate.input_tokens * 3 + estimate.output_tokens * 15) / M
     assert estimate.cost_usd == pytest.approx(expected, rel=1e-3)
     assert estimate.standard_cost_usd == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_prices_file_keyed_as_the_run_spells_the_model_prices_its_replies(tmp_path):
+    # -m anthropic:claude-haiku-4-5: its replies (and the dry run) name claude-haiku-4-5;
+    # a file keyed "anthropic:claude-haiku-4-5" was ignored for genai-prices' figures
+    path = tmp_path / "mine.json"
+    entry = {"input": 100, "output": 200}
+    path.write_text(json.dumps({"models": {"anthropic:claude-haiku-4-5": entry}}))
+    table = load_prices(path)
+    for name in ("claude-haiku-4-5", "anthropic:claude-haiku-4-5"):
+        price = table.price_of(name)
+        assert price.catalog is None and (price.input, price.output) == (100, 200)
+    assert table.price_of("claude-sonnet-4-5").catalog is not None  # the others: genai-prices
