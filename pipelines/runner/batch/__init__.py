@@ -16,6 +16,7 @@ from lc_async_pipelines.runner.batch.options import (
     BatchLimits,
     BatchOptions,
     BatchStats,
+    batches_in_flight,
 )
 from lc_async_pipelines.runner.batch.provider import (
     BatchProvider,
@@ -37,6 +38,7 @@ __all__ = [
     "BatchStats",
     "BatchStatus",
     "LineResult",
+    "batches_in_flight",
     "batches_path",
     "provider_for",
 ]

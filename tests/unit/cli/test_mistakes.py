@@ -235,3 +235,21 @@ def test_invoke_and_serve_of_an_anthropic_model_without_its_key_say_so(
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     code, err = run(tmp_path, capsys, *command, "-m", "anthropic:claude-haiku-4-5")
     assert code == 2 and "ANTHROPIC_API_KEY" in err
+
+
+def test_a_batch_left_in_flight_is_not_sent_again_per_request(tmp_path, capsys):
+    # killed while its batch ran, then the same command without --batch-api: the 20
+    # items were sent at the standard price while the batch (paid once it ends) was lost
+    docs = rows(tmp_path)
+    entry = {"id": "msgbatch_1", "provider": "anthropic", "status": "in_progress",
+             "custom_ids": ["a-0"]}  # fmt: skip
+    state = tmp_path / "o.jsonl.batches.json"
+    state.write_text(json.dumps({"format": 1, "batches": [entry]}))
+    argv = ["run", "summary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv)
+    assert code == 2 and "1 batch(es)" in err and "--batch-api" in err
+    from lc_async_pipelines.runner.batch import batches_in_flight
+
+    entry["status"] = "ended"  # collected or not, nothing more is paid: a resume may go on
+    state.write_text(json.dumps({"format": 1, "batches": [entry]}))
+    assert batches_in_flight(state) == 0
