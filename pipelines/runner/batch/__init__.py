@@ -16,7 +16,6 @@ from lc_async_pipelines.runner.batch.options import (
     BatchLimits,
     BatchOptions,
     BatchStats,
-    batches_in_flight,
 )
 from lc_async_pipelines.runner.batch.provider import (
     BatchProvider,
@@ -25,7 +24,7 @@ from lc_async_pipelines.runner.batch.provider import (
     LineResult,
 )
 from lc_async_pipelines.runner.batch.providers import provider_for
-from lc_async_pipelines.runner.batch.session import BatchSession
+from lc_async_pipelines.runner.batch.session import BatchSession, batches_in_flight
 from lc_async_pipelines.runner.records.paths import batches_path
 
 __all__ = [

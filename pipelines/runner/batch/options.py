@@ -10,13 +10,7 @@ from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.batch._files import BatchLimits
 from lc_async_pipelines.runner.checks import check_number
 
-__all__ = [
-    "BATCH_STATE_FORMAT",
-    "BatchLimits",
-    "BatchOptions",
-    "BatchStats",
-    "batches_in_flight",
-]
+__all__ = ["BATCH_STATE_FORMAT", "BatchLimits", "BatchOptions", "BatchStats"]
 
 BATCH_STATE_FORMAT = 1
 """Version of the ``OUTPUT.batches.json`` layout."""
@@ -94,19 +88,3 @@ class BatchStats:
     def as_dict(self) -> dict[str, int]:
         """Return the counters as a dict."""
         return dict(self.__dict__)
-
-
-def batches_in_flight(path: Path) -> int:
-    """Return how many batches ``path`` (an ``OUTPUT.batches.json``) records as not yet ended.
-
-    Such a batch is submitted, so paid for once it ends: only a run with the
-    batch API collects it (0 when ``path`` does not exist).
-
-    Raises:
-        ConfigurationError: not a batches file of this version.
-    """
-    from lc_async_pipelines.runner.batch._jobs import TERMINAL, read_state  # it imports this
-
-    if not path.is_file():
-        return 0
-    return sum(entry.get("status") not in TERMINAL for entry in read_state(path))
