@@ -20,6 +20,7 @@ __all__ = [
     "UsageError",
     "chain_input_shape",
     "check_collector",
+    "check_model_key",
     "check_name_lengths",
     "check_paths",
     "check_regular_file",
@@ -221,6 +222,16 @@ def chain_input_shape(
         )
         return True, [str(r) for r in schema.get("required", [])], reads
     return False, [], None
+
+
+def check_model_key(settings: ModelSettings) -> None:
+    """An ``anthropic:`` model needs ANTHROPIC_API_KEY: its client fails each call without one.
+
+    Raises:
+        UsageError: the model is ``anthropic:`` and no key is set (exit 2).
+    """
+    if settings.provider == "anthropic" and not settings.api_key:
+        fail_usage(f"-m {settings.model}: no key; set ANTHROPIC_API_KEY (environment or .env)")
 
 
 def model_identity(args: argparse.Namespace, spec: PipelineSpec, settings: ModelSettings) -> str:

@@ -63,7 +63,9 @@ def row_of(record: dict[str, Any], number: int) -> dict[str, Any]:
 
     Keys: ``n`` (1-based), ``id``, ``line`` (in the input), ``input``,
     ``output`` (text; structured output as JSON), ``error`` (``"Class:
-    message"`` or None), ``attempts``, ``latency_s``, ``ttft_s``, ``cost_usd``, ``tokens``.
+    message"`` or None), ``attempts``, ``latency_s``, ``ttft_s``, ``cost_usd``, ``tokens``,
+    ``service_tier`` (the tier that answered: ``"flex"``, ``"batch"``, ``"flex,default"``
+    when an item's calls went both ways; None when the provider named none).
     """
     error = record.get("error")
     usage = record.get("usage")
@@ -79,6 +81,7 @@ def row_of(record: dict[str, Any], number: int) -> dict[str, Any]:
         "ttft_s": record.get("ttft_s"),
         "cost_usd": record.get("cost_usd"),
         "tokens": usage.get("total_tokens") if isinstance(usage, dict) else None,
+        "service_tier": record.get("service_tier"),
     }
 
 

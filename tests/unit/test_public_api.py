@@ -44,7 +44,7 @@ PUBLIC = {
     ],
     "lc_async_pipelines.runner.batch": [
         "BATCH_STATE_FORMAT", "BatchLimits", "BatchOptions", "BatchProvider", "BatchRequest",
-        "BatchSession", "BatchStats", "BatchStatus", "LineResult", "batches_path", "provider_for",
+        "BatchSession", "BatchStats", "BatchStatus", "LineResult", "batches_in_flight", "batches_path", "provider_for",
     ],
     "lc_async_pipelines.runner.caches": ["RedisCache", "SQLiteCache", "open_cache", "with_cache"],
     "lc_async_pipelines.runner.costs": [

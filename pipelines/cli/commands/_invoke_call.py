@@ -8,6 +8,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from lc_async_pipelines.cli._checks import check_model_key
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ async def call_once(
     from lc_async_pipelines.session import model_session
 
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    if not spec.owns_model:
+        check_model_key(settings)
     retry = RetryPolicy(max_retries=args.max_retries)
     async with model_session(settings, retry=retry) as session:
         chain = spec.build(session.llm, **options)

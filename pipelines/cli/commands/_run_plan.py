@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lc_async_pipelines._text import did_you_mean
 from lc_async_pipelines.cli._checks import (
     chain_input_shape,
+    check_model_key,
     check_paths,
     fail_usage,
     model_identity,
@@ -85,6 +86,9 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     lane_problem = lanes_model_problem(args, settings)
     if lane_problem:
         fail_usage(lane_problem)
+    _check_batches_in_flight(args)
+    if not spec.owns_model:
+        check_model_key(settings)
     max_input_tokens = input_token_cap(args, spec, settings)  # a prompt over it: exit 2 here
 
     from lc_async_pipelines.runner import count_items
@@ -416,6 +420,24 @@ def check_batch_model(args: argparse.Namespace, settings: ModelSettings) -> None
     check_lane_model(args, settings)
     if args.batch_api and settings.uses_embedded:
         fail_usage(_NO_BATCH_EMBEDDED + (" (drop --embedded)" if args.embedded else ""))
+
+
+def _check_batches_in_flight(args: argparse.Namespace) -> None:
+    """Without a batch lane, a batch a killed run left in flight would be paid for twice."""
+    if args.batch_api or args.restart or "batch" in (getattr(args, "lanes", None) or ()):
+        return  # --lanes batch,... waits on it too (OUTPUT.lanes.json)
+    from lc_async_pipelines.runner.records.paths import batches_path
+
+    path = batches_path(args.output)
+    if not path.is_file():  # the usual case: no import of the batch layer's SDKs
+        return
+    from lc_async_pipelines.runner.batch import batches_in_flight
+
+    if count := batches_in_flight(path):
+        fail_usage(
+            f"--output {args.output}: {count} batch(es) of an earlier session still in flight "
+            f"({path}); add --batch-api to collect them, or --restart to start over"
+        )
 
 
 def load_price_table(args: argparse.Namespace, settings: Any) -> Any:

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from lc_async_pipelines.cli._args import add_model_flags, add_trace_flag, number, positive_int
-from lc_async_pipelines.cli._checks import chain_input_shape, fail_usage
+from lc_async_pipelines.cli._checks import chain_input_shape, check_model_key, fail_usage
 from lc_async_pipelines.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def serve_pipelines(args: argparse.Namespace) -> ExitCode:
 
     specs = _served_pipelines(args.pipeline)
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    check_model_key(settings)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("lc_async_pipelines").setLevel(logging.INFO)
     service_settings = ServiceSettings.from_env()

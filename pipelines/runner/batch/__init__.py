@@ -24,7 +24,7 @@ from lc_async_pipelines.runner.batch.provider import (
     LineResult,
 )
 from lc_async_pipelines.runner.batch.providers import provider_for
-from lc_async_pipelines.runner.batch.session import BatchSession
+from lc_async_pipelines.runner.batch.session import BatchSession, batches_in_flight
 from lc_async_pipelines.runner.records.paths import batches_path
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "BatchStats",
     "BatchStatus",
     "LineResult",
+    "batches_in_flight",
     "batches_path",
     "provider_for",
 ]

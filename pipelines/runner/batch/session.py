@@ -67,6 +67,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -106,7 +107,7 @@ from lc_async_pipelines.telemetry.names import (
     BATCH_WAIT_SPAN,
 )
 
-__all__ = ["BatchSession"]
+__all__ = ["BatchSession", "batches_in_flight"]
 
 _IDLE_TICK_S = 0.25  # how often a stage waiting to close looks at the process's CPU
 _BUSY_CPU = 0.5  # share of one core above which the process is still at work
@@ -523,3 +524,17 @@ class BatchSession:
             reraise=True,
         )
         return await retrying(self._retrieve, batch_id)
+
+
+def batches_in_flight(path: Path) -> int:
+    """Return how many batches ``path`` (an ``OUTPUT.batches.json``) records as not yet ended.
+
+    Such a batch is submitted, so paid for once it ends: only a run with the
+    batch API collects it (0 when ``path`` does not exist).
+
+    Raises:
+        ConfigurationError: not a batches file of this version.
+    """
+    if not path.is_file():
+        return 0
+    return sum(entry.get("status") not in TERMINAL for entry in read_state(path))

@@ -57,6 +57,10 @@ _PROVIDER_IDS = {
 }
 
 _PER = 1_000_000
+# Rates are read from a call this small, under every tier threshold genai-prices has
+# (Claude Sonnet 4.5's 200K, Gemini's 128K/200K input tokens), then scaled to 1M:
+# a call of 1M tokens would be priced at the long-context tier.
+_SAMPLE = 1_000
 
 
 @dataclass(frozen=True)
@@ -106,10 +110,10 @@ def catalog_model(name: str, provider: str | None = None) -> CatalogModel | None
     sources: dict[str, str] = {}
     for tier in ("standard", "batch", "flex"):
         per_token = [
-            catalog_cost(ref, {"input_tokens": _PER, **extra}, tier)
-            for extra in ({}, {"cache_read": _PER}, {"cache_creation": _PER})
+            catalog_cost(ref, {"input_tokens": _SAMPLE, **extra}, tier) * _PER / _SAMPLE
+            for extra in ({}, {"cache_read": _SAMPLE}, {"cache_creation": _SAMPLE})
         ]
-        output = catalog_cost(ref, {"output_tokens": _PER}, tier)
+        output = catalog_cost(ref, {"output_tokens": _SAMPLE}, tier) * _PER / _SAMPLE
         rates[tier] = (per_token[0], per_token[1], per_token[2], output)
         sources[tier] = _tier_source(ref, tier)
     return CatalogModel(name, ref.provider, ref.model_id, rates, sources)

@@ -22,7 +22,7 @@ from pydantic import PrivateAttr
 from lc_async_pipelines._text import CHARS_PER_TOKEN, estimate_tokens
 from lc_async_pipelines.errors import RowError
 from lc_async_pipelines.runner.costs.meter import CostMeter
-from lc_async_pipelines.runner.costs.prices import PriceTable, usage_cost
+from lc_async_pipelines.runner.costs.prices import PriceTable
 from lc_async_pipelines.runner.inputs import Item
 from lc_async_pipelines.runner.loop import run_items
 from lc_async_pipelines.runner.options import RunOptions
@@ -287,9 +287,8 @@ async def estimate_run(
         estimate.input_tokens += record.usage.get("input_tokens", 0)
         estimate.output_tokens += record.usage.get("output_tokens", 0)
     estimate.cost_usd = None if meter.unpriced else meter.session_usd
-    usage = {"input_tokens": estimate.input_tokens, "output_tokens": estimate.output_tokens}
-    price = prices.price_of(model)
-    estimate.standard_cost_usd = None if price is None else usage_cost(price, usage)
+    # per call, as the run's total would cross a long-context threshold no call does
+    estimate.standard_cost_usd = None if meter.unpriced else meter.standard_usd
     minutes = []
     if rpm:
         minutes.append(estimate.calls / rpm)

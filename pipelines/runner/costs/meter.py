@@ -52,11 +52,12 @@ def item_text(value: str | dict[str, Any]) -> str:
 
 @dataclass
 class CallPrice:
-    """What one call cost, and what its cache hit or batch price saved, USD."""
+    """What one call cost, what its cache hit or batch price saved, and its standard price, USD."""
 
     cost: float | None
     cache_saved: float = 0.0
     batch_saved: float = 0.0
+    standard: float = 0.0
 
 
 class ItemCosts(ItemCostCounter):
@@ -168,6 +169,8 @@ class CostMeter:
         session_usd: spent by this session's calls, USD.
         cache_saved_usd: saved by LLM cache hits in this session, USD.
         batch_saved_usd: saved by the batch price in this session, USD.
+        standard_usd: this session's calls, each at the standard tier, USD (an
+            LLM cache hit counts 0).
         unpriced: models seen without a price.
         capped: True once an item was refused for the cap with none in flight.
 
@@ -187,6 +190,7 @@ class CostMeter:
     session_usd: float = field(init=False, default=0.0)
     cache_saved_usd: float = field(init=False, default=0.0)
     batch_saved_usd: float = field(init=False, default=0.0)
+    standard_usd: float = field(init=False, default=0.0)
     unpriced: set[str] = field(init=False, default_factory=set)
     capped: bool = field(init=False, default=False)
     _reserved: dict[str, tuple[float, float]] = field(init=False, default_factory=dict)
@@ -276,12 +280,14 @@ class CostMeter:
             return CallPrice(0.0, cache_saved=would)
         standard = usage_cost(price, usage)
         cost = standard if tier == "standard" else usage_cost(price, usage, tier=tier)
-        return CallPrice(cost, batch_saved=standard - cost if tier == "batch" else 0.0)
+        saved = standard - cost if tier == "batch" else 0.0
+        return CallPrice(cost, batch_saved=saved, standard=standard)
 
     def _spend(self, item_id: str, price: CallPrice) -> None:
         self.session_usd += price.cost or 0.0
         self.cache_saved_usd += price.cache_saved
         self.batch_saved_usd += price.batch_saved
+        self.standard_usd += price.standard
         if item_id in self._reserved:
             estimate, spent = self._reserved[item_id]
             self._reserved[item_id] = (estimate, spent + (price.cost or 0.0))

@@ -159,18 +159,21 @@ class PriceTable:
 
         Tried in order: the name as given; without a ``provider:`` prefix
         (``openai:gpt-4o``); without a snapshot date (``gpt-4o-mini-2024-07-18``
-        is priced as ``gpt-4o-mini`` unless the table lists the snapshot);
-        then, with ``catalog``, genai-prices (its own matching, the prefix as
-        the provider: ``anthropic:claude-haiku-4-5``).
+        is priced as ``gpt-4o-mini`` unless the table lists the snapshot); a
+        name the table lists with a prefix (a reply names ``claude-haiku-4-5``,
+        the table ``anthropic:claude-haiku-4-5``, as ``-m`` spells it); then,
+        with ``catalog``, genai-prices (its own matching, the prefix as the
+        provider: ``anthropic:claude-haiku-4-5``).
         """
         if not model:
             return None
-        for name in (model, model.split(":", 1)[-1]):
+        bare = model.split(":", 1)[-1]
+        for name in (model, bare, _DATED.sub("", model), _DATED.sub("", bare)):
             if name in self.models:
                 return self.models[name]
-            undated = _DATED.sub("", name)
-            if undated in self.models:
-                return self.models[undated]
+        for key, price in self.models.items():
+            if ":" in key and key.split(":", 1)[1] in (bare, _DATED.sub("", bare)):
+                return price
         if not self.catalog:
             return None
         if model not in self._found:

@@ -208,3 +208,66 @@ def test_a_trace_url_where_no_collector_answers_is_one_line_before_anything_runs
     code, err = run(tmp_path, capsys, *argv, "--trace", f"http://127.0.0.1:{port}")
     assert code == 2
     assert f"--trace http://127.0.0.1:{port}: no collector answers there" in err
+
+
+@pytest.mark.parametrize("batch", [[], ["--batch-api"]])
+def test_an_anthropic_model_without_its_key_is_one_line_before_any_item(
+    tmp_path, capsys, monkeypatch, batch
+):
+    # the anthropic client raised a TypeError at the first request: a traceback with
+    # --batch-api, every item an error record without
+    pytest.importorskip("langchain_anthropic")
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    docs = rows(tmp_path)
+    argv = ["run", "summary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv, "-m", "anthropic:claude-haiku-4-5", *batch)
+    assert code == 2
+    assert "anthropic:claude-haiku-4-5" in err and "ANTHROPIC_API_KEY" in err
+
+
+@pytest.mark.parametrize("command", [["invoke", "summary", "some text"], ["serve", "--port", "1"]])
+def test_invoke_and_serve_of_an_anthropic_model_without_its_key_say_so(
+    tmp_path, capsys, monkeypatch, command
+):
+    pytest.importorskip("langchain_anthropic")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    code, err = run(tmp_path, capsys, *command, "-m", "anthropic:claude-haiku-4-5")
+    assert code == 2 and "ANTHROPIC_API_KEY" in err
+
+
+def test_a_batch_left_in_flight_is_not_sent_again_per_request(tmp_path, capsys):
+    # killed while its batch ran, then the same command without --batch-api: the 20
+    # items were sent at the standard price while the batch (paid once it ends) was lost
+    docs = rows(tmp_path)
+    entry = {"id": "msgbatch_1", "provider": "anthropic", "status": "in_progress",
+             "custom_ids": ["a-0"]}  # fmt: skip
+    state = tmp_path / "o.jsonl.batches.json"
+    state.write_text(json.dumps({"format": 1, "batches": [entry]}))
+    argv = ["run", "summary", "--input", str(docs), "--output", str(tmp_path / "o.jsonl")]
+    code, err = run(tmp_path, capsys, *argv)
+    assert code == 2 and "1 batch(es)" in err and "--batch-api" in err
+    from lc_async_pipelines.runner.batch import batches_in_flight
+
+    entry["status"] = "ended"  # collected or not, nothing more is paid: a resume may go on
+    state.write_text(json.dumps({"format": 1, "batches": [entry]}))
+    assert batches_in_flight(state) == 0
+
+
+def test_a_batch_left_in_flight_is_waited_on_by_a_batch_lane(tmp_path):
+    # --lanes batch,... collects an earlier session's batch (OUTPUT.lanes.json): not refused
+    import argparse
+
+    from lc_async_pipelines.cli._checks import UsageError
+    from lc_async_pipelines.cli.commands._run_plan import _check_batches_in_flight
+
+    entry = {"id": "batch_1", "provider": "openai", "status": "in_progress", "custom_ids": ["a"]}
+    (tmp_path / "o.jsonl.batches.json").write_text(json.dumps({"format": 1, "batches": [entry]}))
+    args = argparse.Namespace(
+        output=tmp_path / "o.jsonl", batch_api=False, restart=False, lanes=("batch", "standard")
+    )
+    _check_batches_in_flight(args)  # returns: the batch lane waits on it
+    args.lanes = ("flex", "standard")
+    with pytest.raises(UsageError, match="still in flight"):
+        _check_batches_in_flight(args)

@@ -124,3 +124,16 @@ def test_search_stops_at_its_byte_budget(tmp_path):
     page = search(path, index, "nowhere", start=0, size=10, failed_only=False, budget_bytes=1000)
     assert page.rows == [] and page.next is not None and 0 < page.next < 100
     assert page.scanned == page.next
+
+
+def test_a_row_says_which_tier_answered_its_calls(tmp_path):
+    # a flex or batch run's page shows what each record cost and at which tier
+    path = tmp_path / "out.jsonl"
+    tiers = ["flex", "flex,default", "batch", None]
+    write(path, [{**record(i), "service_tier": tier} for i, tier in enumerate(tiers)])
+    index, offset = LineIndex(), 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        index.add(offset, failed=False)
+        offset += len(line)
+    rows = read_rows(path, index.page(1, 10, failed_only=False))
+    assert [row["service_tier"] for row in rows] == tiers

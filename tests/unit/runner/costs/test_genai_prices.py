@@ -113,3 +113,43 @@ def test_prices_are_read_offline_from_the_bundled_data():
     assert float(cost) == pytest.approx((1000 * 1 + 1000 * 5) / M)
     assert stamp == "None"  # genai-prices' mark of its bundled data (no auto-update)
     assert threads == "['MainThread']"  # no UpdatePrices thread started
+
+
+def test_a_long_context_model_is_described_at_its_base_tier_and_a_long_call_above_it(table):
+    # Claude Sonnet 4.5: $3 in, $0.30 cached, $3.75 write, $15 out a million tokens up to
+    # 200K input tokens a call; $6 in above (anthropic.com/pricing, "long context")
+    price = table.price_of("anthropic:claude-sonnet-4-5")
+    base = (price.input, price.cached_input, price.cache_write_input, price.output)
+    assert base == pytest.approx((3, 0.3, 3.75, 15))
+    assert (price.batch_input, price.batch_output) == pytest.approx((1.5, 7.5))
+    assert usage_cost(price, {"input_tokens": 100_000}) == pytest.approx(0.3)
+    assert usage_cost(price, {"input_tokens": 300_000}) == pytest.approx(300_000 * 6 / M)
+
+
+async def test_a_dry_run_prices_each_call_at_its_own_tier_not_the_runs_total(table):
+    # three calls of about 80K input tokens: each under Sonnet 4.5's 200K threshold,
+    # together over it; the standard figure must not jump to the long-context rate
+    from lc_async_pipelines.runner.costs import estimate_run
+    from lc_async_pipelines.runner.inputs import Item
+
+    items = [Item(f"i{n}", n, "word " * 56_000) for n in range(3)]
+    estimate = await estimate_run(
+        lambda llm: llm, items, model="anthropic:claude-sonnet-4-5", prices=table, max_tokens=100
+    )
+    assert 200_000 < estimate.input_tokens < 3 * 200_000
+    expected = (estimate.input_tokens * 3 + estimate.output_tokens * 15) / M
+    assert estimate.cost_usd == pytest.approx(expected, rel=1e-3)
+    assert estimate.standard_cost_usd == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_prices_file_keyed_as_the_run_spells_the_model_prices_its_replies(tmp_path):
+    # -m anthropic:claude-haiku-4-5: its replies (and the dry run) name claude-haiku-4-5;
+    # a file keyed "anthropic:claude-haiku-4-5" was ignored for genai-prices' figures
+    path = tmp_path / "mine.json"
+    entry = {"input": 100, "output": 200}
+    path.write_text(json.dumps({"models": {"anthropic:claude-haiku-4-5": entry}}))
+    table = load_prices(path)
+    for name in ("claude-haiku-4-5", "anthropic:claude-haiku-4-5"):
+        price = table.price_of(name)
+        assert price.catalog is None and (price.input, price.output) == (100, 200)
+    assert table.price_of("claude-sonnet-4-5").catalog is not None  # the others: genai-prices
