@@ -82,13 +82,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
 
     settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
     model = model_identity(args, spec, settings)
-    check_batch_model(args, settings)
-    lane_problem = lanes_model_problem(args, settings)
-    if lane_problem:
-        fail_usage(lane_problem)
-    _check_batches_in_flight(args)
-    if not spec.owns_model:
-        check_model_key(settings)
+    _check_model_for_run(args, spec, settings)
     max_input_tokens = input_token_cap(args, spec, settings)  # a prompt over it: exit 2 here
 
     from lc_async_pipelines.runner import count_items
@@ -420,6 +414,17 @@ def check_batch_model(args: argparse.Namespace, settings: ModelSettings) -> None
     check_lane_model(args, settings)
     if args.batch_api and settings.uses_embedded:
         fail_usage(_NO_BATCH_EMBEDDED + (" (drop --embedded)" if args.embedded else ""))
+
+
+def _check_model_for_run(args: argparse.Namespace, spec: Any, settings: Any) -> None:
+    """The model against the lanes and the Batch API asked for, its key, a batch in flight."""
+    check_batch_model(args, settings)
+    lane_problem = lanes_model_problem(args, settings)
+    if lane_problem:
+        fail_usage(lane_problem)
+    _check_batches_in_flight(args)
+    if not spec.owns_model:
+        check_model_key(settings)
 
 
 def _check_batches_in_flight(args: argparse.Namespace) -> None:
