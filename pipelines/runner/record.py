@@ -39,6 +39,10 @@ class Record:
             None when a call's model has no price, or costs are not counted.
         cache_saved_usd: what its LLM cache hits would have cost, USD.
         batch_saved_usd: standard price minus Batch API price of its calls, USD.
+        notes: what the chain noted about the item (custom events, merged by
+            :class:`~lc_async_pipelines.runner.notes.ItemNotes`), e.g. ``{"kind": "news",
+            "kind_guessed": true, "off_task_retries": 1}``; written only when
+            there are some.
         exception: the exception behind ``error``, for callers to match by
             class (never written to the records file).
     """
@@ -60,6 +64,7 @@ class Record:
     cost_usd: float | None = None
     cache_saved_usd: float = 0.0
     batch_saved_usd: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -68,7 +73,8 @@ class Record:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record as written to the records file (no ``exception``)."""
+        """Return the record as written to the records file (no ``exception``; ``notes`` if any)."""
+        notes = {"notes": self.notes} if self.notes else {}
         return {
             "id": self.id,
             "line": self.line,
@@ -87,6 +93,7 @@ class Record:
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 9),
             "cache_saved_usd": round(self.cache_saved_usd, 9),
             "batch_saved_usd": round(self.batch_saved_usd, 9),
+            **notes,
         }
 
 
