@@ -23,6 +23,7 @@ from lc_async_pipelines.cli._args import (
     seconds,
 )
 from lc_async_pipelines.cli.exit_codes import ExitCode
+from lc_async_pipelines.kinds import KINDS
 
 __all__ = ["add_parser", "execute"]
 
@@ -31,6 +32,7 @@ examples:
   pipelines run story --input topics.txt --output out/stories.jsonl --stream
   pipelines run summary --input news.json --field article --id-field article_id \\
       --limit 20 --concurrency 4 --output out/news.jsonl
+  pipelines run summary --kind auto --input chats.jsonl --output out/chats.jsonl
   pipelines run --prompt review.txt --input rows.csv --output out/reviews.jsonl
   pipelines run --prompt analyse.txt --schema analysis.schema.json \\
       --input articles.jsonl --output out/analyses.jsonl
@@ -128,13 +130,19 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
-    """The "pipeline options" group: --max-words, --outline and --max-chunks."""
+    """The "pipeline options" group: --max-words, --kind, --outline and --max-chunks."""
     opts = parser.add_argument_group("pipeline options")
     opts.add_argument(
         "--max-words",
         type=number(int, 0, strict=True, maximum=MAX_WORDS),
         help=f"target output length in words; summaries: within ±30%%, never over 1.3x "
         f"(1 to {MAX_WORDS:,})",
+    )
+    opts.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="summary: what the documents are, for the prompts' wording; auto (default) "
+        "guesses each from its text and notes the guess in its record",
     )
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
     opts.add_argument(
