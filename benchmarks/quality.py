@@ -299,6 +299,7 @@ def commit() -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = commit()  # the code that runs: read now, not after a long run
     scorer = make_scorer()
     news = load_news(limit=args.news)
     stories = load_stories(limit=args.stories)
@@ -327,7 +328,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         temperature = session.settings.temperature
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit(),
+        "commit": started,
         "model": model,
         "temperature": temperature,
         "args": vars(args) | {"words": news_words},

@@ -4,8 +4,9 @@
 It reads cheap signs in the text, in this order:
 
 - **speaker turns** (``Name: text`` lines, at least 3 of them by at least 2
-  speakers, and at least 40% of the non-empty lines): a ``dialogue`` under
-  :data:`MEETING_MIN_WORDS` words, else a ``meeting``;
+  speakers, and at least 40% of the non-empty lines): a ``meeting`` from
+  :data:`MEETING_MIN_WORDS` words or :data:`MEETING_MIN_SPEAKERS` speakers,
+  else a ``dialogue``;
 - **long** (:data:`LONG_MIN_WORDS` words or more): a ``story`` when at least
   10% of its paragraphs open with a quotation mark (spoken lines) or it
   carries a Project Gutenberg header, else a ``document``;
@@ -28,6 +29,7 @@ from typing import Final, Literal, get_args
 __all__ = [
     "KINDS",
     "LONG_MIN_WORDS",
+    "MEETING_MIN_SPEAKERS",
     "MEETING_MIN_WORDS",
     "NEWS_MIN_CUES_PER_100",
     "DocumentKind",
@@ -41,6 +43,7 @@ SummaryKind = Literal["auto", "story", "meeting", "dialogue", "news", "document"
 KINDS: Final[tuple[str, ...]] = get_args(SummaryKind)
 
 MEETING_MIN_WORDS: Final = 800
+MEETING_MIN_SPEAKERS: Final = 4
 LONG_MIN_WORDS: Final = 2000
 NEWS_MIN_CUES_PER_100: Final = 0.5
 _MIN_TURNS = 3
@@ -104,7 +107,8 @@ def guess_kind(text: str) -> DocumentKind:
     lines = sum(1 for line in text.splitlines() if line.strip())
     turns, speakers = _speaker_turns(text)
     if turns >= _MIN_TURNS and speakers >= 2 and turns >= _TURN_SHARE * lines:
-        return "dialogue" if words < MEETING_MIN_WORDS else "meeting"
+        meeting = words >= MEETING_MIN_WORDS or speakers >= MEETING_MIN_SPEAKERS
+        return "meeting" if meeting else "dialogue"
     if words >= LONG_MIN_WORDS:
         if _GUTENBERG.search(text) or _quoted_paragraph_share(text) >= _QUOTED_PARAGRAPH_SHARE:
             return "story"

@@ -63,8 +63,11 @@ _META = re.compile(
     r")",
     re.IGNORECASE,
 )
-# "The story..." / "In this tale..." is meta only when the document is not a story.
-_STORY_OPENING = re.compile(r"^(?:the|this|in the|in this) (?:story|tale)\b", re.IGNORECASE)
+# "The story...", "In this tale...", "A fun story of..." are meta only when the document
+# is not a story.
+_STORY_OPENING = re.compile(
+    r"^(?:the|this|in the|in this|(?:a|an)(?: [\w-]+){0,2}) (?:story|tale)\b", re.IGNORECASE
+)
 _LEADING = re.compile(r"^[\s\"'*#_>\-\u201c\u2018]+")
 _SENTENCE = re.compile(r"(?<=[.!?:])[\"'\u201d\u2019)\]]*\s+")
 # What a meta opening's first sentence can be cut back to: after "...:" or "In this X, ".
@@ -117,8 +120,8 @@ def off_task_opening(
     opening = _normal(text)
     if not opening:
         return False
-    if kind == "story" and _STORY_OPENING.match(opening):
-        return False
+    if _STORY_OPENING.match(opening):
+        return kind != "story"
     return bool(_META.match(opening)) or _echoes(opening, prompt_texts)
 
 

@@ -75,3 +75,13 @@ def test_a_bad_kind_is_one_line_and_exit_2(tmp_path, capsys, argv, says):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and says in err
     assert not out.exists()
+
+
+def test_the_ending_table_says_how_many_summaries_were_asked_for_again():
+    from lc_async_pipelines.cli._ending import Ending, ending_rows
+
+    ending = Ending(records="o.jsonl", summary_file="o.jsonl.summary.json", argv=["run"])
+    base = {"done": 3, "failed": 0, "wall_s": 1.0}
+    assert "off task" not in dict(ending_rows({**base, "off_task_retries": 0}, ending))
+    rows = dict(ending_rows({**base, "off_task_retries": 2}, ending))
+    assert rows["off task"] == "2 summaries asked for again"

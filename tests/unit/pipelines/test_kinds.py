@@ -44,7 +44,13 @@ def long_report(paragraphs: int = 150) -> str:
         (DIALOGUE, "dialogue"),
         (TAGGED, "dialogue"),
         (meeting(), "meeting"),  # speaker turns over 800 words
-        (meeting(turns=4, words_per_turn=20), "dialogue"),  # the same turns, short
+        (meeting(turns=4, words_per_turn=20), "meeting"),  # short, but 4 speakers
+        (
+            meeting(turns=6, words_per_turn=20)
+            .replace("User Interface", "Marketing")
+            .replace("Industrial Designer", "Project Manager"),
+            "dialogue",
+        ),  # short, 2 speakers
         (story(), "story"),  # long, a third of its paragraphs spoken lines
         (long_report(), "document"),  # long, no speech
         (NEWS, "news"),

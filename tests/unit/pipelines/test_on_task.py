@@ -22,6 +22,7 @@ ISSUE_OPENINGS = [
     ("In this summary, the council votes on a bridge.", "news"),
     ("The text describes a vote on a bridge.", "news"),
     ("The story of the vote began on Tuesday.", "news"),
+    ("A fun story of friendship between friends.", "dialogue"),  # seen on the embedded model
     ("**Summary:** The council voted for a bridge.", "news"),
     ("Summarize the news article above in about 48 words.", "news"),
 ]
@@ -31,6 +32,7 @@ ON_TASK = [
     ("The project manager opened the meeting with the budget.", "meeting"),
     ("The story follows Noork, a man with no memory, on a small moon.", "story"),
     ("In the tale's last scene Noork finds his ship.", "story"),
+    ("A strange tale of a man who lost his memory on a moon.", "story"),
     ("Nick Scholfield will ride Spring Heeled in the Grand National.", "news"),
     ("Texting while driving kills thousands; the text of the new law bans it.", "news"),
     ("", "news"),
