@@ -28,9 +28,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, cast
 
 from langchain_core.callbacks import adispatch_custom_event
-from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableGenerator,
+    RunnablePassthrough,
+)
 
 from lc_async_pipelines.prompts.summary import RETRY_PROMPT
 from lc_async_pipelines.runner.notes import NOTE_EVENT
@@ -158,6 +162,14 @@ def _texts(value: PromptValue) -> list[str]:
     ]
 
 
+async def _replies(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    """The reply's text from ``{"reply": ...}`` chunks (the passthrough's chunks hold no reply)."""
+    async for chunk in chunks:
+        text = chunk.get("reply")
+        if text:
+            yield text
+
+
 async def _opening(chunks: AsyncIterator[str]) -> str:
     """Read chunks until the first sentence end or :data:`OPENING_WORDS` words, or the end."""
     held = ""
@@ -186,38 +198,58 @@ def on_task(
         name: the step's run name.
 
     Returns:
-        ``Runnable[dict, str]``: the prompt's variables in, the summary out,
-        streamed by ``astream`` once its opening is judged. An off-task first
-        reply is dropped (its stream closed) and the model is asked once more
-        through ``RETRY_PROMPT``; a second off-task reply is trimmed
+        ``Runnable[dict, str]``: the prompt's variables in, the summary out.
+        Under ``astream`` the model streams and the summary is passed on once
+        its opening is judged; under ``ainvoke`` the model is invoked (it
+        streams only when a handler asks for tokens, as before). An off-task
+        first reply is dropped and the model asked once more through
+        ``RETRY_PROMPT``; a second off-task reply is trimmed
         (:func:`trim_meta_opening`). Each retry is noted for the record
         (a ``NOTE_EVENT`` custom event, module docstring).
     """
     retry_reply: Runnable[dict[str, Any], str] = RETRY_PROMPT | reply
+    # The variables pass through (first chunk), then the reply's text as it comes.
+    first = RunnablePassthrough.assign(reply=prompt | reply)
 
-    async def step(variables: dict[str, Any], config: RunnableConfig) -> AsyncIterator[str]:
-        value = await prompt.ainvoke(variables, config)
+    async def judge(
+        chunks: AsyncIterator[dict[str, Any]], config: RunnableConfig
+    ) -> AsyncIterator[str]:
+        variables: dict[str, Any] = {}
+        texts = _replies(_keep_variables(chunks, variables))
+        held = await _opening(texts)
         # The prompt without the document: an opening repeating the document is no echo.
-        blank = {k: "" if isinstance(v, str) else v for k, v in variables.items()}
+        blank = {k: "" if isinstance(v, str) else v for k, v in _documents(variables).items()}
         instructions = _texts(prompt.invoke(blank))
-        first = reply.astream(value, config)
-        held = await _opening(first)
         if not off_task_opening(held, kind=kind, prompt_texts=instructions):
             yield held
-            async for chunk in first:
-                yield chunk
+            async for text in texts:
+                yield text
             return
-        await first.aclose()  # type: ignore[attr-defined]  # an async generator: ends the call
-        request: list[BaseMessage] = value.to_messages()
+        await texts.aclose()  # type: ignore[attr-defined]  # an async generator: ends the call
+        request = (await prompt.ainvoke(_documents(variables), config)).to_messages()
         again = await retry_reply.ainvoke(
             {"request": request, "reply": held.strip(), "max_words": max_words}, config
         )
         still = off_task_opening(again, kind=kind, prompt_texts=instructions)
-        final = trim_meta_opening(again, kind=kind, prompt_texts=instructions) if still else again
         note = {"off_task_retries": 1, "off_task_trimmed": int(still)}
         await adispatch_custom_event(NOTE_EVENT, note, config=config)
-        yield final
+        yield trim_meta_opening(again, kind=kind, prompt_texts=instructions) if still else again
 
-    # langchain-core types an async-generator lambda without its config argument; it passes it
-    func = cast("Callable[[dict[str, Any]], AsyncIterator[str]]", step)
-    return RunnableLambda(func, name=name)
+    # langchain-core passes `config` to a transform that takes it (accepts_config); its
+    # type hints leave the argument out
+    transform = cast("Callable[[AsyncIterator[dict[str, Any]]], AsyncIterator[str]]", judge)
+    step: Runnable[dict[str, Any], str] = first | RunnableGenerator(transform, name=name)
+    return step
+
+
+async def _keep_variables(
+    chunks: AsyncIterator[dict[str, Any]], variables: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """Pass the chunks on, keeping every key but the reply in ``variables``."""
+    async for chunk in chunks:
+        variables.update((k, v) for k, v in chunk.items() if k != "reply")
+        yield chunk
+
+
+def _documents(variables: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in variables.items() if k != "reply"}
