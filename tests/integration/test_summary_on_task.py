@@ -4,8 +4,11 @@ Five news articles (stuff) and the two shortest SQuALITY stories (map-reduce)
 from ``../shared/data``, kind ``auto``, short summaries to keep it quick.
 The chains ask again when a reply opens off task and trim what is left, so
 none of the finished summaries may open off task; the guessed kinds are
-those of the data. On the 2-core build machine, loaded by other jobs, it took
-about N s (news) and M s (stories).
+those of the data. Measured once, on the 2-core build machine loaded by four
+other sessions (load average 10 to 13, three other model servers): the news
+half passed (5 of 5 guessed news, none off task) and the story half ran into
+the fixture's 600 s request timeout after 19 minutes in all; the map calls go
+2 at a time since. Its time on a quiet machine is not measured yet.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ async def test_news_and_stories_open_on_task(llm):
         assert not off_task_opening(text, kind=note["kind"]), (text, note)
 
     chain = build_map_reduce_summary_chain(llm, max_words=40, map_words=30)
-    outs, notes = await summarize(chain, shortest_stories(2), {"max_concurrency": 4})
+    outs, notes = await summarize(chain, shortest_stories(2), {"max_concurrency": 2})
     assert [n["kind"] for n in notes] == ["story", "story"]
     for text, note in zip(outs, notes, strict=True):
         assert text.split(), note
