@@ -64,6 +64,7 @@ _META = re.compile(
     r"|your (?:answer|summary|response|task)\b|you (?:should|must|need|are asked|will)\b"
     r"|(?:write|please|make sure|remember|note|answer|instructions?)\b"
     r"|i (?:have|will|can|am going to)\b|let me\b|let's\b"
+    r"|in this [\w' -]{1,30},"  # "In this joke, ..." (seen on the embedded model)
     r")",
     re.IGNORECASE,
 )
@@ -77,6 +78,7 @@ _SENTENCE = re.compile(r"(?<=[.!?:])[\"'\u201d\u2019)\]]*\s+")
 # What a meta opening's first sentence can be cut back to: after "...:" or "In this X, ".
 _LEAD_IN = re.compile(
     rf"^(?:[^.!?:]{{0,120}}:\s+|(?:in|from) (?:the|this) {_NOUNS}s?,\s+|"
+    r"in this [\w' -]{1,30},\s+|"
     rf"(?:the|this) {_NOUNS} (?:is about|describes|discusses|reports|explains|tells(?: us)? "
     rf"(?:about|how|that)|talks about|says|shows|highlights|focuses on|is a summary of|"
     rf"summari[sz]es)\s+(?:that |how )?)",

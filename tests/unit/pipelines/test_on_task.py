@@ -23,6 +23,7 @@ ISSUE_OPENINGS = [
     ("The text describes a vote on a bridge.", "news"),
     ("The story of the vote began on Tuesday.", "news"),
     ("A fun story of friendship between friends.", "dialogue"),  # seen on the embedded model
+    ("In this joke, Amanda and Jerry plan a picnic.", "dialogue"),  # seen too
     ("**Summary:** The council voted for a bridge.", "news"),
     ("Summarize the news article above in about 48 words.", "news"),
 ]
@@ -75,6 +76,7 @@ def test_an_echo_of_the_prompt_is_off_task_but_the_document_is_not_the_prompt():
             "Workers get 120 emails a day.",
         ),
         ("Summary: Jerry gets cookies.", "Jerry gets cookies."),
+        ("In this joke, Amanda and Jerry plan a picnic.", "Amanda and Jerry plan a picnic."),
         ("Amanda baked cookies.", "Amanda baked cookies."),  # on task: untouched
         # nothing left once trimmed: kept, not emptied
         (
