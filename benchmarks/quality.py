@@ -10,8 +10,14 @@ Prints figures, asserts nothing. Two sets, from ``$PIPELINES_DATA_DIR`` or
   through map-reduce (``build_map_reduce_summary_chain``), scored against the
   four answers to question 1, "What is the plot of the story?".
 
-Each set also scores a lead-N baseline: the document's first N words, N being
-the asked length. Scores are ROUGE-1, ROUGE-2 and ROUGE-L F1 from Google's
+Each set runs once per ``kind`` asked (``--news-kinds``, ``--story-kinds``;
+default ``auto``, which guesses each document's kind; the row counts the
+guesses). Each row sits beside a lead-N baseline at the same length: the
+document's first N words, N the median length of that row's summaries.
+Besides ROUGE a row counts off-task openings (summaries that still open
+with text about the text, :func:`lc_async_pipelines.on_task.off_task_opening`,
+after the chain's retry and trim) and the retries the chain made (its
+``off_task_retries`` notes). Scores are ROUGE-1, ROUGE-2 and ROUGE-L F1 from Google's
 ``rouge-score`` package (Porter stemmer, which is plain code in nltk: no data
 download), taking for each summary the reference it matches best
 (``RougeScorer.score_multi``: the maximum F1 over references), then the mean
@@ -25,27 +31,34 @@ environment, a shared embedded server (``PIPELINES_EMBEDDED_URL``), or else an
 embedded ``llama-server`` started here with ``--concurrency`` slots.
 
 Run: ``.venv/bin/python -m benchmarks.quality [--news 20] [--stories 3] [--words N]
-[--story-words 150] [--concurrency 4] [--output out/quality.json]``
+[--story-words 150] [--news-kinds auto,news] [--story-kinds auto] [--concurrency 4]
+[--output out/quality.json]``. The table's header line gives the date and commit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rouge_score import rouge_scorer  # type: ignore[import-untyped]
 
 from lc_async_pipelines import build_map_reduce_summary_chain, build_summary_chain, model_session
+from lc_async_pipelines.kinds import KINDS, guess_kind
+from lc_async_pipelines.on_task import off_task_opening
+from lc_async_pipelines.runner.notes import ItemNotes
 
 ROOT = Path(__file__).resolve().parents[1]
 # As the tests find it: $PIPELINES_DATA_DIR, else the project's ../shared/data.
@@ -132,34 +145,63 @@ def rouge_f1(scorer: Any, summary: str, references: Sequence[str]) -> dict[str, 
     return {kind: float(scores[kind].fmeasure) for kind in ROUGE_TYPES}
 
 
+@dataclass
+class Outcome:
+    """One document's summary and what the chain noted (kind, off-task retries)."""
+
+    summary: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
 def score_set(
-    name: str, summaries: Sequence[str], docs: Sequence[Doc], asked: int, scorer: Any
+    name: str,
+    outcomes: Sequence[Outcome],
+    docs: Sequence[Doc],
+    asked: int,
+    scorer: Any,
+    kind: str = "auto",
 ) -> dict[str, Any]:
-    """Return one table row for ``summaries`` of ``docs``: means, length and loop figures.
+    """Return one table row for the summaries of ``docs``: means, lead-N, length, loops, off-task.
+
+    The lead-N baseline takes the first N words of each document, N the
+    median words of these summaries (the same length). An opening is judged
+    off task for the kind the chain used (its ``kind`` note), else ``kind``.
 
     Returns:
-        ``{"name", "n", "asked_words", "rouge1", "rouge2", "rougeL" (mean F1),
-        "median_words", "median_over_asked", "within_30pct" (share 0..1),
-        "distinct3" (mean), "loops" (count under 0.7), "items": [...]}``.
+        ``{"name", "kind", "n", "asked_words", "rouge1", "rouge2", "rougeL" (mean F1),
+        "lead_words", "lead_rouge1", "lead_rouge2", "lead_rougeL", "median_words",
+        "median_over_asked", "within_30pct" (share 0..1), "distinct3" (mean),
+        "loops" (count under 0.7), "off_task" (openings still off task),
+        "off_task_retries", "kinds" (kind used: count), "failed", "items": [...]}``.
     """
     items: list[dict[str, Any]] = []
-    for doc, summary in zip(docs, summaries, strict=True):
-        words = len(summary.split())
+    for doc, out in zip(docs, outcomes, strict=True):
+        used = str(out.notes.get("kind", guess_kind(doc.text) if kind == "auto" else kind))
         items.append(
             {
                 "id": doc.id,
-                "words": words,
-                "distinct3": round(distinct_3gram_ratio(summary), 4),
-                **{k: round(v, 4) for k, v in rouge_f1(scorer, summary, doc.references).items()},
-                "summary": summary,
+                "kind": used,
+                "words": len(out.summary.split()),
+                "distinct3": round(distinct_3gram_ratio(out.summary), 4),
+                "off_task": off_task_opening(out.summary, kind=used),
+                "off_task_retries": int(out.notes.get("off_task_retries", 0)),
+                **{
+                    k: round(v, 4) for k, v in rouge_f1(scorer, out.summary, doc.references).items()
+                },
+                "summary": out.summary,
             }
         )
     median_words = statistics.median(i["words"] for i in items)
+    lead_n = max(1, round(median_words))
+    leads = [rouge_f1(scorer, lead_words(d.text, lead_n), d.references) for d in docs]
     return {
         "name": name,
+        "kind": kind,
         "n": len(items),
         "asked_words": asked,
         **{k: round(statistics.mean(i[k] for i in items), 4) for k in ROUGE_TYPES},
+        "lead_words": lead_n,
+        **{f"lead_{k}": round(statistics.mean(lead[k] for lead in leads), 4) for k in ROUGE_TYPES},
         "median_words": median_words,
         "median_over_asked": round(median_words / asked, 3),
         "within_30pct": round(
@@ -167,22 +209,31 @@ def score_set(
         ),
         "distinct3": round(statistics.mean(i["distinct3"] for i in items), 4),
         "loops": sum(i["distinct3"] < LOOP_THRESHOLD for i in items),
+        "off_task": sum(i["off_task"] for i in items),
+        "off_task_retries": sum(i["off_task_retries"] for i in items),
+        "kinds": dict(Counter(i["kind"] for i in items).most_common()),
+        "failed": sum(not o.summary for o in outcomes),
         "items": items,
     }
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Return the rows of :func:`score_set` as a markdown table."""
+    """Return the rows of :func:`score_set` as a markdown table (model beside lead-N)."""
     lines = [
-        "| set | n | ROUGE-1 | ROUGE-2 | ROUGE-L | median words / asked | within ±30 % "
-        "| distinct-3 | loops (< 0.7) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| set | kind asked (used) | n | ROUGE-1 / lead | ROUGE-2 / lead | ROUGE-L / lead "
+        "| ROUGE-L vs lead | off-task openings (retries) | loops | median words / asked "
+        "| within ±30 % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        used = ", ".join(f"{k} {n}" for k, n in r["kinds"].items())
+        ratio = r["rougeL"] / r["lead_rougeL"] if r["lead_rougeL"] else float("nan")
         lines.append(
-            f"| {r['name']} | {r['n']} | {r['rouge1']:.3f} | {r['rouge2']:.3f} | {r['rougeL']:.3f} "
+            f"| {r['name']} | {r['kind']} ({used}) | {r['n']} "
+            + " ".join(f"| {r[k]:.3f} / {r['lead_' + k]:.3f}" for k in ROUGE_TYPES)
+            + f" | {ratio:.0%} | {r['off_task']} ({r['off_task_retries']}) | {r['loops']} "
             f"| {r['median_words']:g} / {r['asked_words']} ({r['median_over_asked']:.2f}) "
-            f"| {r['within_30pct']:.0%} | {r['distinct3']:.3f} | {r['loops']} |"
+            f"| {r['within_30pct']:.0%} |"
         )
     return "\n".join(lines)
 
@@ -194,29 +245,61 @@ def write_json(result: dict[str, Any], path: Path) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
-async def summarize_news(llm: Any, docs: Sequence[Doc], words: int, concurrency: int) -> list[str]:
-    chain = build_summary_chain(llm, max_words=words)
-    outs = await chain.abatch(
-        [d.text for d in docs], {"max_concurrency": concurrency}, return_exceptions=True
-    )
-    return [o if isinstance(o, str) else "" for o in outs]  # a failed call scores as empty
+async def _one(chain: Any, doc: Doc, config: dict[str, Any]) -> Outcome:
+    notes = ItemNotes()
+    try:
+        summary = await chain.ainvoke(doc.text, {**config, "callbacks": [notes]})
+    except Exception as exc:  # a failed document scores as empty, and is counted
+        print(f"{doc.id} failed: {type(exc).__name__}", file=sys.stderr)
+        summary = ""
+    return Outcome(summary, notes.notes)
+
+
+async def summarize_news(
+    llm: Any, docs: Sequence[Doc], words: int, concurrency: int, kind: str = "auto"
+) -> list[Outcome]:
+    chain = build_summary_chain(llm, max_words=words, kind=kind)  # type: ignore[arg-type]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(doc: Doc) -> Outcome:
+        async with gate:
+            return await _one(chain, doc, {})
+
+    return list(await asyncio.gather(*(one(d) for d in docs)))
 
 
 async def summarize_stories(
-    llm: Any, docs: Sequence[Doc], words: int, concurrency: int
-) -> list[str]:
-    chain = build_map_reduce_summary_chain(llm, max_words=words)
-    outs = []
-    for doc in docs:  # one story at a time; its chunks are mapped `concurrency` at once
-        try:
-            outs.append(await chain.ainvoke(doc.text, {"max_concurrency": concurrency}))
-        except Exception as exc:  # a failed story scores as empty, and is counted
-            print(f"story {doc.id} failed: {type(exc).__name__}", file=sys.stderr)
-            outs.append("")
-    return outs
+    llm: Any, docs: Sequence[Doc], words: int, concurrency: int, kind: str = "auto"
+) -> list[Outcome]:
+    chain = build_map_reduce_summary_chain(llm, max_words=words, kind=kind)  # type: ignore[arg-type]
+    # one story at a time; its chunks are mapped `concurrency` at once
+    return [await _one(chain, d, {"max_concurrency": concurrency}) for d in docs]
+
+
+def commit() -> str:
+    """Return the checkout's short commit, with ``+`` when it has changes ("?" without git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+" if dirty else "")  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = commit()  # the code that runs: read now, not after a long run
     scorer = make_scorer()
     news = load_news(limit=args.news)
     stories = load_stories(limit=args.stories)
@@ -225,27 +308,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
     async with model_session(parallel=args.concurrency) as session:
         print(session.description, flush=True)
-        if news:
+        for kind in args.news_kinds if news else []:
             start = time.perf_counter()
-            outs = await summarize_news(session.llm, news, news_words, args.concurrency)
-            timings["news_s"] = round(time.perf_counter() - start, 1)
-            rows.append(score_set("news, model", outs, news, news_words, scorer))
-            rows[-1]["failed"] = outs.count("")
-            leads = [lead_words(d.text, news_words) for d in news]
-            rows.append(score_set("news, lead-N", leads, news, news_words, scorer))
-        if stories:
+            outs = await summarize_news(session.llm, news, news_words, args.concurrency, kind)
+            timings[f"news_{kind}_s"] = round(time.perf_counter() - start, 1)
+            rows.append(score_set("news (stuff)", outs, news, news_words, scorer, kind))
+            print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
+        for kind in args.story_kinds if stories else []:
             start = time.perf_counter()
-            outs = await summarize_stories(session.llm, stories, args.story_words, args.concurrency)
-            timings["stories_s"] = round(time.perf_counter() - start, 1)
-            rows.append(
-                score_set("stories, model (map-reduce)", outs, stories, args.story_words, scorer)
+            outs = await summarize_stories(
+                session.llm, stories, args.story_words, args.concurrency, kind
             )
-            rows[-1]["failed"] = outs.count("")
-            leads = [lead_words(d.text, args.story_words) for d in stories]
-            rows.append(score_set("stories, lead-N", leads, stories, args.story_words, scorer))
+            timings[f"stories_{kind}_s"] = round(time.perf_counter() - start, 1)
+            rows.append(
+                score_set("stories (map-reduce)", outs, stories, args.story_words, scorer, kind)
+            )
+            print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
         model = session.description
         temperature = session.settings.temperature
     return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": started,
         "model": model,
         "temperature": temperature,
         "args": vars(args) | {"words": news_words},
@@ -253,6 +336,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "timings": timings,
         "rows": rows,
     }
+
+
+def _kinds(value: str) -> list[str]:
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        msg = f"kinds are {', '.join(KINDS)}; got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return kinds
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -267,10 +359,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--story-words", type=int, default=DEFAULT_STORY_WORDS,
         help=f"asked length for stories (default {DEFAULT_STORY_WORDS})",
     )  # fmt: skip
+    parser.add_argument(
+        "--news-kinds", type=_kinds, default=["auto"],
+        help="kinds to run the news with, comma-separated (default auto)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--story-kinds", type=_kinds, default=["auto"],
+        help="kinds to run the stories with, comma-separated (default auto)",
+    )  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=4, help="calls at once (default 4)")
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
+    print(f"{result['date']}, commit {result['commit']}, {result['model']}")
     print(markdown_table(result["rows"]))
     print(f"timings: {result['timings']}")
     if args.output:

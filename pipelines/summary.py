@@ -16,8 +16,10 @@ name ``max_words`` for the command line, the service and saved settings.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, cast, get_args
 
+from langchain_core.callbacks import adispatch_custom_event
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableSequence
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -27,7 +29,10 @@ from lc_async_pipelines._lambdas import inline
 from lc_async_pipelines._text import estimate_tokens, max_tokens_for_target
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError, RowError
-from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
+from lc_async_pipelines.kinds import DocumentKind, SummaryKind, check_kind, guess_kind
+from lc_async_pipelines.on_task import on_task
+from lc_async_pipelines.prompts.summary import COMBINE_PROMPTS, MAP_PROMPTS, SUMMARY_PROMPTS
+from lc_async_pipelines.runner.notes import NOTE_EVENT
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
@@ -64,15 +69,55 @@ def split_into_chunks(text: str, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> li
     return splitter.split_text(text)
 
 
-def _text_chain(
-    llm: ChatModel, prompt: Runnable[dict[str, Any], PromptValue], max_words: int
-) -> list[Runnable[Any, Any]]:
-    """Return the steps prompt → model (``max_tokens`` sized from ``max_words``) → text."""
+def _summary_step(
+    llm: ChatModel,
+    prompt: Runnable[dict[str, Any], PromptValue],
+    max_words: int,
+    *,
+    kind: str,
+    name: str,
+) -> Runnable[dict[str, Any], str]:
+    """Return prompt → model (``max_tokens`` sized from ``max_words``) → text, kept on task."""
     max_tokens = max_tokens_for_target(max_words)
-    return [prompt, llm.bind(max_tokens=max_tokens), finish_to_length(max_words, max_tokens)]
+    reply: Runnable[PromptValue, str] = llm.bind(max_tokens=max_tokens) | finish_to_length(
+        max_words, max_tokens
+    )
+    return on_task(prompt, reply, kind=kind, max_words=max_words, name=name)
 
 
-def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str, str]:
+def _kind_of(kind: object) -> SummaryKind:
+    try:
+        return check_kind(kind)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _by_kind(
+    kind: SummaryKind, build: Callable[[DocumentKind], Runnable[str, str]], name: str
+) -> Runnable[str, str]:
+    """The chain for ``kind``; for ``"auto"``, a router to the chain of the guessed kind.
+
+    Either way the kind is noted in the record (a :data:`NOTE_EVENT` custom
+    event, ``{"kind", "kind_guessed"}``).
+    """
+    kinds: tuple[DocumentKind, ...] = get_args(DocumentKind)
+    chains = {k: build(k) for k in (kinds if kind == "auto" else (kind,))}
+
+    async def route(text: str, config: RunnableConfig) -> Runnable[str, str]:
+        # A RunnableLambda returning a Runnable runs it: invoked by ainvoke,
+        # streamed by astream.
+        chosen: DocumentKind = guess_kind(text) if kind == "auto" else kind
+        note = {"kind": chosen, "kind_guessed": kind == "auto"}
+        await adispatch_custom_event(NOTE_EVENT, note, config=config)
+        return chains[chosen]
+
+    router = cast("Runnable[str, str]", RunnableLambda(route, name=name))
+    return router.with_types(input_type=str, output_type=str)
+
+
+def build_summary_chain(
+    llm: ChatModel, *, max_words: int = 60, kind: SummaryKind = "auto"
+) -> Runnable[str, str]:
     """Build the stuff summary chain: the whole document in one prompt.
 
     Args:
@@ -80,22 +125,31 @@ def build_summary_chain(llm: ChatModel, *, max_words: int = 60) -> Runnable[str,
         max_words: target summary length N in words, met within ±30%: never
             over ``floor(1.3N)`` words, and at least ``ceil(0.7N)`` unless the
             model ends sooner (the module's length rule).
+        kind: what the document is, for the prompt's wording
+            (:data:`~lc_async_pipelines.kinds.KINDS`); ``"auto"`` guesses it
+            from the text (:func:`~lc_async_pipelines.kinds.guess_kind`).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out, streamed by ``astream`` as the model writes it
-        (the rule: :func:`lc_async_pipelines._finish.finish_to_length`).
+        once its opening is judged on task (:func:`~lc_async_pipelines.on_task.on_task`:
+        an off-task reply is asked for again once, then trimmed). The kind
+        and the off-task retries are noted in the record (custom events).
 
     Raises:
-        ConfigurationError: ``max_words`` is below 1.
+        ConfigurationError: ``max_words`` is below 1, or ``kind`` is not one of the kinds.
     """
-    to_vars: Runnable[str, dict[str, Any]] = inline(
-        lambda text: {"text": text, "max_words": max_words}, name="summary_inputs"
-    )
-    chain: RunnableSequence[str, str] = RunnableSequence(
-        to_vars, *_text_chain(llm, SUMMARY_PROMPT, max_words), name="summary"
-    )
-    return chain.with_types(input_type=str, output_type=str)
+    chosen = _kind_of(kind)
+
+    def build(k: DocumentKind) -> Runnable[str, str]:
+        to_vars: Runnable[str, dict[str, Any]] = inline(
+            lambda text: {"text": text, "max_words": max_words}, name="summary_inputs"
+        )
+        step = _summary_step(llm, SUMMARY_PROMPTS[k], max_words, kind=k, name="summary_text")
+        chain: RunnableSequence[str, str] = RunnableSequence(to_vars, step, name=f"summary_{k}")
+        return chain
+
+    return _by_kind(chosen, build, "summary")
 
 
 def build_map_reduce_summary_chain(
@@ -105,6 +159,7 @@ def build_map_reduce_summary_chain(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     map_words: int = 60,
     max_chunks: int = DEFAULT_MAX_CHUNKS,
+    kind: SummaryKind = "auto",
 ) -> Runnable[str, str]:
     """Build the map-reduce summary chain for documents longer than the model's context.
 
@@ -113,7 +168,9 @@ def build_map_reduce_summary_chain(
     ``max_concurrency``); the chunk summaries are combined into one. While the
     joined summaries are longer than a chunk they are collapsed again (at most
     4 rounds). Only the combine call streams through ``astream``; the chunk
-    summaries are internal (their tokens still reach the callbacks).
+    summaries are internal (their tokens still reach the callbacks). Chunk
+    summaries and the combined one are each kept on task as in
+    :func:`build_summary_chain`.
 
     Args:
         llm: the chat model.
@@ -124,47 +181,60 @@ def build_map_reduce_summary_chain(
         max_chunks: most chunks one document may split into; one with more is
             a :class:`~lc_async_pipelines.errors.RowError` before any call
             (each chunk is a call, and collapsing adds more).
+        kind: what the document is, for the prompts' wording, as in
+            :func:`build_summary_chain` (``"auto"``: guessed from the whole text).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out.
 
     Raises:
-        ConfigurationError: ``max_words`` or ``map_words`` is below 1, or
-            ``max_chunks`` is not a whole number of at least 1.
+        ConfigurationError: ``max_words`` or ``map_words`` is below 1,
+            ``max_chunks`` is not a whole number of at least 1, or ``kind`` is
+            not one of the kinds.
         RowError: on invocation, a document of more than ``max_chunks`` chunks;
             the message says how many and the option that raises the limit.
     """
     _check_max_chunks(max_chunks)
-    map_chain: Runnable[dict[str, Any], str] = RunnableSequence(
-        *_text_chain(llm, MAP_PROMPT, map_words), name="map_summary"
-    )
+    chosen = _kind_of(kind)
 
-    async def summarize_chunks(text: str, config: RunnableConfig) -> dict[str, Any]:
-        chunks = split_into_chunks(text, chunk_tokens)
-        if len(chunks) > max_chunks:
-            msg = (
-                f"the document splits into {len(chunks)} chunks of about {chunk_tokens} "
-                f"tokens, over the limit of {max_chunks} (one model call each, and more to "
-                "combine them); raise max_chunks (--max-chunks) to summarize it"
-            )
-            raise RowError(msg)
-        for _ in range(_MAX_COLLAPSE_ROUNDS):
-            summaries = await map_chain.abatch(
-                [{"text": c, "max_words": map_words} for c in chunks], config
-            )
-            joined = "\n\n".join(s for s in summaries if s)
-            if estimate_tokens(joined) <= chunk_tokens:
-                break
-            chunks = split_into_chunks(joined, chunk_tokens)
-        return {"summaries": joined, "max_words": max_words}
+    def build(k: DocumentKind) -> Runnable[str, str]:
+        map_chain = _summary_step(llm, MAP_PROMPTS[k], map_words, kind=k, name="map_summary")
 
-    chain: RunnableSequence[str, str] = RunnableSequence(
-        RunnableLambda(summarize_chunks, name="summarize_chunks"),
-        *_text_chain(llm, COMBINE_PROMPT, max_words),
-        name="map_reduce_summary",
-    )
-    return chain.with_types(input_type=str, output_type=str)
+        async def summarize_chunks(text: str, config: RunnableConfig) -> dict[str, Any]:
+            chunks = _chunks_within_limit(text, chunk_tokens, max_chunks)
+            for _ in range(_MAX_COLLAPSE_ROUNDS):
+                summaries = await map_chain.abatch(
+                    [{"text": c, "max_words": map_words} for c in chunks], config
+                )
+                joined = "\n\n".join(s for s in summaries if s)
+                if estimate_tokens(joined) <= chunk_tokens:
+                    break
+                chunks = split_into_chunks(joined, chunk_tokens)
+            return {"summaries": joined, "max_words": max_words}
+
+        combine = _summary_step(llm, COMBINE_PROMPTS[k], max_words, kind=k, name="combine_summary")
+        chain: RunnableSequence[str, str] = RunnableSequence(
+            RunnableLambda(summarize_chunks, name="summarize_chunks"),
+            combine,
+            name=f"map_reduce_summary_{k}",
+        )
+        return chain
+
+    return _by_kind(chosen, build, "map_reduce_summary")
+
+
+def _chunks_within_limit(text: str, chunk_tokens: int, max_chunks: int) -> list[str]:
+    """The document's chunks; a RowError when there are more than ``max_chunks``."""
+    chunks = split_into_chunks(text, chunk_tokens)
+    if len(chunks) > max_chunks:
+        msg = (
+            f"the document splits into {len(chunks)} chunks of about {chunk_tokens} "
+            f"tokens, over the limit of {max_chunks} (one model call each, and more to "
+            "combine them); raise max_chunks (--max-chunks) to summarize it"
+        )
+        raise RowError(msg)
+    return chunks
 
 
 def build_auto_summary_chain(
@@ -175,6 +245,7 @@ def build_auto_summary_chain(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     stuff_max_tokens: int = DEFAULT_STUFF_MAX_TOKENS,
     max_chunks: int = DEFAULT_MAX_CHUNKS,
+    kind: SummaryKind = "auto",
 ) -> Runnable[str, str]:
     """Build a chain that stuffs short documents and map-reduces long ones.
 
@@ -188,19 +259,21 @@ def build_auto_summary_chain(
         stuff_max_tokens: longest document (estimated tokens) stuffed into one prompt.
         max_chunks: most chunks a map-reduced document may split into, as
             :func:`build_map_reduce_summary_chain` (a ``RowError`` past it).
+        kind: what the document is (:data:`~lc_async_pipelines.kinds.KINDS`);
+            ``"auto"`` guesses it from the text, and the record notes the guess.
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
         text in, summary out, streamed by ``astream`` through the chosen chain.
 
     Raises:
-        ConfigurationError: ``max_words`` or ``long_max_words`` is below 1, or
-            ``max_chunks`` below 1.
+        ConfigurationError: ``max_words`` or ``long_max_words`` is below 1,
+            ``max_chunks`` below 1, or ``kind`` not one of the kinds.
         RowError: on invocation, a document of more than ``max_chunks`` chunks.
     """
-    stuff = build_summary_chain(llm, max_words=max_words)
+    stuff = build_summary_chain(llm, max_words=max_words, kind=kind)
     map_reduce = build_map_reduce_summary_chain(
-        llm, max_words=long_max_words, chunk_tokens=chunk_tokens, max_chunks=max_chunks
+        llm, max_words=long_max_words, chunk_tokens=chunk_tokens, max_chunks=max_chunks, kind=kind
     )
 
     def route(text: str) -> Runnable[str, str]:

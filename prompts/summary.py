@@ -1,8 +1,13 @@
-"""Summary prompts.
+"""Summary prompts, worded for what is summarized: a document, story, meeting, dialogue or news.
 
-Input variables: ``SUMMARY_PROMPT`` and ``MAP_PROMPT`` take ``text`` and
-``max_words``; ``COMBINE_PROMPT`` takes ``summaries`` (the chunk summaries,
-joined) and ``max_words``.
+Input variables: the ``SUMMARY_PROMPTS`` (stuff) and ``MAP_PROMPTS`` take
+``text`` and ``max_words``; the ``COMBINE_PROMPTS`` take ``summaries`` (the
+chunk summaries, joined) and ``max_words``; ``RETRY_PROMPT`` takes
+``request`` (the first prompt's messages), ``reply`` (the off-task reply)
+and ``max_words``. Each mapping is keyed by document kind
+(:data:`lc_async_pipelines.kinds.DocumentKind`); ``SUMMARY_PROMPT``,
+``MAP_PROMPT`` and ``COMBINE_PROMPT`` are the ``"document"`` ones, which
+speak of "the document" and its parts, never of a story.
 
 ``max_words`` is a target, asked for as "about N words": the chains cut an
 overlong reply to at most 1.3N words (:mod:`lc_async_pipelines.summary`).
@@ -10,39 +15,117 @@ SmolLM2-135M writes 70-100 words for a news article whatever the wording; on 8
 articles at N = 48, "about N words" left the finished summaries' median
 closest to N (47.5 words; "in N words" 57, "in S sentences (about N words)"
 50; all 8 within ±30% each time), so the prompts ask for that.
+
+The instruction comes after the text and names what to start with (the
+people or the subject), because the 135M model otherwise opens with text
+about the text ("The document is...", "Here's a rewritten version...",
+issue 23). The story wording keeps the plot question the SQuALITY references
+answer.
 """
 
-from langchain_core.prompts import ChatPromptTemplate
+from __future__ import annotations
 
-__all__ = ["COMBINE_PROMPT", "MAP_PROMPT", "SUMMARY_PROMPT"]
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+
+__all__ = [
+    "COMBINE_PROMPT",
+    "COMBINE_PROMPTS",
+    "MAP_PROMPT",
+    "MAP_PROMPTS",
+    "RETRY_PROMPT",
+    "SUMMARY_PROMPT",
+    "SUMMARY_PROMPTS",
+]
 
 _SYSTEM = "You write short, factual summaries. Use only facts from the text."
 
-SUMMARY_PROMPT = ChatPromptTemplate.from_messages(
-    [
-        ("system", _SYSTEM),
-        ("human", "{text}\n\nSummarize the text above in about {max_words} words."),
-    ]
-)
+# kind: (what it is, what the summary says, what it starts with)
+_WORDING: Final[dict[str, tuple[str, str, str]]] = {
+    "document": ("document", "its main points", "the subject itself"),
+    "news": (
+        "news article",
+        "what happened, to whom, where and when",
+        "who or what the news is about",
+    ),
+    "story": ("story", "the plot: who does what and how it ends", "the main character"),
+    "meeting": (
+        "meeting transcript",
+        "what was discussed and decided, and who will do what",
+        "the people or the topic",
+    ),
+    "dialogue": ("conversation", "who says what and what they agree on", "the people by name"),
+}
 
-MAP_PROMPT = ChatPromptTemplate.from_messages(
+
+def _stuff(noun: str, says: str, start: str) -> ChatPromptTemplate:
+    return ChatPromptTemplate.from_messages(
+        [
+            ("system", _SYSTEM),
+            (
+                "human",
+                f"{{text}}\n\nSummarize the {noun} above in about {{max_words}} words: {says}. "
+                f"Start with {start}.",
+            ),
+        ]
+    )
+
+
+def _map(noun: str, says: str, start: str) -> ChatPromptTemplate:
+    # The story keeps the wording its map-reduce was measured with ("what happens").
+    ask = "what happens in this part" if noun == "story" else "this part"
+    return ChatPromptTemplate.from_messages(
+        [
+            ("system", _SYSTEM),
+            (
+                "human",
+                f"This is one part of a longer {noun}.\n\n{{text}}\n\n"
+                f"Summarize {ask} in about {{max_words}} words. Start with {start}.",
+            ),
+        ]
+    )
+
+
+def _combine(noun: str, says: str, start: str) -> ChatPromptTemplate:
+    ask = "the plot of the whole story" if noun == "story" else f"one summary of the whole {noun}"
+    return ChatPromptTemplate.from_messages(
+        [
+            ("system", _SYSTEM),
+            (
+                "human",
+                f"These are summaries of consecutive parts of one {noun}:\n\n{{summaries}}\n\n"
+                f"Write {ask} in about {{max_words}} words: {says}. Start with {start}.",
+            ),
+        ]
+    )
+
+
+SUMMARY_PROMPTS: Final[Mapping[str, ChatPromptTemplate]] = MappingProxyType(
+    {kind: _stuff(*w) for kind, w in _WORDING.items()}
+)
+MAP_PROMPTS: Final[Mapping[str, ChatPromptTemplate]] = MappingProxyType(
+    {kind: _map(*w) for kind, w in _WORDING.items()}
+)
+COMBINE_PROMPTS: Final[Mapping[str, ChatPromptTemplate]] = MappingProxyType(
+    {kind: _combine(*w) for kind, w in _WORDING.items()}
+)
+SUMMARY_PROMPT = SUMMARY_PROMPTS["document"]
+MAP_PROMPT = MAP_PROMPTS["document"]
+COMBINE_PROMPT = COMBINE_PROMPTS["document"]
+
+# The first request, the off-task reply shown as what not to do, and the ask again.
+RETRY_PROMPT = ChatPromptTemplate.from_messages(
     [
-        ("system", _SYSTEM),
+        MessagesPlaceholder("request"),
+        ("ai", "{reply}"),
         (
             "human",
-            "This is one part of a longer story.\n\n{text}\n\n"
-            "Summarize what happens in this part in about {max_words} words.",
-        ),
-    ]
-)
-
-COMBINE_PROMPT = ChatPromptTemplate.from_messages(
-    [
-        ("system", _SYSTEM),
-        (
-            "human",
-            "These are summaries of consecutive parts of one story:\n\n{summaries}\n\n"
-            "Write the plot of the whole story in about {max_words} words.",
+            "No. That talks about the text instead of summarizing it. Write only the "
+            "summary, in about {max_words} words, starting with who or what it is about. "
+            'Do not write "The text", "The document", "Here is" or "This summary".',
         ),
     ]
 )

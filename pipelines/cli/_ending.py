@@ -125,6 +125,9 @@ def ending_rows(summary: Mapping[str, Any], ending: Ending) -> list[tuple[str, s
         ("cost", _cost(summary) + every),
         ("records", f"{ending.records} (full summary: {ending.summary_file})"),
     ]
+    off_task = int(summary.get("off_task_retries") or 0)
+    if off_task:  # summaries asked for again (lc_async_pipelines.on_task)
+        rows.insert(4, ("off task", f"{_count(off_task)} summaries asked for again"))
     rows.extend(_next_step(summary, ending))
     return rows
 

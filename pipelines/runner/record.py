@@ -49,6 +49,10 @@ class Record:
             and then not written.
         lane_saved_usd: its calls at the standard price minus ``cost_usd``, USD
             (written with ``lane``).
+        notes: what the chain noted about the item (custom events, merged by
+            :class:`~lc_async_pipelines.runner.notes.ItemNotes`), e.g. ``{"kind": "news",
+            "kind_guessed": true, "off_task_retries": 1}``; written only when
+            there are some.
         exception: the exception behind ``error``, for callers to match by
             class (never written to the records file).
     """
@@ -73,6 +77,7 @@ class Record:
     service_tier: str | None = None
     lane: str | None = None
     lane_saved_usd: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -81,7 +86,7 @@ class Record:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the record as written to the records file (no ``exception``)."""
+        """Return the record as written to the records file (no ``exception``; ``notes`` if any)."""
         data = {
             "id": self.id,
             "line": self.line,
@@ -102,6 +107,8 @@ class Record:
             "batch_saved_usd": round(self.batch_saved_usd, 9),
             "service_tier": self.service_tier,
         }
+        if self.notes:
+            data["notes"] = self.notes
         if self.lane is not None:  # only in a lanes run: other records keep their shape
             data["lane"] = self.lane
             data["lane_saved_usd"] = round(self.lane_saved_usd, 9)

@@ -22,6 +22,8 @@ class RunSummary:
     ``unpriced`` counts the records that made calls of a model with no price,
     ``priced`` those that carry a cost; with unpriced records and no priced
     one, :meth:`as_dict` gives ``cost_usd`` None (unpriced, not $0).
+    ``off_task_retries`` sums the records' ``notes.off_task_retries`` (summaries
+    asked for again because they opened with text about the text).
     """
 
     done: int = 0
@@ -37,6 +39,7 @@ class RunSummary:
     batch_saved_usd: float = 0.0
     unpriced: int = 0
     priced: int = 0
+    off_task_retries: int = 0
     attempt_errors: dict[str, int] = field(default_factory=dict)
     failed_by_class: dict[str, int] = field(default_factory=dict)
     ttft_s: list[float] = field(default_factory=list, repr=False)
@@ -66,6 +69,7 @@ class RunSummary:
             self.unpriced += 1
         self.cache_saved_usd += record.cache_saved_usd
         self.batch_saved_usd += record.batch_saved_usd
+        self.off_task_retries += int(record.notes.get("off_task_retries", 0))
         if record.ttft_s is not None:
             self.ttft_s.append(record.ttft_s)
         if record.attempts:
@@ -87,6 +91,7 @@ class RunSummary:
             "cache_saved_usd": round(self.cache_saved_usd, 6),
             "batch_saved_usd": round(self.batch_saved_usd, 6),
             "unpriced": self.unpriced,
+            "off_task_retries": self.off_task_retries,
             "output_tokens_per_s": round(self.output_tokens / self.wall_s, 2) if self.wall_s else 0,
             "items_per_s": round(items / self.wall_s, 3) if self.wall_s else 0,
             "latency_p50_s": _percentile(self.latency_s, 0.50),

@@ -36,6 +36,7 @@ from lc_async_pipelines.callbacks.metrics import MetricsCallbackHandler
 from lc_async_pipelines.callbacks.queue import QueueCallbackHandler, StreamEvent
 from lc_async_pipelines.errors import PipelinesError
 from lc_async_pipelines.runner import Item, Record, RunOptions, is_transient, run_items
+from lc_async_pipelines.runner.notes import ItemNotes
 from lc_async_pipelines.service._settings import ServiceSettings
 from lc_async_pipelines.service._state import ServiceState
 
@@ -137,13 +138,14 @@ def _utf8_safe(value: Any) -> Any:
 
 
 def record_figures(record: Record) -> dict[str, Any]:
-    """Return a record's usage, latency, TTFT, calls and attempts."""
+    """Return a record's usage, latency, TTFT, calls, attempts and notes."""
     return {
         "usage": record.usage,
         "latency_s": record.latency_s,
         "ttft_s": record.ttft_s,
         "calls": record.calls,
         "attempts": record.attempts,
+        "notes": record.notes,
     }
 
 
@@ -189,7 +191,7 @@ async def stream_events(
         ``token`` events (``{"text", "call"}``), then one ``end`` (output,
         usage, latency, TTFT, calls) or one ``error`` (``{"type", "message"}``).
     """
-    metrics = MetricsCallbackHandler()
+    metrics, notes = MetricsCallbackHandler(), ItemNotes()
     calls: dict[uuid.UUID, int] = {}
     sent = 0
     start = time.perf_counter()
@@ -204,7 +206,7 @@ async def stream_events(
         async for attempt in state.settings.retry.retrying(retryable):
             with attempt:
                 queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-                callbacks: list[BaseCallbackHandler] = [QueueCallbackHandler(queue), metrics]
+                callbacks: list[BaseCallbackHandler] = [QueueCallbackHandler(queue), metrics, notes]
                 task = asyncio.create_task(chain.ainvoke(value, {"callbacks": callbacks}))
                 task.add_done_callback(lambda _, q=queue: q.put_nowait(None))  # type: ignore[misc]
                 while (event := await queue.get()) is not None:
@@ -215,7 +217,7 @@ async def stream_events(
                 output = task.result()
         figures = _stream_figures(metrics, start)
         entry.update(figures, ok=True)
-        yield _sse("end", {"output": jsonable(output), **figures})
+        yield _sse("end", {"output": jsonable(output), **figures, "notes": notes.notes})
     except Exception as exc:
         entry.update(_stream_figures(metrics, start), error=type(exc).__name__)
         log_failure(entry["id"], f"{entry.get('pipeline')}/stream", exc)

@@ -3,8 +3,8 @@
 Every route but the page and ``/healthz`` needs the bearer token when one is
 set (:class:`~lc_async_pipelines.service._security.BearerAuth`, before the
 body is read). An input is checked against its pipeline before any model
-call: over ``max_input_chars`` is a 413, a ``max_words`` the pipeline does not
-take or an input that does not fit the chain's input schema is a 422 naming it.
+call: over ``max_input_chars`` is a 413, a ``max_words`` or ``kind`` the
+pipeline does not take or an input that does not fit the chain's input schema is a 422 naming it.
 
 ``/docs`` is a plain page made here from the OpenAPI schema: no script, no
 CDN (FastAPI's Swagger UI and ReDoc load theirs from jsDelivr).
@@ -85,10 +85,10 @@ def _check_input(pipeline: ServedPipeline, value: str | dict[str, Any], where: s
 
 
 def _chain(
-    state: ServiceState, pipeline: ServedPipeline, max_words: int | None
+    state: ServiceState, pipeline: ServedPipeline, body: InvokeRequest | BatchRequest
 ) -> Runnable[Any, Any]:
     """Return the chain for the request's options; 422 for an option the pipeline does not take."""
-    options = {} if max_words is None else {"max_words": max_words}
+    options = body.model_dump(include={"max_words", "kind"}, exclude_none=True)
     try:
         return state.chain(pipeline.spec, **options)
     except ConfigurationError as exc:
@@ -163,7 +163,7 @@ async def invoke(
 ) -> InvokeResponse:
     """Run the pipeline on one input; 502 when the model fails, 504 past the deadline."""
     _check_input(pipeline, body.input, "input")
-    chain = _chain(state, pipeline, body.max_words)
+    chain = _chain(state, pipeline, body)
     rid = uuid.uuid4().hex[:12]
     state.in_flight += 1
     try:
@@ -193,7 +193,7 @@ async def invoke(
 async def stream(body: InvokeRequest, pipeline: Pipeline, state: State) -> EventSourceResponse:
     """Stream the pipeline's tokens as server-sent events, then ``end`` or ``error``."""
     _check_input(pipeline, body.input, "input")
-    chain = _chain(state, pipeline, body.max_words)
+    chain = _chain(state, pipeline, body)
     entry: dict[str, Any] = {
         "id": uuid.uuid4().hex[:12],
         "pipeline": pipeline.name,
@@ -207,7 +207,7 @@ async def batch(body: BatchRequest, pipeline: Pipeline, state: State) -> EventSo
     """Run many inputs; one ``result`` event per input as it completes, then ``end``."""
     for i, value in enumerate(body.inputs):
         _check_input(pipeline, value, f"inputs[{i}]")
-    chain = _chain(state, pipeline, body.max_words)
+    chain = _chain(state, pipeline, body)
     entry: dict[str, Any] = {
         "id": uuid.uuid4().hex[:12],
         "pipeline": pipeline.name,

@@ -20,6 +20,8 @@ from pydantic import (
     field_validator,
 )
 
+from lc_async_pipelines.kinds import SummaryKind
+
 __all__ = [
     "MAX_BATCH",
     "MAX_INPUT_CHARS",
@@ -75,6 +77,8 @@ _BatchInput = Annotated[
 ]
 
 MaxWords = Annotated[int | None, Field(ge=10, le=MAX_WORDS_LIMIT)]
+# What the document is, for a pipeline taking the ``kind`` option (the summary).
+Kind = SummaryKind | None
 
 
 class InvokeRequest(BaseModel):
@@ -88,12 +92,16 @@ class InvokeRequest(BaseModel):
         max_words: target output length in words (summaries: within ±30%, never over
             1.3x; default: the pipeline's); only
             for a pipeline that takes the ``max_words`` option.
+        kind: what the document is, for a pipeline that takes the ``kind``
+            option (the summary: ``auto``, the default, guesses it; the
+            response's ``notes.kind`` says which was used).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     input: PipelineInput
     max_words: MaxWords = None
+    kind: Kind = None
 
 
 class BatchRequest(BaseModel):
@@ -103,12 +111,14 @@ class BatchRequest(BaseModel):
         inputs: texts or JSON objects, as :attr:`InvokeRequest.input`.
         max_words: target output length in words, for every input (summaries: within
             ±30%, never over 1.3x).
+        kind: what every document is, as :attr:`InvokeRequest.kind`.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[_BatchInput] = Field(min_length=1, max_length=MAX_BATCH)
     max_words: MaxWords = None
+    kind: Kind = None
 
     @field_validator("inputs")
     @classmethod
@@ -139,6 +149,8 @@ class InvokeResponse(BaseModel):
         ttft_s: time to the first token of the first model call, seconds.
         calls: model calls made.
         attempts: attempts made (retries of transient errors included).
+        notes: what the chain noted, e.g. the summary's ``kind`` (guessed or
+            given) and ``off_task_retries``; empty when nothing.
     """
 
     pipeline: str
@@ -148,6 +160,7 @@ class InvokeResponse(BaseModel):
     ttft_s: float | None
     calls: int
     attempts: int
+    notes: dict[str, Any] = Field(default_factory=dict)
 
 
 class PipelineInfo(BaseModel):
@@ -160,7 +173,7 @@ class PipelineInfo(BaseModel):
         max_input_chars: the longest input accepted, characters (an object
             input is counted as its JSON text).
         options: the factory's keyword options and their defaults; of them,
-            a request may set ``max_words``.
+            a request may set ``max_words`` and ``kind``.
         input_schema: JSON Schema of the chain's input (``{"type": "string"}``
             for text, an object schema for a prompt with several variables).
         example: an example input, the page's placeholder ("" when none).

@@ -261,3 +261,42 @@ async def test_the_docs_page_works_offline(browser):
     assert width == "960px"  # 60rem
     assert seen["outside"] == []
     assert seen["violations"] == []
+
+
+async def test_page_sends_the_summary_kind_and_shows_the_kind_used(browser):
+    from tests.unit.fakes import FnChatModel
+
+    asked = []
+
+    async def model(messages, **_):
+        from langchain_core.messages import AIMessage
+
+        asked.append(messages[-1].content)
+        return AIMessage(content="Amanda bakes cookies for Jerry.")
+
+    dialogue = "Amanda: I baked cookies.\nJerry: Sure!\nAmanda: I'll bring you some."
+    with serve(create_app(FnChatModel(fn=model), settings=ServiceSettings())) as base:
+        page = await browser.new_page()
+        seen = watch(page, base)
+        await page.goto(base + "/")
+        await page.wait_for_selector("#pipeline option", state="attached")
+        assert await page.is_disabled("#kind")  # the story takes no kind
+        await page.select_option("#pipeline", "summary")
+        assert not await page.is_disabled("#kind")
+        assert await page.input_value("#kind") == "auto"
+        await page.fill("#input", dialogue)
+        await page.click("#run")
+        await page.wait_for_selector(".run[data-state='done']", timeout=60_000)
+        await page.select_option("#kind", "meeting")
+        await page.click("#run")
+        await page.wait_for_function(
+            "() => document.querySelectorAll(\".run[data-state='done']\").length === 2",
+            timeout=60_000,
+        )
+        figures = await page.locator(".run .figures").all_inner_texts()
+        await page.select_option("#pipeline", "story")
+        assert await page.is_disabled("#kind") and await page.input_value("#kind") == "auto"
+    assert "kind meeting" in figures[0] and "guessed" not in figures[0]  # newest first
+    assert "kind dialogue (guessed)" in figures[1]
+    assert "conversation" in asked[0] and "meeting transcript" in asked[1]
+    assert seen["violations"] == []

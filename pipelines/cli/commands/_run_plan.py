@@ -193,6 +193,8 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
     options: dict[str, Any] = {}
     if args.max_words is not None:
         options["max_words"] = args.max_words
+    if args.kind is not None:
+        options["kind"] = args.kind
     if args.outline:
         options["outline"] = True
     if args.max_chunks is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from lc_async_pipelines.cli._args import MAX_WORDS, add_model_flags, count, number
 from lc_async_pipelines.cli._checks import chain_input_shape, check_regular_file, fail_usage
 from lc_async_pipelines.cli.exit_codes import ExitCode
+from lc_async_pipelines.kinds import KINDS
 
 if TYPE_CHECKING:
     from lc_async_pipelines.registry import PipelineSpec
@@ -68,6 +69,9 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         "--max-words",
         type=number(int, 0, strict=True, maximum=MAX_WORDS),
         help=f"target output length in words (1 to {MAX_WORDS:,})",
+    )
+    parser.add_argument(
+        "--kind", choices=KINDS, help="summary: what the document is (default auto: guessed)"
     )
     parser.add_argument("--outline", action="store_true", help="story: outline first, then story")
     parser.add_argument(

@@ -26,6 +26,7 @@ from lc_async_pipelines.cli._checks import fail_usage
 from lc_async_pipelines.cli._lanes_args import deadline, lane_list, lanes_flags_problem
 from lc_async_pipelines.cli.commands._flex_lane import add_lane_flags
 from lc_async_pipelines.cli.exit_codes import ExitCode
+from lc_async_pipelines.kinds import KINDS
 
 __all__ = ["add_parser", "execute"]
 
@@ -34,6 +35,7 @@ examples:
   pipelines run story --input topics.txt --output out/stories.jsonl --stream
   pipelines run summary --input news.json --field article --id-field article_id \\
       --limit 20 --concurrency 4 --output out/news.jsonl
+  pipelines run summary --kind auto --input chats.jsonl --output out/chats.jsonl
   pipelines run --prompt review.txt --input rows.csv --output out/reviews.jsonl
   pipelines run --prompt analyse.txt --schema analysis.schema.json \\
       --input articles.jsonl --output out/analyses.jsonl
@@ -142,13 +144,19 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
-    """The "pipeline options" group: --max-words, --outline and --max-chunks."""
+    """The "pipeline options" group: --max-words, --kind, --outline and --max-chunks."""
     opts = parser.add_argument_group("pipeline options")
     opts.add_argument(
         "--max-words",
         type=number(int, 0, strict=True, maximum=MAX_WORDS),
         help=f"target output length in words; summaries: within ±30%%, never over 1.3x "
         f"(1 to {MAX_WORDS:,})",
+    )
+    opts.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="summary: what the documents are, for the prompts' wording; auto (default) "
+        "guesses each from its text and notes the guess in its record",
     )
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
     opts.add_argument(

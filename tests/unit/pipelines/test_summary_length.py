@@ -227,16 +227,26 @@ def test_score_set_takes_the_best_reference_and_counts_loops(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     docs = [
-        quality.Doc("a", "text", ["the cat sat on the mat", "dogs bark loudly at night"]),
-        quality.Doc("b", "text", ["a storm hit the coast"]),
+        quality.Doc("a", "the cat sat on the mat all day", ["the cat sat on the mat", "dogs bark"]),
+        quality.Doc("b", "a storm hit the coast at dawn", ["a storm hit the coast"]),
     ]
-    summaries = ["the cats sat on a mat", "storm storm storm storm storm storm"]
-    row = quality.score_set("model", summaries, docs, 6, quality.make_scorer())
+    outcomes = [
+        quality.Outcome("the cats sat on a mat", {"kind": "news", "off_task_retries": 1}),
+        quality.Outcome("The text is about storm storm storm storm storm storm storm", {}),
+    ]
+    row = quality.score_set("model", outcomes, docs, 6, quality.make_scorer())
     first = row["items"][0]
     assert first["rouge1"] == pytest.approx(5 / 6, abs=1e-4)  # stemmed: cats -> cat; best reference
     assert row["loops"] == 1 and row["n"] == 2
-    assert row["median_words"] == 6 and row["within_30pct"] == 1.0
-    assert "| model | 2 |" in quality.markdown_table([row])
+    assert row["median_words"] == 8.5 and row["within_30pct"] == 0.5
+    # lead-N at the summaries' median length (8 words): the first 8 words of each document
+    assert row["lead_words"] == 8
+    assert row["lead_rouge1"] == pytest.approx((12 / 14 + 10 / 12) / 2, abs=1e-4)
+    # the second opens with text about the text; its kind is guessed when not noted
+    assert row["off_task"] == 1 and row["off_task_retries"] == 1
+    assert row["kinds"] == {"news": 1, "document": 1}
+    table = quality.markdown_table([row])
+    assert "| model | auto (news 1, document 1) | 2 |" in table and "| 1 (1) |" in table
 
 
 def test_the_figures_are_written_as_json_with_their_arguments(tmp_path):

@@ -1,0 +1,178 @@
+import pytest
+from langchain_core.messages import AIMessage
+
+from lc_async_pipelines import build_auto_summary_chain, build_summary_chain
+from lc_async_pipelines.errors import ConfigurationError
+from lc_async_pipelines.on_task import off_task_opening, trim_meta_opening
+from lc_async_pipelines.runner import Item, RunOptions, RunSummary, run_items
+from tests.unit.fakes import FnChatModel, cycling_llm
+
+# The openings issue 23 quotes, from meeting transcripts and two-person dialogues.
+ISSUE_OPENINGS = [
+    (
+        "The story unfolds like a puzzle: Marketers and Marketing experts manage an "
+        "international mouse-controlled remote control.",
+        "meeting",
+    ),
+    ("In this tale, the team talks about the remote control.", "meeting"),
+    ("The document is an example of how email can become a burden.", "dialogue"),
+    ("The original message is rephrased and edited by adding personal opinions.", "dialogue"),
+    ("Here's a rewritten version of the text: Amanda baked cookies.", "dialogue"),
+    ("Your answer should be no more than 3 sentences long.", "dialogue"),
+    ("In this summary, the council votes on a bridge.", "news"),
+    ("The text describes a vote on a bridge.", "news"),
+    ("The story of the vote began on Tuesday.", "news"),
+    ("A fun story of friendship between friends.", "dialogue"),  # seen on the embedded model
+    ("In this joke, Amanda and Jerry plan a picnic.", "dialogue"),  # seen too
+    ("**Summary:** The council voted for a bridge.", "news"),
+    ("Summarize the news article above in about 48 words.", "news"),
+]
+ON_TASK = [
+    ("Amanda baked cookies and will bring Jerry some tomorrow.", "dialogue"),
+    ("The council voted on Tuesday to build a new bridge.", "news"),
+    ("The project manager opened the meeting with the budget.", "meeting"),
+    ("The story follows Noork, a man with no memory, on a small moon.", "story"),
+    ("In the tale's last scene Noork finds his ship.", "story"),
+    ("A strange tale of a man who lost his memory on a moon.", "story"),
+    ("Nick Scholfield will ride Spring Heeled in the Grand National.", "news"),
+    ("Texting while driving kills thousands; the text of the new law bans it.", "news"),
+    ("", "news"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), ISSUE_OPENINGS)
+def test_the_openings_quoted_in_the_issue_are_off_task(text, kind):
+    assert off_task_opening(text, kind=kind)
+
+
+@pytest.mark.parametrize(("text", "kind"), ON_TASK)
+def test_summaries_that_start_with_their_subject_are_on_task(text, kind):
+    assert not off_task_opening(text, kind=kind)
+
+
+def test_an_echo_of_the_prompt_is_off_task_but_the_document_is_not_the_prompt():
+    prompt = [
+        "Summarize the news article above in about 48 words: what happened, to whom, "
+        "where and when. Start with who or what the news is about."
+    ]
+    echo = "What happened, to whom, where and when: a bridge."
+    assert off_task_opening(echo, kind="news", prompt_texts=prompt)
+    assert not off_task_opening(echo, kind="news")
+    assert not off_task_opening("A bridge will be built, the council said.", prompt_texts=prompt)
+
+
+@pytest.mark.parametrize(
+    ("text", "trimmed"),
+    [
+        ("Here's a rewritten version of the text: Amanda baked cookies.", "Amanda baked cookies."),
+        ("In this article, the council voted for a bridge.", "The council voted for a bridge."),
+        (
+            "The text describes how the council voted for a bridge.",
+            "The council voted for a bridge.",
+        ),
+        (
+            "The document is an example of how email can become a burden. Workers get 120 emails "
+            "a day.",
+            "Workers get 120 emails a day.",
+        ),
+        ("Summary: Jerry gets cookies.", "Jerry gets cookies."),
+        ("In this joke, Amanda and Jerry plan a picnic.", "Amanda and Jerry plan a picnic."),
+        ("Amanda baked cookies.", "Amanda baked cookies."),  # on task: untouched
+        # nothing left once trimmed: kept, not emptied
+        (
+            "Your answer should be no more than 3 sentences long.",
+            "Your answer should be no more than 3 sentences long.",
+        ),
+    ],
+)
+def test_a_meta_opening_is_trimmed_to_what_follows_it(text, trimmed):
+    assert trim_meta_opening(text, kind="dialogue") == trimmed
+
+
+def replies(*texts):
+    """A model answering ``texts`` in turn, and the messages of each call."""
+    seen = []
+    answers = iter(texts)
+
+    async def fn(messages, **_):
+        seen.append(messages)
+        return AIMessage(content=next(answers), response_metadata={"finish_reason": "stop"})
+
+    return FnChatModel(fn=fn), seen
+
+
+async def run_one(chain, text):
+    records = [r async for r in run_items(chain, [Item("a", 1, text)], RunOptions())]
+    summary = RunSummary()
+    summary.add(records[0])
+    return records[0], summary.as_dict()
+
+
+DIALOGUE = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you some."
+
+
+async def test_an_off_task_summary_is_asked_again_with_the_reply_shown_as_what_not_to_do():
+    bad = "The document is an example of how people share food online."
+    good = "Amanda baked cookies and will bring Jerry some tomorrow."
+    model, seen = replies(bad, good)
+    record, summary = await run_one(build_summary_chain(model, max_words=12), DIALOGUE)
+    assert record.output == good
+    assert len(seen) == 2
+    retry = seen[1]
+    assert [m.type for m in retry[-3:]] == ["human", "ai", "human"]
+    assert retry[-2].content == bad and DIALOGUE in retry[-3].content
+    assert "instead of summarizing" in retry[-1].content
+    assert record.notes == {
+        "kind": "dialogue", "kind_guessed": True, "off_task_retries": 1, "off_task_trimmed": 0,
+    }  # fmt: skip
+    assert summary["off_task_retries"] == 1
+    assert record.to_dict()["notes"]["off_task_retries"] == 1
+
+
+async def test_a_second_off_task_reply_is_trimmed_of_its_meta_opening():
+    model, seen = replies(
+        "Here's a rewritten version of the text: cookies.",
+        "Here is the summary: Amanda will bring Jerry cookies tomorrow.",
+    )
+    chain = build_summary_chain(model, max_words=12, kind="dialogue")
+    record, summary = await run_one(chain, DIALOGUE)
+    assert record.output == "Amanda will bring Jerry cookies tomorrow."
+    assert len(seen) == 2
+    assert record.notes["off_task_trimmed"] == 1 and summary["off_task_retries"] == 1
+    assert record.notes["kind"] == "dialogue" and record.notes["kind_guessed"] is False
+
+
+async def test_an_on_task_summary_makes_one_call_and_streams():
+    text = "Amanda baked cookies. She will bring Jerry some tomorrow, she said."
+    chain = build_summary_chain(cycling_llm(text), max_words=12)
+    chunks = [c async for c in chain.astream(DIALOGUE)]
+    assert len(chunks) > 1 and "".join(chunks) == text
+    model, seen = replies(text)
+    record, summary = await run_one(build_summary_chain(model, max_words=12), DIALOGUE)
+    assert len(seen) == 1 and record.output == text
+    assert "off_task_retries" not in record.notes and summary["off_task_retries"] == 0
+
+
+async def test_the_story_kind_may_open_with_the_story_and_others_may_not():
+    opening = "The story follows Amanda, who bakes cookies for Jerry."
+    model, seen = replies(opening)
+    await run_one(build_summary_chain(model, max_words=12, kind="story"), DIALOGUE)
+    assert len(seen) == 1
+    model, seen = replies(opening, "Amanda bakes cookies for Jerry.")
+    await run_one(build_summary_chain(model, max_words=12, kind="dialogue"), DIALOGUE)
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("kind", ["bogus", "", None, "Auto"])
+def test_an_unknown_kind_is_a_configuration_error(kind):
+    with pytest.raises(ConfigurationError, match="kind must be one of auto, story"):
+        build_auto_summary_chain(cycling_llm("x"), kind=kind)
+
+
+async def test_the_prompt_speaks_of_the_document_kind_and_not_a_story():
+    model, seen = replies("The council voted to build a bridge.")
+    news = "The council voted on Tuesday to build a bridge, officials said. " * 5
+    record, _ = await run_one(build_summary_chain(model, max_words=12), news)
+    assert record.notes["kind"] == "news"
+    asked = seen[0][-1].content
+    assert "news article" in asked and "story" not in asked
