@@ -24,8 +24,9 @@ __all__ = ["TONES", "Tone", "ToneChoice", "build_tone_step"]
 
 Tone = Literal["negative", "neutral", "positive"]
 TONES: tuple[Tone, ...] = ("negative", "neutral", "positive")
-# {"tone": "negative"} is 7 tokens; room for the spaces a grammar allows
-_TONE_MAX_TOKENS = 16
+# {"tone": "negative"} is 7 tokens, but llama-server's JSON grammar lets
+# whitespace in between and SmolLM2 spent up to 18 tokens on one answer
+_TONE_MAX_TOKENS = 48
 
 
 class ToneChoice(BaseModel):
