@@ -3,7 +3,10 @@
 trafilatura (https://trafilatura.readthedocs.io/en/latest/corefunctions.html)
 finds the main text of a page and reads its metadata: the ``<title>`` and
 Open Graph / JSON-LD / ``<meta>`` tags for the title, author and site name,
-and htmldate for the publication date. Both functions are CPU-bound (tens of
+and htmldate for the publication date, from the page's markup and address only
+(``extensive_search`` off): htmldate's extensive search also reads dates out of the
+text and guesses from a bare year, so a page without a date got ``2001-01-01``
+from "lost its mill in 2001". Both functions are CPU-bound (tens of
 milliseconds per page, but time quadratic in some hostile pages): the news
 tools call them through :class:`~lc_async_pipelines.news.Extractor`, in worker
 processes that can be stopped and are bounded in time and memory.
@@ -12,14 +15,22 @@ processes that can be stopped and are bounded in time and memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import trafilatura
-from trafilatura.settings import Document
+from trafilatura.settings import Document, set_date_params
 
 from lc_async_pipelines.errors import FetchError
 from lc_async_pipelines.news._fetch import shown_url
 
 __all__ = ["PageText", "extract_page", "page_metadata"]
+
+
+def _date_params() -> dict[str, Any]:
+    # No extensive search: a date only where the page states one (<meta>,
+    # JSON-LD, <time>, its URL), never one read out of the prose. Per call:
+    # the latest date allowed is today.
+    return set_date_params(extensive=False)
 
 
 @dataclass(frozen=True)
@@ -33,7 +44,9 @@ class PageText:
             navigation, boilerplate or comments, and without the headline
             when it opens the text.
         author: the byline, None when the page does not say.
-        published: the publication date as ISO 8601 (``YYYY-MM-DD``), None when unknown.
+        published: the publication date as ISO 8601 (``YYYY-MM-DD``), None
+            when the page's markup and address state none (a date in the prose
+            is not taken).
         site: the site's name, None when unknown.
     """
 
@@ -71,7 +84,12 @@ def extract_page(html: bytes | str, url: str) -> PageText:
     """
     doc = _document(
         trafilatura.bare_extraction(
-            html, url=url, with_metadata=True, include_comments=False, include_images=False
+            html,
+            url=url,
+            with_metadata=True,
+            include_comments=False,
+            include_images=False,
+            date_extraction_params=_date_params(),
         )
     )
     text = (doc.text or "").strip() if doc is not None else ""
@@ -103,7 +121,11 @@ def page_metadata(html: bytes | str, url: str) -> dict[str, str | None]:
         ``published`` is ISO 8601 (``YYYY-MM-DD``).
     """
     tree = trafilatura.load_html(html) if html else None  # detects the encoding of bytes
-    doc = trafilatura.extract_metadata(tree, default_url=url) if tree is not None else None
+    doc = (
+        trafilatura.extract_metadata(tree, default_url=url, date_config=_date_params())
+        if tree is not None
+        else None
+    )
     if doc is None:
         return {"title": None, "author": None, "published": None, "site": None}
     return {

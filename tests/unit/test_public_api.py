@@ -31,8 +31,8 @@ PUBLIC = {
         "token_text", "usage_of",
     ],
     "lc_async_pipelines.prompts": [
-        "COMBINE_PROMPT", "MAP_PROMPT", "NEWS_AGENT_PROMPT", "NEWS_ANALYSIS_PROMPT", "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT",
-        "STORY_PROMPT", "SUMMARY_PROMPT",
+        "COMBINE_PROMPT", "MAP_PROMPT", "NEWS_AGENT_PROMPT", "NEWS_ANALYSIS_PROMPT", "NEWS_SHORT_SUMMARY", "NEWS_TONE_PROMPT",
+        "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT", "STORY_PROMPT", "SUMMARY_PROMPT",
     ],
     "lc_async_pipelines.runner": [
         "BatchOptions", "BatchSession", "BudgetRateLimiter", "BudgetedChatModel", "CostMeter",

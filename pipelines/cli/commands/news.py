@@ -88,9 +88,10 @@ def _add_analysis_flags(parser: argparse.ArgumentParser) -> None:
     task = parser.add_argument_group("analysis")
     task.add_argument(
         "--max-words",
-        type=number(int, 4, strict=True, maximum=2000),
+        # a summary has at least 10 words (NewsAnalysis), so no shorter length is asked
+        type=number(int, 10, strict=False, maximum=2000),
         default=40,
-        help="summary length in words (default 40)",
+        help="summary length in words, 10 to 2000 (default 40)",
     )
     task.add_argument(
         "--tools",

@@ -88,3 +88,27 @@ def test_page_metadata_of_nothing_is_all_none():
     empty = {"title": None, "author": None, "published": None, "site": None}
     assert page_metadata(b"", URL) == empty
     assert page_metadata(b"\x00\x01 binary", URL)["author"] is None
+
+
+UNDATED = """<!DOCTYPE html><html><head><title>Mint factory to open</title></head><body>
+<article><h1>Mint factory to open</h1>
+<p>The Aubermint company, founded in 1997, said on Tuesday it would open a new factory in the
+north, bringing two hundred jobs to a town that lost its mill in 2001.</p>
+<p>Workers welcomed the plan, though some said the wages offered were lower than at the old mill.</p>
+<p>The company expects the factory to open next spring if the council agrees to the plans.</p>
+</article><footer>Copyright 1997-2001 Example News</footer></body></html>"""
+
+
+@pytest.mark.parametrize("url", ["https://news.example/mint.html", "https://news.example/news/42"])
+def test_a_page_that_states_no_date_has_none(url):
+    # htmldate's extensive search made 2001-01-01 of "lost its mill in 2001"
+    assert extract_page(UNDATED, url).published is None
+    assert page_metadata(UNDATED, url)["published"] is None
+
+
+def test_a_date_the_markup_or_address_states_is_kept():
+    timed = UNDATED.replace("<h1>", '<time datetime="2023-07-08">8 July 2023</time><h1>')
+    assert extract_page(timed, "https://news.example/mint.html").published == "2023-07-08"
+    dated_url = "https://news.example/2019/05/03/mint.html"
+    assert extract_page(UNDATED, dated_url).published == "2019-05-03"
+    assert page_metadata(UNDATED, dated_url)["published"] == "2019-05-03"

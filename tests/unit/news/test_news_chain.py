@@ -26,14 +26,15 @@ from lc_async_pipelines.news import (
     read_sources,
 )
 from lc_async_pipelines.news._analysis import JSON_MAX_TOKENS, cut_to_words
+from lc_async_pipelines.prompts.news import NEWS_TONE_PROMPT
 from lc_async_pipelines.runner import RetryPolicy, RunOptions, run_items
 from lc_async_pipelines.runner.inputs import Item
-from tests.unit.fakes import fake_llm
+from tests.unit.fakes import FnChatModel, fake_llm
 
 
 def analysis_json(**over: Any) -> str:
     value = {
-        "summary": "The council approved a new budget for schools.",
+        "summary": "The city council approved a new budget that gives the schools more money.",
         "topic": "education",
         "tone": "neutral",
         "key_facts": ["A budget passed.", "Schools get more.", "The vote was 5 to 2."],
@@ -43,6 +44,34 @@ def analysis_json(**over: Any) -> str:
     }
     value.update(over)
     return json.dumps(value)
+
+
+def without_tone(reply: str) -> str:
+    try:
+        value = json.loads(reply)
+    except json.JSONDecodeError:
+        return reply
+    value.pop("tone", None)
+    return json.dumps(value)
+
+
+def news_llm(
+    *analyses: str, tones: list[str] | None = None, seen: list[list[Any]] | None = None
+) -> FnChatModel:
+    """A fake for the analysis chain: tone questions get ``tones`` in turn (else neutral),
+    every other call the next of ``analyses`` (the last one again when they run out), each
+    without its tone (the analysis call does not fill it). Every request's messages go to ``seen``."""
+    queue, tone_queue = [without_tone(a) for a in analyses], list(tones or [])
+
+    async def answer(messages: list[Any], **kwargs: Any) -> AIMessage:
+        if seen is not None:
+            seen.append(list(messages))
+        if messages[0].content == NEWS_TONE_PROMPT.messages[0].prompt.template:
+            tone = tone_queue.pop(0) if tone_queue else "neutral"
+            return AIMessage(content=json.dumps({"tone": tone}))
+        return AIMessage(content=queue.pop(0) if len(queue) > 1 else queue[0])
+
+    return FnChatModel(fn=answer)
 
 
 class ToolModel(BaseChatModel):
@@ -123,7 +152,7 @@ def page_site() -> Site:
 
 async def test_analysis_chain_parses_cleans_and_cuts_the_summary():
     long = " ".join(["This sentence has five words."] * 20)
-    chain = build_news_analysis_chain(fake_llm([analysis_json(summary=long)]), max_words=20)
+    chain = build_news_analysis_chain(news_llm(analysis_json(summary=long)), max_words=20)
     result = await chain.ainvoke("Council passes school budget\n\nThe council ...")
     assert isinstance(result, NewsAnalysis)
     assert result.people == ["Ann Lee", "Bo Chan"]  # repeats and spaces dropped
@@ -132,8 +161,8 @@ async def test_analysis_chain_parses_cleans_and_cuts_the_summary():
 
 
 async def test_a_bad_analysis_is_an_output_validation_error_and_the_runner_retries_it():
-    bad = analysis_json(tone="angry")
-    chain = build_news_analysis_chain(fake_llm(["{not json", bad, analysis_json()]))
+    bad = analysis_json(key_facts=["only one"])
+    chain = build_news_analysis_chain(news_llm("{not json", bad, analysis_json()))
     with pytest.raises(OutputValidationError):
         await chain.ainvoke("text")
     options = RunOptions(retry=RetryPolicy(max_retries=2, initial=0, max_wait=0, jitter=0))
@@ -199,7 +228,7 @@ async def test_both_tools_share_one_download_and_return_text_and_metadata():
 async def test_the_fixed_tool_chain_builds_a_report_from_tools_and_analysis():
     site = page_site()
     async with site.fetcher() as fetcher:
-        chain = build_news_tool_chain(fake_llm([analysis_json()]), news_tools(fetcher))
+        chain = build_news_tool_chain(news_llm(analysis_json()), news_tools(fetcher))
         report = await chain.ainvoke("http://news.test/a")
     assert isinstance(report, NewsReport)
     assert report.author == "Jo Reporter" and report.title == "Council passes school budget"
@@ -209,7 +238,7 @@ async def test_the_fixed_tool_chain_builds_a_report_from_tools_and_analysis():
 async def test_a_page_that_fails_is_a_fetch_error_naming_the_url():
     site = Site({})
     async with site.fetcher() as fetcher:
-        chain = build_news_tool_chain(fake_llm([analysis_json()]), news_tools(fetcher))
+        chain = build_news_tool_chain(news_llm(analysis_json()), news_tools(fetcher))
         records = [r async for r in run_items(chain, [Item("x", 1, "http://news.test/gone")])]
     assert records[0].error["type"] == "FetchError"
     assert "http://news.test/gone" in records[0].error["message"]
@@ -293,7 +322,7 @@ async def test_the_news_run_gives_one_record_per_article_and_per_failed_source()
         f"http://news.test/{name}" for name in ("world.rss", "more.rss", "broken.rss", "gone.rss")
     ]
     async with site.fetcher() as fetcher:
-        chain = build_news_tool_chain(fake_llm([analysis_json()] * 10), news_tools(fetcher))
+        chain = build_news_tool_chain(news_llm(analysis_json()), news_tools(fetcher))
         records = [r async for r in analyse_news(sources, chain, fetcher)]
     by_input = {r.input: r for r in records}
     assert len(records) == len(by_input) == 6  # 2 failed sources, 4 distinct articles
@@ -313,7 +342,7 @@ async def test_the_deadline_turns_unfinished_articles_into_records():
         }
     )
     async with site.fetcher() as fetcher:
-        chain = build_news_tool_chain(fake_llm([analysis_json()] * 3), news_tools(fetcher))
+        chain = build_news_tool_chain(news_llm(analysis_json()), news_tools(fetcher))
         records = [
             r async for r in analyse_news(["http://news.test/f.rss"], chain, fetcher, deadline_s=1)
         ]
@@ -410,7 +439,7 @@ async def test_article_links_lose_their_credentials_and_stop_ends_the_feed_wait(
         }
     )
     async with site.fetcher() as fetcher:
-        chain = build_news_tool_chain(fake_llm([analysis_json()]), news_tools(fetcher))
+        chain = build_news_tool_chain(news_llm(analysis_json()), news_tools(fetcher))
         records = [r async for r in analyse_news(["http://news.test/f.rss"], chain, fetcher)]
         assert [r.input for r in records] == ["http://news.test/a"]
         assert "hunter2" not in json.dumps([r.to_dict() for r in records])
@@ -438,6 +467,110 @@ def test_read_sources_hides_credentials_and_refuses_odd_urls(tmp_path):
 
 
 async def test_repeated_key_facts_stay_three_so_a_record_validates_again():
-    chain = build_news_analysis_chain(fake_llm([analysis_json(key_facts=["Pep", "pep", "Santo"])]))
+    chain = build_news_analysis_chain(news_llm(analysis_json(key_facts=["Pep", "pep", "Santo"])))
     result = await chain.ainvoke("text")
     assert NewsAnalysis.model_validate(result.model_dump()).key_facts == ["Pep", "pep", "Santo"]
+
+
+ARTICLE = "Council passes school budget\n\n" + " ".join(["The council met again."] * 300)
+
+
+async def test_the_tone_is_a_call_of_its_own_on_the_whole_article():
+    seen: list[list[Any]] = []
+    llm = news_llm(analysis_json(), tones=["negative"], seen=seen)
+    result = await build_news_analysis_chain(llm).ainvoke(ARTICLE)
+    assert result.tone == "negative"
+    tone_calls = [m for m in seen if m[0].content.startswith("You judge the tone")]
+    assert len(tone_calls) == 1 and len(seen) == 2
+    assert ARTICLE in tone_calls[0][-1].content  # the whole article, not the summary
+    analysis_call = next(m for m in seen if m not in tone_calls)
+    assert "tone" not in analysis_call[-1].content  # the analysis does not pick it
+
+
+async def test_each_article_gets_the_tone_its_own_call_chose():
+    llm = news_llm(analysis_json(), tones=["negative", "positive"])
+    chain = build_news_analysis_chain(llm).with_config(max_concurrency=1)
+    results = await chain.abatch(["A sad article.", "A happy article."])
+    assert {r.tone for r in results} == {"negative", "positive"}
+
+
+async def test_a_tone_that_is_not_one_of_the_three_is_an_output_validation_error():
+    llm = news_llm(analysis_json(), tones=["angry"])
+    with pytest.raises(OutputValidationError):
+        await build_news_tool_chain(llm, [_text_tool()]).ainvoke("http://news.test/a")
+
+
+def _text_tool() -> Any:
+    from langchain_core.tools import tool
+
+    @tool("fetch_article", response_format="content_and_artifact")
+    async def fetch_article(url: str) -> tuple[str, None]:
+        """Return a fixed article."""
+        return ARTICLE, None
+
+    return fetch_article
+
+
+def test_the_schemas_ask_for_a_summary_of_at_least_45_characters():
+    from lc_async_pipelines.news._analysis import ArticleFacts
+
+    for model in (ArticleFacts, NewsAnalysis):
+        summary = model.model_json_schema()["properties"]["summary"]
+        assert summary["minLength"] == 45 and summary["maxLength"] == 1500
+    assert "tone" not in ArticleFacts.model_json_schema()["properties"]
+
+
+def test_a_news_analysis_with_a_summary_under_ten_words_does_not_validate():
+    value = json.loads(analysis_json(summary="[A]ubermint makes mint and sells it."))
+    with pytest.raises(ValueError, match="has 6 words; at least 10"):
+        NewsAnalysis.model_validate(value)
+
+
+async def test_a_short_summary_is_asked_again_with_the_reply_shown():
+    seen: list[list[Any]] = []
+    short = analysis_json(summary="<Summary of the article>")
+    llm = news_llm(short, analysis_json(), seen=seen)
+    result = await build_news_analysis_chain(llm).ainvoke(ARTICLE)
+    assert result.summary == json.loads(analysis_json())["summary"]
+    asks = [m for m in seen if not m[0].content.startswith("You judge the tone")]
+    assert len(asks) == 2
+    again = asks[1]
+    assert again[:2] == asks[0]  # the same request, then the short reply and why
+    assert "<Summary of the article>" in again[2].content and again[2].type == "ai"
+    assert "has 4 words" in again[3].content and "at least 10 words" in again[3].content
+
+
+async def test_a_summary_still_short_after_three_asks_is_an_output_validation_error():
+    seen: list[list[Any]] = []
+    llm = news_llm(analysis_json(summary="Aubermint."), seen=seen)
+    chain = build_news_analysis_chain(llm)
+    with pytest.raises(OutputValidationError, match="1 words after 3 asks"):
+        await chain.ainvoke("text")
+    assert len([m for m in seen if not m[0].content.startswith("You judge")]) == 3
+    options = RunOptions(retry=RetryPolicy(max_retries=1, initial=0, max_wait=0, jitter=0))
+    records = [r async for r in run_items(chain, [Item("a", 1, "text")], options)]
+    assert records[0].error["type"] == "OutputValidationError"
+
+
+def test_the_cut_never_leaves_fewer_than_the_least_words():
+    text = "Mint sold. " + "The factory opens in the north next spring with new jobs " * 3
+    cut = cut_to_words(text, 10, min_words=10)
+    assert len(cut.split()) >= 10
+    assert cut_to_words(text, 10) == "Mint sold."
+
+
+async def test_the_chain_refuses_a_length_under_the_least_summary():
+    with pytest.raises(ConfigurationError, match="from 10 to 2000"):
+        build_news_analysis_chain(news_llm(analysis_json()), max_words=9)
+
+
+async def test_a_page_that_states_no_date_gets_no_date_in_its_report():
+    undated = PAGE.replace(
+        '<meta property="article:published_time" content="2024-03-05T10:00:00Z">', ""
+    ).replace("on Tuesday evening", "on Tuesday evening, as it has every year since 1997")
+    site = Site({"/a": (200, "text/html", undated)})
+    async with site.fetcher() as fetcher:
+        chain = build_news_tool_chain(news_llm(analysis_json()), news_tools(fetcher))
+        report = await chain.ainvoke("http://news.test/a")
+    assert report.published is None
+    assert report.author == "Jo Reporter"  # the rest of the metadata is still read

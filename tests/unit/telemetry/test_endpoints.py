@@ -106,12 +106,11 @@ async def test_the_batch_api_stages_are_spans(traced, tmp_path):
 
 async def test_news_tools_are_execute_tool_spans(traced):
     from lc_async_pipelines.news import build_news_tool_chain, news_tools
-    from tests.unit.fakes import fake_llm
-    from tests.unit.news.test_news_chain import analysis_json, page_site
+    from tests.unit.news.test_news_chain import analysis_json, news_llm, page_site
 
     site = page_site()
     async with site.fetcher() as fetcher:
-        chain = build_news_tool_chain(fake_llm([analysis_json()]), news_tools(fetcher))
+        chain = build_news_tool_chain(news_llm(analysis_json()), news_tools(fetcher))
         await chain.ainvoke("http://news.test/a")
     tools = traced.spans("execute_tool")
     assert {s.attributes["gen_ai.tool.name"] for s in tools} == {
