@@ -6,12 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["PRIOR_WEIGHT", "LaneKind", "LaneState"]
+__all__ = ["LaneKind", "LaneState"]
 
 LaneKind = Literal["batch", "requests"]
 
-PRIOR_WEIGHT = 5.0
-"""Items the prior pace counts as, against a requests lane's first measured ones."""
+_PRIOR_WEIGHT = 5.0  # items the prior pace counts as, against a lane's first measured ones
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class LaneState:
         are not counted against the pace); before that, the first items' own
         pace, ``window`` over their mean latency (Little's law), shrunk toward
         the prior: seconds per item averaged with the prior's, the prior
-        counting as :data:`PRIOR_WEIGHT` items; with nothing finished, the prior.
+        counting as 5 items; with nothing finished, the prior.
         """
         if self.throughput is not None:
             return self.throughput
@@ -95,8 +94,8 @@ class LaneState:
         if not self.mean_latency_s or self.prior_throughput <= 0:
             return self.prior_throughput
         own_s = self.mean_latency_s / self.window  # seconds an item, by Little's law
-        seconds = self.done * own_s + PRIOR_WEIGHT / self.prior_throughput
-        return (self.done + PRIOR_WEIGHT) / seconds
+        seconds = self.done * own_s + _PRIOR_WEIGHT / self.prior_throughput
+        return (self.done + _PRIOR_WEIGHT) / seconds
 
     @property
     def load(self) -> int:
