@@ -30,10 +30,14 @@ and changes nothing, so a test gives it any moment it likes. Its rules:
    ``cancel_margin_s`` for the cancellation to land. Past that moment it is
    cancelled: its finished lines come back as results, the others as items
    for the faster lanes.
-4. **A queue that can no longer make it moves.** A requests lane whose load
-   it will not finish by the deadline at its pace gives the excess of its
-   queued items (never ones in flight) to the next lane that can take them,
-   else to the fastest lane.
+4. **A queue that can no longer make it moves, at the last tick.** A
+   requests lane whose load it will not finish by the deadline less
+   ``margin_s`` at its pace gives the excess of its queued items (never ones
+   in flight) to the next lane that can take them, else to the fastest lane;
+   but only once waiting one more tick would leave that lane too little
+   time to finish them (after its own load, by the deadline less
+   ``margin_s``). Until then they stay in the cheaper lane, which may yet
+   prove faster than its first estimate.
 """
 
 from __future__ import annotations
@@ -207,6 +211,7 @@ def plan_lanes(
     tick_s: float = 1.0,
     cancel_margin_s: float = 0.0,
     shared_rate: float | None = None,
+    margin_s: float = 0.0,
 ) -> LanePlan:
     """Plan the lanes at ``now`` (see the module for the rules); a pure function.
 
@@ -223,6 +228,8 @@ def plan_lanes(
             lines (OpenAI: up to 10 minutes in ``cancelling``).
         shared_rate: items a second the requests lanes can do together (they
             share the run's budget, ``--rpm``); None: the sum of their paces.
+        margin_s: seconds kept before the deadline when a requests lane's
+            queue is judged (rule 4): its pace may yet drop.
 
     Returns:
         The :class:`LanePlan`.
@@ -235,7 +242,7 @@ def plan_lanes(
     crew = _crew(ranked, shared_rate)
     cancelled = _batches_to_cancel(ranked, now, deadline, tick_s, cancel_margin_s, crew, plan)
     live = [lane for lane in ranked if lane.name not in cancelled]
-    _move_queues(live, now, deadline, cancel_margin_s, plan)
+    _move_queues(live, now, deadline - margin_s, tick_s, plan)
     # the budget the requests lanes share: what it lets them finish, beyond their load
     shared = math.inf if shared_rate is None else shared_rate * max(0.0, deadline - now) - crew[1]
     left = unassigned
@@ -342,9 +349,13 @@ def _latest_switch(
 
 
 def _move_queues(
-    live: list[LaneState], now: float, deadline: float, margin: float, plan: LanePlan
+    live: list[LaneState], now: float, deadline: float, tick_s: float, plan: LanePlan
 ) -> None:
-    """Rule 4: queued items a requests lane will not finish in time go to a later lane."""
+    """Rule 4: queued items a requests lane will not finish by ``deadline`` go to a later lane.
+
+    ``deadline`` is the run's less the margin. They move only when, one tick
+    from now, the lane they go to could no longer finish them by then.
+    """
     for index, lane in enumerate(live):
         later = [t for t in live[index + 1 :] if t.kind == "requests" and t.accepts]
         if lane.kind != "requests" or not lane.queued or not later:
@@ -359,6 +370,9 @@ def _move_queues(
         if takers:
             room = _capacity(target, now, deadline) - _moved_in(plan, target.name)
             count = int(min(count, room))
+            extra = count + _moved_in(plan, target.name)
+            if _request_finish(target, now + tick_s, extra) < deadline:
+                continue  # the target still finishes them if they move next tick
         plan.moves.append(Move(lane.name, target.name, count))
 
 

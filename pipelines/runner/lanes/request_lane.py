@@ -21,11 +21,13 @@ __all__ = ["RequestLane"]
 class RequestLane(Lane):
     """Items sent one request at a time, ``window`` in flight, in the order given.
 
-    Its pace is measured: items finished over the seconds the lane had work,
-    once ``window`` items (at least 5) have finished; before that it is
-    ``prior_throughput`` items a second (from ``--rpm``, or ``window`` items
-    per 2 s). A flex lane's 429s and its retries slow it, and so its measured
-    pace (the issue's "flex latency and 429 share").
+    Its pace is measured: the lane reports its busy seconds, when its first
+    item finished and its items' mean latency, and
+    :attr:`~.state.LaneState.rate` makes a pace of them (from the first
+    finished items, shrunk toward ``prior_throughput``, items a second from
+    ``--rpm`` or ``window`` items per 2 s; then items over busy seconds). A
+    flex lane's 429s and its retries slow it, and so its measured pace (the
+    issue's "flex latency and 429 share").
 
     Args:
         name: see :class:`Lane`.
@@ -62,23 +64,27 @@ class RequestLane(Lane):
         self.queue: deque[Item] = deque()
         self._busy_since: float | None = None
         self._busy_s = 0.0
+        self._first_done_s: float | None = None
+        self._latency_sum = 0.0
 
     def state(self, now: float) -> LaneState:
         """See :meth:`Lane.state`."""
-        busy = self._busy_s + (now - self._busy_since if self._busy_since is not None else 0.0)
-        measured = None
-        if self.done >= max(5, self.window) and busy > 0:
-            measured = self.done / busy
         return LaneState(
             name=self.name,
             kind="requests",
             queued=len(self.queue),
             in_flight=len(self.tasks),
             done=self.done,
-            throughput=measured,
             prior_throughput=self.prior_throughput,
+            window=self.window,
+            busy_s=self._busy(now),
+            first_done_s=self._first_done_s,
+            mean_latency_s=self._latency_sum / self.done if self.done else None,
             latency_s=self._latency(),
         )
+
+    def _busy(self, now: float) -> float:
+        return self._busy_s + (now - self._busy_since if self._busy_since is not None else 0.0)
 
     def _latency(self) -> float:
         """The 90th percentile of the last items' time from start to end, else the prior."""
@@ -100,7 +106,11 @@ class RequestLane(Lane):
 
     def finished(self, item: Item, record: Record) -> None:
         """Hand the record on and start the next queued item."""
-        self._latencies.append(record.latency_s + record.queued_s)
+        took = record.latency_s + record.queued_s
+        self._latencies.append(took)
+        self._latency_sum += took
+        if self._first_done_s is None:
+            self._first_done_s = self._busy(self.clock())
         super().finished(item, record)
         self._pump()
 

@@ -52,7 +52,9 @@ class LaneOptions:
         max_cost_usd: the cap across lanes, USD (None: none).
         prior_usd: spent by earlier sessions of the run, USD (counted against the cap).
         tick_s: seconds between plans (None: :func:`tick_for` the deadline).
-        cancel_margin_s: seconds a batch's cancellation may take (None: :func:`cancel_margin`).
+        cancel_margin_s: seconds a batch's cancellation may take (None: :func:`cancel_margin`);
+            also the margin kept before the deadline when a requests lane's
+            queue is judged (the planner's ``margin_s``).
         max_moves: times an item may come back from a lane before its error stands.
         limit: run at most this many distinct items (as ``RunOptions``).
         skip: ids already done (as ``RunOptions``).
@@ -276,6 +278,7 @@ class LaneRun:
             tick_s=self._tick,
             cancel_margin_s=self._margin,
             shared_rate=self.options.shared_rate,
+            margin_s=self._margin,  # kept before the deadline when a queue is judged
         )
         self.last_plan = plan
         for name in plan.cancel:

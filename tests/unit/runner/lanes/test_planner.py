@@ -109,13 +109,49 @@ def test_no_faster_lane_keeps_the_batch_whatever_its_pace() -> None:
     assert plan.cancel == []
 
 
-def test_a_queue_the_lane_cannot_finish_moves_its_excess_to_the_next_lane() -> None:
+def test_a_queue_the_lane_cannot_finish_moves_its_excess_at_the_last_tick() -> None:
     flex = dataclasses.replace(FLEX, queued=60, in_flight=4, throughput=0.5)
-    plan = plan_lanes([flex, STANDARD], unassigned=0, now=50.0, deadline=100.0)
-    # flex finishes 25 of its 64 by the deadline: 39 queued items move to standard
-    assert [(m.source, m.target, m.items) for m in plan.moves] == [("flex", "standard", 39)]
-    assert plan.items == {"flex": 25, "standard": 39}
+    slow = dataclasses.replace(STANDARD, throughput=1.0)
+    # at 56 s flex finishes 22 of its 64 by the deadline; standard, 1 item/s, would
+    # still finish the other 42 if they moved a tick later (57 + 42 < 100): they stay
+    plan = plan_lanes([flex, slow], unassigned=0, now=56.0, deadline=100.0, tick_s=1.0)
+    assert plan.moves == []
+    # at 57 s a tick later would be too late (58 + 43 > 100): the 43 move now
+    plan = plan_lanes([flex, slow], unassigned=0, now=57.0, deadline=100.0, tick_s=1.0)
+    assert [(m.source, m.target, m.items) for m in plan.moves] == [("flex", "standard", 43)]
+    assert plan.items == {"flex": 21, "standard": 43}
     assert plan.meets_deadline
+
+
+def test_a_queue_is_judged_against_the_deadline_less_the_margin() -> None:
+    flex = dataclasses.replace(FLEX, queued=60, in_flight=4, throughput=0.5)
+    slow = dataclasses.replace(STANDARD, throughput=1.0)
+    plan = plan_lanes([flex, slow], unassigned=0, now=50.0, deadline=100.0, tick_s=1.0)
+    assert plan.moves == []
+    # 10 s kept: flex finishes 20 by 90 s; standard takes the 40 it can by then, now
+    plan = plan_lanes(
+        [flex, slow], unassigned=0, now=50.0, deadline=100.0, tick_s=1.0, margin_s=10.0
+    )
+    assert [(m.source, m.target, m.items) for m in plan.moves] == [("flex", "standard", 40)]
+
+
+def test_a_lane_pace_starts_from_its_first_items_shrunk_toward_the_prior() -> None:
+    lane = LaneState("flex", prior_throughput=10.0, window=100, busy_s=3.0, first_done_s=2.0)
+    assert lane.rate == 10.0  # nothing finished: the prior
+    # 5 items in 2 s each: 100 in flight / 2 s = 50 items/s on their own; with the
+    # prior (0.1 s an item) counting as 5 items: 10 / (5 x 0.02 + 5 x 0.1) = 16.7
+    first = dataclasses.replace(lane, done=5, mean_latency_s=2.0)
+    assert math.isclose(first.rate, 10 / 0.6)
+    # 95 items: (95 + 5) / (95 x 0.02 + 5 x 0.1) = 41.7, near their own pace
+    more = dataclasses.replace(lane, done=95, mean_latency_s=2.0)
+    assert math.isclose(more.rate, 100 / 2.4)
+    assert dataclasses.replace(first, throughput=3.0).rate == 3.0  # given: trusted
+
+
+def test_a_lane_measured_pace_leaves_out_the_time_before_its_first_item_ended() -> None:
+    # 101 finished; busy 4 s, the first ended at 2 s: 100 items in the last 2 s
+    lane = LaneState("flex", done=101, window=100, busy_s=4.0, first_done_s=2.0, mean_latency_s=2.0)
+    assert lane.rate == 50.0  # not 101 / 4 s = 25: nothing could end before 2 s
 
 
 def _simulate(batch_turnaround_s: float, items: int = 300, deadline: float = 100.0):
