@@ -16,12 +16,15 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
 from lc_async_pipelines.callbacks.base import Token, token_text, usage_of
+from lc_async_pipelines.runner.notes import NOTE_EVENT, add_note
 
 _USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens")
 
 
 class ItemCalls(AsyncCallbackHandler):
     """Count one item's model calls, their summed usage (tokens) and the first call's TTFT.
+
+    It also keeps the chain's notes about the item (:attr:`notes`).
 
     Clock: ``time.perf_counter`` (seconds). Calls still open when the item
     ends (cancelled by its deadline) count as calls, with no usage.
@@ -32,9 +35,9 @@ class ItemCalls(AsyncCallbackHandler):
     ignore_chain = True
     ignore_retriever = True
     ignore_agent = True
-    ignore_custom_event = True
 
     def __init__(self) -> None:
+        self.notes: dict[str, Any] = {}  # the chain's notes (NOTE_EVENT), for the record
         self.calls = 0
         self._usage = dict.fromkeys(_USAGE_KEYS, 0)
         self._open: dict[UUID, float] = {}
@@ -58,6 +61,15 @@ class ItemCalls(AsyncCallbackHandler):
     ) -> None:
         """Start a (non-chat) LLM call's clock."""
         self._start(run_id)
+
+    async def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Merge a :data:`~lc_async_pipelines.runner.notes.NOTE_EVENT` into :attr:`notes`.
+
+        Here rather than in a handler of its own: every handler of an item is
+        visited for every event of its calls, each token included.
+        """
+        if name == NOTE_EVENT:
+            add_note(self.notes, data)
 
     async def on_llm_new_token(self, token: Token, *, run_id: UUID, **kwargs: Any) -> None:
         """Stamp the TTFT of the first call that streams."""

@@ -28,7 +28,6 @@ from lc_async_pipelines.runner._history import AttemptLog, logging_into
 from lc_async_pipelines.runner.fresh import fresh_items
 from lc_async_pipelines.runner.inputs import Item
 from lc_async_pipelines.runner.metering import ItemCostCounter
-from lc_async_pipelines.runner.notes import ItemNotes
 from lc_async_pipelines.runner.options import RunOptions
 from lc_async_pipelines.runner.record import Record
 from lc_async_pipelines.runner.retry import RetryPolicy, is_transient
@@ -165,9 +164,8 @@ async def _run_item(
         _fail(record, refusal)
         return record
     metrics = ItemCalls()
-    notes = ItemNotes()
     costs = options.costs.item(item.id) if options.costs is not None else None
-    own = [metrics, notes, *([costs] if costs is not None else [])]
+    own = [metrics, *([costs] if costs is not None else [])]
     item_config = _item_config(config, item, own)
     start = time.perf_counter()
     log = AttemptLog()
@@ -176,7 +174,7 @@ async def _run_item(
     # the wait for the budget before the first request is queued_s's, not latency's
     record.latency_s = round(end - max(start, log.first_sent_at or start), 4)
     _note_calls(record, metrics, log)
-    record.notes = notes.notes
+    record.notes = metrics.notes
     if costs is not None and options.costs is not None:
         _note_costs(record, costs)
         options.costs.finish(item, costs)

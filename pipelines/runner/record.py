@@ -49,8 +49,8 @@ class Record:
             and then not written.
         lane_saved_usd: its calls at the standard price minus ``cost_usd``, USD
             (written with ``lane``).
-        notes: what the chain noted about the item (custom events, merged by
-            :class:`~lc_async_pipelines.runner.notes.ItemNotes`), e.g. ``{"kind": "news",
+        notes: what the chain noted about the item (custom events, merged as
+            :func:`~lc_async_pipelines.runner.notes.add_note` does), e.g. ``{"kind": "news",
             "kind_guessed": true, "off_task_retries": 1}``; written only when
             there are some.
         exception: the exception behind ``error``, for callers to match by
