@@ -254,24 +254,14 @@ async def start_lanes(
     config: RunnableConfig,
 ) -> tuple[AsyncIterator[Record], str, Any, LaneRun]:
     """Open each lane's model, build the lanes and the run; return (records, where, cache, run)."""
+    from lc_async_pipelines.cli.commands._run_session import open_run_session
     from lc_async_pipelines.runner.lanes import LaneOptions, LaneRun, tick_for
     from lc_async_pipelines.runner.records import lanes_path
-    from lc_async_pipelines.session import model_session
 
     deadline_s = args.deadline - time.time()
     if deadline_s <= 0:
         fail_usage("--deadline has passed already")
-    session = await stack.enter_async_context(
-        model_session(
-            plan.settings,
-            budget=budget,
-            cache=args.cache,
-            cache_ttl_s=args.cache_ttl,
-            fallback_model=args.fallback_model,
-            parallel=args.concurrency,
-            retry=options.retry,
-        )
-    )
+    session = await open_run_session(args, plan, stack, budget, options)
     given = _BatchItems(lanes_path(plan.run.output))
     run = LaneRun(
         [],

@@ -197,25 +197,13 @@ async def _start_here(
     import dataclasses
 
     from lc_async_pipelines.cli.commands._flex_lane import flex_options
+    from lc_async_pipelines.cli.commands._run_session import open_run_session
     from lc_async_pipelines.runner import RetryPolicy, run_items
     from lc_async_pipelines.runner.costs import CostMeter, chain_max_tokens
     from lc_async_pipelines.runner.limits.chat_model import govern
-    from lc_async_pipelines.session import model_session
 
     flex = flex_options(args, plan.settings, options.retry or RetryPolicy())
-    session = await stack.enter_async_context(
-        model_session(
-            plan.settings,
-            budget=budget,
-            cache=args.cache,
-            cache_ttl_s=args.cache_ttl,
-            fallback_model=args.fallback_model,
-            parallel=args.concurrency,
-            retry=options.retry,
-            batch=batch,
-            flex=flex,
-        )
-    )
+    session = await open_run_session(args, plan, stack, budget, options, batch=batch, flex=flex)
     chain = plan.spec.build(session.llm, **plan.options)
     if plan.spec.owns_model:  # its own chat models, put under the run's budget and retries
         chain = govern(chain, session.budget, retry=options.retry, flex=flex)
