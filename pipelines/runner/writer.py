@@ -35,7 +35,7 @@ async def write_records(
     start = time.perf_counter()
     async for record in records:
         try:
-            out.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            out.write(_line(record))
             out.flush()
         except OSError as exc:
             close = getattr(records, "aclose", None)
@@ -49,3 +49,19 @@ async def write_records(
                 await result
     summary.wall_s = time.perf_counter() - start
     return summary
+
+
+def _line(record: Record) -> str:
+    """The record's JSON line: UTF-8 text, or ASCII escapes where the text is not valid Unicode.
+
+    A model's reply can hold a lone surrogate (the embedded model's JSON
+    sometimes escapes half a pair of UTF-16), which UTF-8 cannot encode:
+    escaped, the line stays valid JSON and loses nothing.
+    """
+    data = record.to_dict()
+    line = json.dumps(data, ensure_ascii=False) + "\n"
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data) + "\n"
+    return line
