@@ -139,11 +139,12 @@ class _Root:
 
 @dataclass(frozen=True)
 class _Run:
-    """A run in progress: its top-level run, its item id, whether it is a model call."""
+    """A run in progress: its top-level run, item id, tag, and whether it is a model call."""
 
     root: UUID
     item: str | None
     is_call: bool
+    tag: str  # known at start: looked up once per token, so kept, not derived
 
 
 class TaggedCallbackHandler(AsyncCallbackHandler):
@@ -281,7 +282,7 @@ class TaggedCallbackHandler(AsyncCallbackHandler):
             ``"call-N"``; None when the run is unknown or has ended.
         """
         run = self._runs.get(run_id)
-        return None if run is None else self._tag_of(run)
+        return None if run is None else run.tag
 
     def item(self, run_id: UUID) -> str | None:
         """Return the runner's item id of a run in progress.
@@ -334,17 +335,17 @@ class TaggedCallbackHandler(AsyncCallbackHandler):
             root_id = parent.root
         else:  # a top-level run, or one whose parent this handler never saw
             root_id = run_id if parent_run_id is None else parent_run_id
-        self._roots.setdefault(root_id, _Root()).runs.add(run_id)
-        run = self._runs[run_id] = _Run(root_id, item_of(metadata), is_call)
-        return self._tag_of(run)  # numbers top-level invocations in the order they start
-
-    def _tag_of(self, run: _Run) -> str:
-        if run.item is not None:
-            return run.item
-        root = self._roots[run.root]
-        if root.tag is None:
-            root.tag = f"call-{next(self._counter)}"
-        return root.tag
+        root = self._roots.setdefault(root_id, _Root())
+        root.runs.add(run_id)
+        item = item_of(metadata)
+        if item is not None:
+            tag = item
+        else:
+            if root.tag is None:  # top-level invocations numbered in the order they start
+                root.tag = f"call-{next(self._counter)}"
+            tag = root.tag
+        self._runs[run_id] = _Run(root_id, item, is_call, tag)
+        return tag
 
     def _leave(self, run_id: UUID) -> None:
         """Forget a run, and its top-level run's entry once nothing under it is left."""

@@ -40,11 +40,11 @@ class TerminalStreamHandler(TaggedCallbackHandler):
         super().__init__()
         self.stream = stream or sys.stdout
         self.tagged = tagged
-        self._buffers: dict[UUID, str] = {}
+        self._buffers: dict[UUID, list[str]] = {}
 
     async def on_call_start(self, run_id: UUID, tag: str) -> None:
         """Start this call's line buffer."""
-        self._buffers[run_id] = ""
+        self._buffers[run_id] = []
 
     async def on_call_token(self, run_id: UUID, tag: str, text: str) -> None:
         """Write the token (raw), or whole lines of it (tagged)."""
@@ -52,12 +52,15 @@ class TerminalStreamHandler(TaggedCallbackHandler):
             self.stream.write(text)
             self.stream.flush()
             return
-        buffer = self._buffers.get(run_id, "") + text
-        *lines, rest = buffer.split("\n")
+        pieces = self._buffers.setdefault(run_id, [])
+        if "\n" not in text:  # most tokens: no line ends, nothing to write
+            pieces.append(text)
+            return
+        *lines, rest = ("".join(pieces) + text).split("\n")
         for line in lines:
             if line.strip():
                 self._write_line(tag, line)
-        self._buffers[run_id] = rest
+        pieces[:] = [rest]
 
     async def on_call_end(self, run_id: UUID, tag: str, response: LLMResult) -> None:
         """Flush what is left of this call's output."""
@@ -68,7 +71,7 @@ class TerminalStreamHandler(TaggedCallbackHandler):
         self._finish(run_id, tag, suffix=f" [error: {type(error).__name__}]")
 
     def _finish(self, run_id: UUID, tag: str, suffix: str = "") -> None:
-        rest = self._buffers.pop(run_id, "")
+        rest = "".join(self._buffers.pop(run_id, []))
         if self.tagged:
             if rest or suffix:
                 self._write_line(tag, rest + suffix)

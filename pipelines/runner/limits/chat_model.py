@@ -35,7 +35,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.language_models.chat_models import agenerate_from_stream
+from langchain_core.language_models.chat_models import (
+    agenerate_from_stream,
+    generate_from_stream,
+)
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.messages.ai import UsageMetadata, add_usage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
@@ -188,9 +191,7 @@ class BudgetedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if run_manager is not None and any(asks_for_tokens(h) for h in run_manager.handlers):
-            return await agenerate_from_stream(
-                _emitting(self._astream(messages, stop, **kwargs), run_manager)
-            )
+            return await self._listened(messages, stop, run_manager, kwargs)
 
         def generate() -> Awaitable[ChatResult]:
             return self._tiered(
@@ -217,6 +218,36 @@ class BudgetedChatModel(BaseChatModel):
         info = {**(result.llm_output or {}), **(generation.generation_info or {})}
         call.finish(generation.message, info=info)
         return result
+
+    async def _listened(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun,
+        kwargs: dict[str, Any],
+    ) -> ChatResult:
+        """A streamed call whose tokens a handler reads, each told as it comes.
+
+        Untraced, the chunks are read straight off the opened stream (no
+        generator of ours per chunk) and merged on the event loop, as
+        langchain-core's own streaming path (``_agenerate_with_cache``) does:
+        ``agenerate_from_stream`` hands the merge to a thread, which costs
+        more CPU than a short reply's merge.
+        """
+        if telemetry.current() is not None:
+            return await agenerate_from_stream(
+                _emitting(self._astream(messages, stop, **kwargs), run_manager)
+            )
+        stream, first = await self._open(messages, stop, kwargs)
+        chunks = [first]
+        try:
+            await run_manager.on_llm_new_token(first.text, chunk=first)
+            async for chunk in stream:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                chunks.append(chunk)
+        finally:
+            await stream.aclose()
+        return generate_from_stream(iter(chunks))
 
     def _traced_call(
         self, tel: Telemetry, messages: list[BaseMessage], kwargs: dict[str, Any]
