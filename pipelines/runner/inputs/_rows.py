@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lc_async_pipelines.runner.inputs.items import Item, Row, item_id_for
@@ -12,6 +13,7 @@ __all__ = [
     "DRAIN_BYTES",
     "MakeRow",
     "bad_row",
+    "lone_surrogate",
     "make_safely",
     "text_row",
     "whole_row",
@@ -64,8 +66,36 @@ def text_row(row: Any, line: int, field: str | None, id_field: str | None) -> Ro
     return Item(str(row_id) if row_id not in (None, "") else content, line, text), content
 
 
+def lone_surrogate(value: Any) -> str | None:
+    r"""The first lone surrogate in a row's strings and keys, as ``"\udXXX"``; None if none.
+
+    JSON may escape half of a UTF-16 pair (``"\ud83d"``): ``json.loads``
+    accepts it, but it is not text, and UTF-8 (the records, the request to the
+    model) cannot encode it.
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            return f"\\u{ord(value[exc.start]):04x}"
+        return None
+    parts: Iterable[Any] = ()
+    if isinstance(value, dict):
+        parts = itertools.chain(value.keys(), value.values())
+    elif isinstance(value, list):
+        parts = value
+    return next((found for part in parts if (found := lone_surrogate(part))), None)
+
+
 def make_safely(make: MakeRow, row: Any, line: int) -> Row:
     try:
+        found = lone_surrogate(row)
+        if found is not None:
+            return bad_row(
+                line, f"holds a lone surrogate ({found}): half of a UTF-16 pair, not text"
+            )
         return make(row, line)
     except (RecursionError, ValueError, TypeError) as exc:  # e.g. an id too long to print
         return bad_row(line, f"cannot use the row ({type(exc).__name__})")

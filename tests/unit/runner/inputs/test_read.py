@@ -527,3 +527,30 @@ def test_a_path_that_cannot_be_looked_at_is_an_input_error(tmp_path, monkeypatch
     monkeypatch.setattr(Path, "stat", denied)
     with pytest.raises(InputError, match=r"a\.jsonl: cannot read \(Permission denied\)"):
         read_items(path)
+
+
+def test_a_lone_surrogate_escape_is_a_bad_row_naming_it(tmp_path):
+    path = tmp_path / "surrogates.jsonl"
+    path.write_text(
+        '{"text": "half \\ud83d a pair"}\n'
+        '{"text": "whole \\ud83d\\ude00 pair"}\n'
+        '{"text": "ok", "extra": ["x", {"\\udc80": 1}]}\n',
+        encoding="utf-8",
+    )
+    items = list(read_items(path))
+    assert (
+        items[0].error
+        == "line 1: holds a lone surrogate (\\ud83d): half of a UTF-16 pair, not text"
+    )
+    assert items[1].error is None and items[1].input == "whole \U0001f600 pair"
+    assert (
+        items[2].error
+        == "line 3: holds a lone surrogate (\\udc80): half of a UTF-16 pair, not text"
+    )
+
+    as_json = tmp_path / "surrogates.json"
+    as_json.write_text('[{"text": "a \\udfff"}, {"text": "b"}]', encoding="utf-8")
+    assert [i.error for i in read_items(as_json)] == [
+        "line 1: holds a lone surrogate (\\udfff): half of a UTF-16 pair, not text",
+        None,
+    ]
