@@ -139,9 +139,17 @@ def _next_step(summary: Mapping[str, Any], ending: Ending) -> list[tuple[str, st
     if ending.stopped is not None:
         return [("stopped", "run the same command to resume:")]
     failed = summary.get("failed", 0)
-    if failed:
-        return [("retry", f"run the same command to run the {_count(failed)} failed again:")]
-    return []
+    if not failed:
+        return []
+    # a bad input row (RowError) fails again until the input is fixed: say so
+    bad = int((summary.get("failed_by_class") or {}).get("RowError", 0))
+    rows = f"{_count(bad)} bad input row" + ("" if bad == 1 else "s")
+    if bad == failed:
+        return [("retry", f"fix the {rows} (each record names its line), then run:")]
+    again = f"run the same command to run the {_count(failed)} failed again"
+    if bad:
+        again += f" ({rows} will fail until fixed)"
+    return [("retry", again + ":")]
 
 
 def print_ending(title: str, rows: Sequence[tuple[str, str]], argv: Sequence[str]) -> None:

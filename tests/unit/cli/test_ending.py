@@ -70,3 +70,14 @@ def test_the_resume_command_drops_restart_and_quotes_what_needs_it():
     assert resume_command(["run", "x", "--rest", "--input", "my file.txt"]) == (
         "pipelines run x --input 'my file.txt'"
     )
+
+
+def test_bad_input_rows_are_named_as_what_a_retry_does_not_fix():
+    only_bad = {**FIRST, "failed": 2, "failed_by_class": {"RowError": 2}}
+    assert rows(only_bad)["retry"] == (
+        "fix the 2 bad input rows (each record names its line), then run:"
+    )
+    mixed = {**FIRST, "failed": 3, "failed_by_class": {"RowError": 1, "TimeoutError": 2}}
+    assert rows(mixed)["retry"] == (
+        "run the same command to run the 3 failed again (1 bad input row will fail until fixed):"
+    )
