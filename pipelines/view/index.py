@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lc_async_pipelines.runner.records.scan import parse_line
+from lc_async_pipelines.runner.records.scan import parse_line, unicode_safe
 
 __all__ = ["CELL_CHARS", "LineIndex", "SearchPage", "read_rows", "row_of", "search"]
 
@@ -92,6 +92,7 @@ def _error_text(error: Any) -> str:
 
 
 def _cell(value: Any) -> str:
+    value = unicode_safe(value)  # a page is UTF-8: a lone surrogate would fail the response
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
 

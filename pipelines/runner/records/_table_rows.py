@@ -16,7 +16,7 @@ from typing import Any
 
 from lc_async_pipelines.errors import InputError
 from lc_async_pipelines.runner.inputs import Item, read_items
-from lc_async_pipelines.runner.records.scan import count_of, parse_line
+from lc_async_pipelines.runner.records.scan import count_of, parse_line, unicode_safe
 
 __all__ = ["FIXED", "FlatRow", "Layout", "RecordIndex", "cell_text", "flat_rows", "index_records"]
 
@@ -185,6 +185,7 @@ def _number(value: Any, kind: str) -> int | float | None:
 
 def _flatten(record: dict[str, Any], row: Any) -> FlatRow:
     """One record (and its input row, when it matches) as a :class:`FlatRow`."""
+    record = unicode_safe(record)
     joined = _matches(record, row)
     given = record.get("input")
     if joined:

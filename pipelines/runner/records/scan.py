@@ -8,6 +8,7 @@ that is not a record means the file is not ours, and nothing is changed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "parse_line",
     "prepare_resume",
     "scan_records",
+    "unicode_safe",
     "usd_of",
 ]
 
@@ -64,6 +66,33 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
         return None, "not JSON"
     problem = _record_problem(value)
     return (value, None) if problem is None else (None, problem)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_safe(value: Any) -> Any:
+    """Return ``value`` with each lone surrogate replaced by U+FFFD, for output as UTF-8.
+
+    A record can hold one: a model's reply escaping half a UTF-16 pair, kept by
+    the records writer as an ASCII escape. Read back, it is a ``str`` that
+    UTF-8 cannot encode, so a table or a page showing it would fail; the
+    records file itself keeps it as it was.
+
+    Args:
+        value: a parsed record or any part of one (str, dict, list, number...).
+
+    Returns:
+        The same shape, strings (and keys) with U+FFFD in place of lone
+        surrogates; ``value`` itself when it holds none.
+    """
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {unicode_safe(key): unicode_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unicode_safe(item) for item in value]
+    return value
 
 
 def _cut_record(raw: bytes) -> bool:

@@ -92,6 +92,22 @@ def test_rows_cut_long_text_and_show_structured_output_as_json(tmp_path):
     assert json.loads(rows[1]["output"]) == {"title": "Bridge", "score": 3}
 
 
+def test_a_lone_surrogate_shows_as_a_replacement_character(tmp_path):
+    # as the records writer keeps a reply holding half a UTF-16 pair: an ASCII escape
+    path = tmp_path / "out.jsonl"
+    odd = record(0)
+    odd["output"] = "half \ud83d a pair"
+    odd["input"] = {"text": "x \udc80"}
+    write(path, [odd])
+    index = LineIndex()
+    for line in RecordTail(path).read().lines:
+        index.add(line.offset, failed=False)
+    (row,) = read_rows(path, index.page(1, 10, failed_only=False))
+    assert row["output"] == "half \ufffd a pair"
+    assert json.loads(row["input"]) == {"text": "x \ufffd"}
+    json.dumps(row, ensure_ascii=False).encode()  # what the page is sent: valid UTF-8
+
+
 def test_search_finds_fields_not_keys_and_resumes_from_its_cursor(tmp_path):
     path = tmp_path / "out.jsonl"
     records = [record(i) for i in range(50)]

@@ -118,6 +118,21 @@ def test_structured_output_is_flattened_one_level(tmp_path):
     assert "output" not in row
 
 
+def test_a_lone_surrogate_in_a_record_becomes_a_replacement_character(tmp_path):
+    # the records writer keeps a reply's lone surrogate as an ASCII escape
+    records = write_records(
+        tmp_path / "r.jsonl",
+        rec("a", 1, "topic a", "half \ud83d a pair"),
+        rec("b", 2, "topic b", {"tags": ["x \udc80"]}),
+    )
+    for name, read in (("t.csv", csv_rows), ("t.parquet", parquet_rows)):
+        write_table(records, tmp_path / name)
+        rows = read(tmp_path / name)
+        assert rows[0]["output"] == "half \ufffd a pair"
+        assert "\ufffd" in rows[1]["output.tags"]
+    assert "\\ud83d" in (tmp_path / "r.jsonl").read_text()  # the records are left as they were
+
+
 def test_without_the_input_file_the_records_input_stands_in(tmp_path, docs):
     rows_in = [rec("d1", 1, "first, with a comma", "o1"), rec("d2", 2, {"q": "x", "n": 2}, "o2")]
     records = write_records(tmp_path / "r.jsonl", *rows_in)
