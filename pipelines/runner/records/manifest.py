@@ -211,8 +211,19 @@ def _described(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def manifest_text(manifest: RunManifest) -> str:
-    """Return ``manifest`` as written to ``OUTPUT.manifest.json``."""
-    return json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    """Return ``manifest`` as written to ``OUTPUT.manifest.json``: UTF-8 text.
+
+    A path that is not valid UTF-8 (a file name's bytes, decoded by Python with
+    ``surrogateescape``) is written with ASCII escapes, which read back as the
+    same path.
+    """
+    data = manifest.to_dict()
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, indent=2) + "\n"
+    return text
 
 
 def read_manifest(output: Path) -> RunManifest | None:

@@ -131,6 +131,17 @@ def test_a_new_run_writes_its_manifest_beside_records_that_stay_plain_json_lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl", "o.jsonl.manifest.json"]
 
 
+def test_a_path_that_is_not_utf8_is_kept_in_the_manifest_and_read_back(tmp_path):
+    odd = tmp_path / os.fsdecode(b"in\xff.txt")  # a file name's bytes, surrogate-escaped
+    m = RunManifest.new(pipeline="story", fingerprint="f" * 64, model="m", input=odd, options={})
+    out = tmp_path / "o.jsonl"
+    with open_run(out, m, restart=False):
+        pass
+    assert json.loads(manifest_path(out).read_bytes())["input"] == str(odd)
+    with open_run(out, m, restart=False) as rf:  # the same run resumes
+        assert rf.manifest.input == str(odd)
+
+
 def test_chain_fingerprint_is_canonical_and_sensitive():
     a = chain_fingerprint({"target": "story", "options": {"x": 1, "y": 2}, "prompt": "P"})
     b = chain_fingerprint({"prompt": "P", "options": {"y": 2, "x": 1}, "target": "story"})
