@@ -30,7 +30,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from lc_async_pipelines._scrub import error_text
+from lc_async_pipelines._scrub import error_text, scrub_url
 from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.batch._anthropic_format import (
@@ -275,7 +275,11 @@ class AnthropicBatches(BatchProvider):
             msg = f"{what}: GET /v1/messages/batches answered {exc.status_code} ({error_text(exc)})"
             raise ConfigurationError(msg) from None
         except anthropic.APIConnectionError as exc:
-            msg = f"cannot reach the Message Batches API ({type(exc).__name__}); is it running?"
+            where = scrub_url(str(self._control.base_url))
+            msg = (
+                f"cannot reach the Message Batches API at {where} ({type(exc).__name__}); "
+                "is it running?"
+            )
             raise ConfigurationError(msg) from None
 
     async def aclose(self) -> None:

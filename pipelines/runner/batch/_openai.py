@@ -15,7 +15,7 @@ from typing import Any
 import openai
 from langchain_core.language_models import BaseChatModel
 
-from lc_async_pipelines._scrub import error_text
+from lc_async_pipelines._scrub import error_text, scrub_url
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.batch._files import (
     BatchRequest,
@@ -113,7 +113,8 @@ class OpenAIBatches(BatchProvider):
             )
             raise ConfigurationError(msg) from None
         except openai.APIConnectionError as exc:
-            msg = f"cannot reach the Batch API ({type(exc).__name__}); is the endpoint running?"
+            where = scrub_url(str(self._control.base_url))
+            msg = f"cannot reach the Batch API at {where} ({type(exc).__name__}); is it running?"
             raise ConfigurationError(msg) from None
 
     async def aclose(self) -> None:
