@@ -460,8 +460,12 @@ class BudgetedChatModel(BaseChatModel):
                 _traced_wait(tel, self._budget, ticket)
             with _charged():
                 async for chunk in self._provider_stream(index, messages, stop, kwargs):
-                    ticket.used = _total_tokens(chunk.message) or ticket.used
-                    ticket.headers = _headers(chunk.message) or ticket.headers
+                    # usage comes on one chunk (the last), headers on the first: skip the rest
+                    message = chunk.message
+                    if getattr(message, "usage_metadata", None):
+                        ticket.used = _total_tokens(message) or ticket.used
+                    if ticket.headers is None:
+                        ticket.headers = _headers(message)
                     yield chunk
 
     def _provider_stream(

@@ -264,3 +264,51 @@ def test_a_budgeted_openai_client_reports_a_stream_s_usage():
     assert not bare.stream_usage
     budgeted = with_budget(bare, RateBudget())
     assert isinstance(budgeted, ChatOpenAI) and budgeted.stream_usage  # TPM and costs see it
+
+
+class _Headed(BaseChatModel):
+    """Streams headers on its first chunk and usage on its last, as ChatOpenAI does."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "headed"
+
+    def _generate(self, *args, **kwargs):
+        raise NotImplementedError
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        from langchain_core.messages import AIMessageChunk
+        from langchain_core.outputs import ChatGenerationChunk
+
+        headers = {"x-ratelimit-remaining-requests": "5"}
+        usage = {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}
+        for message in (
+            AIMessageChunk(content="one", response_metadata={"headers": headers}),
+            AIMessageChunk(content=" two", response_metadata={"model_name": "m"}),
+            AIMessageChunk(content="", usage_metadata=usage),
+        ):
+            yield ChatGenerationChunk(message=message)
+
+
+async def test_a_streamed_call_gives_the_budget_its_headers_and_usage(monkeypatch):
+    import contextlib
+
+    from lc_async_pipelines.runner.limits import chat_model as module
+
+    tickets = []
+    real = module.charged_call
+
+    @contextlib.asynccontextmanager
+    async def spied(*args, **kwargs):
+        async with real(*args, **kwargs) as ticket:
+            yield ticket
+        tickets.append(ticket)
+
+    monkeypatch.setattr(module, "charged_call", spied)
+    llm = with_budget(_Headed(), RateBudget(rpm=6000, tpm=100_000))
+    listened = await llm.ainvoke("x", {"callbacks": [TerminalStreamHandler(tagged=False)]})
+    pieces = [chunk async for chunk in llm.astream("x")]
+    assert listened.content == "".join(str(p.content) for p in pieces) == "one two"
+    assert [(t.used, dict(t.headers or {})) for t in tickets] == [
+        (7, {"x-ratelimit-remaining-requests": "5"})
+    ] * 2
