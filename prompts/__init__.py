@@ -5,6 +5,7 @@ from lc_async_pipelines.prompts.news import (
     NEWS_ANALYSIS_PROMPT,
     NEWS_SHORT_SUMMARY,
     NEWS_TONE_PROMPT,
+    NEWS_TONE_WORD_PROMPT,
 )
 from lc_async_pipelines.prompts.story import OUTLINE_PROMPT, STORY_FROM_OUTLINE_PROMPT, STORY_PROMPT
 from lc_async_pipelines.prompts.summary import COMBINE_PROMPT, MAP_PROMPT, SUMMARY_PROMPT
@@ -16,6 +17,7 @@ __all__ = [
     "NEWS_ANALYSIS_PROMPT",
     "NEWS_SHORT_SUMMARY",
     "NEWS_TONE_PROMPT",
+    "NEWS_TONE_WORD_PROMPT",
     "OUTLINE_PROMPT",
     "STORY_FROM_OUTLINE_PROMPT",
     "STORY_PROMPT",

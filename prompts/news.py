@@ -4,7 +4,10 @@ Input variables: ``NEWS_ANALYSIS_PROMPT`` takes ``article`` (title and text)
 and ``max_words`` (the summary's length in words); ``NEWS_SHORT_SUMMARY``,
 the human turn that asks again after a short summary, takes ``summary``,
 ``words`` and ``min_words``. ``NEWS_TONE_PROMPT`` takes ``article``: three
-made-up examples (not from any evaluation set), then the question.
+made-up examples (not from any evaluation set), then the question, answered as
+JSON (``{"tone": ...}``); ``NEWS_TONE_WORD_PROMPT`` is the same with the
+answers as bare words, so that the reply's first token is the tone (its
+log-probabilities are read).
 ``NEWS_AGENT_PROMPT`` takes ``url`` and ``max_words`` and leaves room for the
 agent's tool calls (``messages``).
 """
@@ -13,7 +16,13 @@ import json
 
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 
-__all__ = ["NEWS_AGENT_PROMPT", "NEWS_ANALYSIS_PROMPT", "NEWS_SHORT_SUMMARY", "NEWS_TONE_PROMPT"]
+__all__ = [
+    "NEWS_AGENT_PROMPT",
+    "NEWS_ANALYSIS_PROMPT",
+    "NEWS_SHORT_SUMMARY",
+    "NEWS_TONE_PROMPT",
+    "NEWS_TONE_WORD_PROMPT",
+]
 
 _SYSTEM = (
     "You analyse news articles. Use only facts stated in the article. "
@@ -87,6 +96,18 @@ NEWS_TONE_PROMPT = ChatPromptTemplate.from_messages(
                 ("human", f"{text}\n\n{_TONE_QUESTION}"),
                 ("ai", _escaped(json.dumps({"tone": tone}))),
             )
+        ],
+        ("human", "{article}\n\n" + _TONE_QUESTION),
+    ]
+)
+
+NEWS_TONE_WORD_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        ("system", _TONE_SYSTEM),
+        *[
+            message
+            for text, tone in _TONE_EXAMPLES
+            for message in (("human", f"{text}\n\n{_TONE_QUESTION}"), ("ai", tone))
         ],
         ("human", "{article}\n\n" + _TONE_QUESTION),
     ]

@@ -215,8 +215,11 @@ def build_news_analysis_chain(
       asks for a summary of at least 45 characters, which constrained decoding
       enforces; a summary still under 10 words is asked for again (at most
       ``SUMMARY_ASKS`` asks in all) with the short reply shown to the model.
-    - the tone: a constrained choice among the three tones on the whole
-      article (:func:`~lc_async_pipelines.news._tone.build_tone_step`).
+    - the tone, on the whole article
+      (:func:`~lc_async_pipelines.news._tone.build_tone_step`): the three
+      tones' log-probabilities, calibrated against content-free inputs, when
+      the model returns them (a ``ChatOpenAI``: OpenAI, the embedded
+      llama-server); else a constrained choice among the three tones.
 
     The summary is then cut to at most 1.3 times ``max_words`` words, never
     under 10. An output that does not fit raises

@@ -1,13 +1,21 @@
-"""The news analysis on the embedded model over real articles served as pages that state no date."""
+"""The news analysis on the embedded model over real articles: pages that state no date, and the tone's log-probabilities."""
 
 import html
 import json
 
 import httpx
+import pytest
 
 from lc_async_pipelines.news import Fetcher, FetchLimits, build_news_tool_chain, news_tools
 from lc_async_pipelines.news._analysis import SUMMARY_MIN_WORDS
-from lc_async_pipelines.news._tone import TONES
+from lc_async_pipelines.news._tone import (
+    CONTENT_FREE,
+    TONES,
+    _asks_logprobs,
+    build_tone_step,
+    tone_probabilities,
+)
+from lc_async_pipelines.prompts.news import NEWS_TONE_WORD_PROMPT
 
 ARTICLES = 5
 WORDS = 500  # of each article: enough to judge it, short enough for a quick test
@@ -49,3 +57,18 @@ async def test_real_articles_get_long_summaries_no_invented_date_and_a_chosen_to
         # the real articles carry years in their text; none may become the date
         assert report.published is None, report.published
         assert report.analysis.tone in TONES
+
+
+async def test_the_embedded_model_gives_the_tones_log_probabilities(llm, data_dir):
+    """llama-server returns ``logprobs`` through LangChain, so the tone is calibrated, not chosen."""
+    rows = json.loads((data_dir / "news_summaries" / "writer_summaries.json").read_text())
+    texts = list({row["article_id"]: row["article"] for row in rows}.values())[:2]
+    assert _asks_logprobs(llm)
+    ask = NEWS_TONE_WORD_PROMPT | llm.bind(logprobs=True, top_logprobs=20, max_tokens=1)
+    for text in [*CONTENT_FREE, *(" ".join(t.split()[:WORDS]) for t in texts)]:
+        probabilities = tone_probabilities(await ask.ainvoke({"article": text}))
+        # None would mean no logprobs, or no tone among the 20 likeliest first tokens
+        assert probabilities is not None, text
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+    tones = await build_tone_step(llm).abatch([" ".join(t.split()[:WORDS]) for t in texts])
+    assert set(tones) <= set(TONES)

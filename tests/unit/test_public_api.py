@@ -32,7 +32,7 @@ PUBLIC = {
     ],
     "lc_async_pipelines.prompts": [
         "COMBINE_PROMPT", "MAP_PROMPT", "NEWS_AGENT_PROMPT", "NEWS_ANALYSIS_PROMPT", "NEWS_SHORT_SUMMARY", "NEWS_TONE_PROMPT",
-        "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT", "STORY_PROMPT", "SUMMARY_PROMPT",
+        "NEWS_TONE_WORD_PROMPT", "OUTLINE_PROMPT", "STORY_FROM_OUTLINE_PROMPT", "STORY_PROMPT", "SUMMARY_PROMPT",
     ],
     "lc_async_pipelines.runner": [
         "BatchOptions", "BatchSession", "BudgetRateLimiter", "BudgetedChatModel", "CostMeter",
