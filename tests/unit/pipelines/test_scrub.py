@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
@@ -116,18 +116,19 @@ values = st.text(
 
 
 @given(name=st.sampled_from(SECRET_NAMES), value=values, sep=st.sampled_from(["=", " = "]))
+@example(name=SECRET_NAMES[0], value="export", sep="=")  # hypothesis found it: the prefix's word
 def test_any_name_ending_in_a_credential_word_has_its_value_redacted(name, value, sep):
     line = f"export {name}{sep}{value}"
-    out = scrub(line)
-    assert value not in out and out == f"export {name}{sep}{REDACTED}"
+    # the whole line, not "value not in out": a value such as "export" is in it twice
+    assert scrub(line) == f"export {name}{sep}{REDACTED}"
 
 
 @given(name=st.sampled_from(QUERY_NAMES), value=values)
+@example(name="key", value="region")
 def test_query_string_credentials_are_redacted(name, value):
     url = f"https://gw.example.com/v1?region=eu&{name}={value}&page=2"
-    out = scrub(f"POST {url} failed")
-    assert value not in out
-    assert f"{name}={REDACTED}&page=2" in out and "region=eu" in out
+    out = scrub(f"POST {url} failed")  # the whole line: a value such as "region" is in it
+    assert out == f"POST https://gw.example.com/v1?region=eu&{name}={REDACTED}&page=2 failed"
 
 
 @pytest.mark.parametrize("text", ORDINARY)
