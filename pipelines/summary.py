@@ -26,7 +26,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from lc_async_pipelines._finish import finish_to_length
 from lc_async_pipelines._lambdas import inline
-from lc_async_pipelines._text import estimate_tokens, max_tokens_for_target
+from lc_async_pipelines._text import estimate_tokens, lead, max_tokens_for_target
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError, RowError
 from lc_async_pipelines.kinds import DocumentKind, SummaryKind, check_kind, guess_kind
@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_CHUNK_TOKENS",
     "DEFAULT_MAX_CHUNKS",
     "DEFAULT_STUFF_MAX_TOKENS",
+    "NEWS_LEAD_WORDS",
     "build_auto_summary_chain",
     "build_map_reduce_summary_chain",
     "build_summary_chain",
@@ -49,6 +50,8 @@ DEFAULT_CHUNK_TOKENS = 1500
 # A document up to this many estimated tokens is stuffed into one prompt.
 DEFAULT_STUFF_MAX_TOKENS = 3000
 _MAX_COLLAPSE_ROUNDS = 4
+# A news article's stuff prompt gets its lead: the first paragraphs up to this many words.
+NEWS_LEAD_WORDS = 250
 # More chunks than this in one document is a RowError unless raised: a
 # 1,000,000-character row would otherwise make about 280 calls without a word.
 DEFAULT_MAX_CHUNKS = 64
@@ -127,7 +130,10 @@ def build_summary_chain(
             model ends sooner (the module's length rule).
         kind: what the document is, for the prompt's wording
             (:data:`~lc_async_pipelines.kinds.KINDS`); ``"auto"`` guesses it
-            from the text (:func:`~lc_async_pipelines.kinds.guess_kind`).
+            from the text (:func:`~lc_async_pipelines.kinds.guess_kind`). A
+            ``"news"`` article is summarized from its lead: its first
+            paragraphs up to :data:`NEWS_LEAD_WORDS` words (news puts its
+            main facts first; :mod:`lc_async_pipelines.prompts.summary`).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -142,9 +148,11 @@ def build_summary_chain(
     chosen = _kind_of(kind)
 
     def build(k: DocumentKind) -> Runnable[str, str]:
-        to_vars: Runnable[str, dict[str, Any]] = inline(
-            lambda text: {"text": text, "max_words": max_words}, name="summary_inputs"
-        )
+        def inputs(text: str) -> dict[str, Any]:
+            return {"text": lead(text, NEWS_LEAD_WORDS) if k == "news" else text,
+                    "max_words": max_words}  # fmt: skip
+
+        to_vars: Runnable[str, dict[str, Any]] = inline(inputs, name="summary_inputs")
         step = _summary_step(llm, SUMMARY_PROMPTS[k], max_words, kind=k, name="summary_text")
         chain: RunnableSequence[str, str] = RunnableSequence(to_vars, step, name=f"summary_{k}")
         return chain
