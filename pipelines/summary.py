@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_MAX_CHUNKS",
     "DEFAULT_STUFF_MAX_TOKENS",
     "NEWS_LEAD_WORDS",
+    "NEWS_TEMPERATURE",
     "build_auto_summary_chain",
     "build_map_reduce_summary_chain",
     "build_summary_chain",
@@ -51,7 +52,10 @@ DEFAULT_CHUNK_TOKENS = 1500
 DEFAULT_STUFF_MAX_TOKENS = 3000
 _MAX_COLLAPSE_ROUNDS = 4
 # A news article's stuff prompt gets its lead: the first paragraphs up to this many words.
-NEWS_LEAD_WORDS = 250
+NEWS_LEAD_WORDS = 100
+# News summaries are decoded greedily: they restate the lead's facts (issue 23,
+# docs/benchmarks.md); the embedded model's repeat and DRY penalties still apply.
+NEWS_TEMPERATURE = 0.0
 # More chunks than this in one document is a RowError unless raised: a
 # 1,000,000-character row would otherwise make about 280 calls without a word.
 DEFAULT_MAX_CHUNKS = 64
@@ -79,12 +83,17 @@ def _summary_step(
     *,
     kind: str,
     name: str,
+    temperature: float | None = None,
 ) -> Runnable[dict[str, Any], str]:
-    """Return prompt → model (``max_tokens`` sized from ``max_words``) → text, kept on task."""
+    """Return prompt → model (``max_tokens`` sized from ``max_words``) → text, kept on task.
+
+    ``temperature``, when given, overrides the model's own for this step's calls.
+    """
     max_tokens = max_tokens_for_target(max_words)
-    reply: Runnable[PromptValue, str] = llm.bind(max_tokens=max_tokens) | finish_to_length(
-        max_words, max_tokens
-    )
+    sampling: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+    reply: Runnable[PromptValue, str] = llm.bind(
+        max_tokens=max_tokens, **sampling
+    ) | finish_to_length(max_words, max_tokens)
     return on_task(prompt, reply, kind=kind, max_words=max_words, name=name)
 
 
@@ -131,9 +140,10 @@ def build_summary_chain(
         kind: what the document is, for the prompt's wording
             (:data:`~lc_async_pipelines.kinds.KINDS`); ``"auto"`` guesses it
             from the text (:func:`~lc_async_pipelines.kinds.guess_kind`). A
-            ``"news"`` article is summarized from its lead: its first
-            paragraphs up to :data:`NEWS_LEAD_WORDS` words (news puts its
-            main facts first; :mod:`lc_async_pipelines.prompts.summary`).
+            ``"news"`` article is summarized from its lead only: its first
+            paragraphs up to :data:`NEWS_LEAD_WORDS` words, which the model
+            shortens into the summary at :data:`NEWS_TEMPERATURE` (news puts
+            its main facts first; :mod:`lc_async_pipelines.prompts.summary`).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -153,7 +163,10 @@ def build_summary_chain(
                     "max_words": max_words}  # fmt: skip
 
         to_vars: Runnable[str, dict[str, Any]] = inline(inputs, name="summary_inputs")
-        step = _summary_step(llm, SUMMARY_PROMPTS[k], max_words, kind=k, name="summary_text")
+        temperature = NEWS_TEMPERATURE if k == "news" else None
+        step = _summary_step(
+            llm, SUMMARY_PROMPTS[k], max_words, kind=k, name="summary_text", temperature=temperature
+        )
         chain: RunnableSequence[str, str] = RunnableSequence(to_vars, step, name=f"summary_{k}")
         return chain
 

@@ -26,11 +26,13 @@ The ``"news"`` stuff prompt differs: news is written as an inverted pyramid,
 the main facts first (the "lead bias" that Zhu et al. 2021, "Leveraging Lead
 Bias for Zero-shot Abstractive News Summarization", SIGIR, arXiv:1912.11602,
 put to use, and the reason lead-N is a strong baseline), so the chain hands
-it the article's lead (its first
-paragraphs, :data:`lc_async_pipelines.summary.NEWS_LEAD_WORDS`) and it asks
-for the lead's key facts, after one worked example (``NEWS_EXAMPLE_LEAD``,
-``NEWS_EXAMPLE_SUMMARY``: a made-up article written for this prompt, from no
-data set). ``text`` is then the lead, not the whole article.
+it only the article's lead (its opening sentences, up to
+:data:`lc_async_pipelines.summary.NEWS_LEAD_WORDS` words) and asks the model
+to shorten them into one summary of about N words that keeps their facts,
+names and numbers: a sentence-compression ask, with no worked example (an
+earlier made-up example leaked its own facts into 2 of 20 summaries).
+``text`` is then the lead, not the whole article; what comes after the lead
+is not seen.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ __all__ = [
     "COMBINE_PROMPTS",
     "MAP_PROMPT",
     "MAP_PROMPTS",
-    "NEWS_EXAMPLE_LEAD",
-    "NEWS_EXAMPLE_SUMMARY",
     "RETRY_PROMPT",
     "SUMMARY_PROMPT",
     "SUMMARY_PROMPTS",
@@ -115,43 +115,19 @@ def _combine(noun: str, says: str, start: str) -> ChatPromptTemplate:
     )
 
 
-# A made-up article lead and its summary, written for this prompt (from no data set):
-# one worked example of "restate the lead's key facts" (few-shot prompting, Brown et
-# al. 2020, "Language Models are Few-Shot Learners", arXiv:2005.14165).
-NEWS_EXAMPLE_LEAD: Final = (
-    "A 19th-century footbridge in the market town of Hexley will close for at least six "
-    "months after engineers found cracks in two of its iron supports, the county council "
-    "said on Tuesday.\n\n"
-    "The Mill Lane bridge, which carries about 3,000 people a day across the River Wend, "
-    "was shut on Monday evening after a routine inspection.\n\n"
-    "Council leader Sarah Okafor said repairs would cost about \u00a31.2million and that a "
-    "temporary crossing would open within three weeks.\n\n"
-    "'Safety has to come first, and we know this will be hard on people who use the bridge "
-    "every day,' she said.\n\n"
-    "Shop owners on the east bank said they feared losing trade during the closure."
-)
-NEWS_EXAMPLE_SUMMARY: Final = (
-    "Hexley's 19th-century Mill Lane footbridge will close for at least six months after "
-    "engineers found cracks in two of its iron supports. The county council says repairs "
-    "will cost about \u00a31.2million and a temporary crossing will open within three weeks. "
-    "Shop owners fear losing trade."
-)
+# The news ask: the chain hands over only the article's opening sentences
+# (summary.NEWS_LEAD_WORDS), and the model shortens them into one summary.
 _NEWS_ASK = (
-    "This is the beginning of a news article. Restate its key facts in about {words} words: "
-    "what happened, to whom, where and when. Start with who or what the news is about."
+    "These are the opening sentences of a news article. Shorten them into one summary of "
+    "about {max_words} words that keeps their most important facts, names and numbers."
 )
 
 
 def _news_lead() -> ChatPromptTemplate:
-    # A news article is an inverted pyramid (its main facts come first), so the
-    # chain gives the model the article's lead and asks for its key facts.
+    # News is an inverted pyramid (its main facts come first), so the model
+    # sees the article's lead only and compresses it (module docstring).
     return ChatPromptTemplate.from_messages(
-        [
-            ("system", _SYSTEM),
-            ("human", f"{NEWS_EXAMPLE_LEAD}\n\n{_NEWS_ASK.format(words=45)}"),
-            ("ai", NEWS_EXAMPLE_SUMMARY),
-            ("human", "{text}\n\n" + _NEWS_ASK.format(words="{max_words}")),
-        ]
+        [("system", _SYSTEM), ("human", "{text}\n\n" + _NEWS_ASK)]
     )
 
 

@@ -4,9 +4,8 @@ from langchain_core.messages import AIMessage
 from lc_async_pipelines import build_auto_summary_chain, build_summary_chain
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.on_task import off_task_opening, trim_meta_opening
-from lc_async_pipelines.prompts.summary import NEWS_EXAMPLE_SUMMARY
 from lc_async_pipelines.runner import Item, RunOptions, RunSummary, run_items
-from lc_async_pipelines.summary import NEWS_LEAD_WORDS
+from lc_async_pipelines.summary import NEWS_LEAD_WORDS, NEWS_TEMPERATURE
 from tests.unit.fakes import FnChatModel, cycling_llm
 
 # The openings issue 23 quotes, from meeting transcripts and two-person dialogues.
@@ -180,14 +179,34 @@ async def test_the_prompt_speaks_of_the_document_kind_and_not_a_story():
     assert "news article" in asked and "story" not in asked
 
 
-async def test_a_news_article_is_summarized_from_its_lead_after_a_worked_example():
-    model, seen = replies("The council voted to build a bridge.")
+def replies_and_kwargs(text):
+    """A model answering ``text``, and the messages and call options of each call."""
+    seen = []
+
+    async def fn(messages, **kwargs):
+        seen.append((messages, kwargs))
+        return AIMessage(content=text, response_metadata={"finish_reason": "stop"})
+
+    return FnChatModel(fn=fn), seen
+
+
+async def test_a_news_article_is_shortened_from_its_lead_alone_and_greedily():
+    model, seen = replies_and_kwargs("The council voted to build a bridge over the Wend.")
     opening = "The council voted on Tuesday to build a bridge over the Wend, officials said."
     tail = "Officials said the mayor will decide next year. " * 60  # past the lead
     news = f"{opening}\n\n{tail}"
     await run_one(build_summary_chain(model, max_words=12, kind="news"), news)
-    *example, asked = seen[0][1:]
-    assert [m.type for m in example] == ["human", "ai"]
-    assert example[1].content == NEWS_EXAMPLE_SUMMARY
-    assert asked.content.startswith(opening) and "12 words" in asked.content
-    assert len(asked.content.split()) < NEWS_LEAD_WORDS + 60 < len(news.split())
+    messages, kwargs = seen[0]
+    assert [m.type for m in messages] == ["system", "human"]  # no worked example
+    asked = messages[-1].content
+    assert asked.startswith(opening) and "12 words" in asked and "Shorten" in asked
+    assert len(asked.split()) < NEWS_LEAD_WORDS + 40 < len(news.split())
+    assert kwargs["temperature"] == NEWS_TEMPERATURE
+
+
+async def test_other_kinds_keep_the_whole_text_and_the_model_temperature():
+    model, seen = replies_and_kwargs("Amanda baked cookies and will bring Jerry some.")
+    await run_one(build_summary_chain(model, max_words=12, kind="dialogue"), DIALOGUE)
+    messages, kwargs = seen[0]
+    assert messages[-1].content.startswith(DIALOGUE)
+    assert "temperature" not in kwargs
