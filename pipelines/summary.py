@@ -52,7 +52,7 @@ DEFAULT_CHUNK_TOKENS = 1500
 DEFAULT_STUFF_MAX_TOKENS = 3000
 _MAX_COLLAPSE_ROUNDS = 4
 # A news article's stuff prompt gets its lead: the first paragraphs up to this many words.
-NEWS_LEAD_WORDS = 100
+NEWS_LEAD_WORDS = 150
 # News summaries are decoded greedily: they restate the lead's facts (issue 23,
 # docs/benchmarks.md); the embedded model's repeat and DRY penalties still apply.
 NEWS_TEMPERATURE = 0.0

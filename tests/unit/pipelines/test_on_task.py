@@ -200,6 +200,7 @@ async def test_a_news_article_is_shortened_from_its_lead_alone_and_greedily():
     assert [m.type for m in messages] == ["system", "human"]  # no worked example
     asked = messages[-1].content
     assert asked.startswith(opening) and "12 words" in asked and "Shorten" in asked
+    assert "Start with who or what the news is about." in asked
     assert len(asked.split()) < NEWS_LEAD_WORDS + 40 < len(news.split())
     assert kwargs["temperature"] == NEWS_TEMPERATURE
 
