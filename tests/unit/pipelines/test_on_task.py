@@ -27,6 +27,10 @@ ISSUE_OPENINGS = [
     ("In this joke, Amanda and Jerry plan a picnic.", "dialogue"),  # seen too
     ("**Summary:** The council voted for a bridge.", "news"),
     ("Summarize the news article above in about 48 words.", "news"),
+    # seen on news at temperature 0 (issue 23, docs/benchmarks.md)
+    ("I'll make sure that I don't miss anything else by rewriting this sentence.", "news"),
+    ("I\u2019m going to keep this short: the council voted for a bridge.", "news"),
+    ("Awesome! Here's a rewritten version condensed into just four paragraphs:", "news"),
 ]
 ON_TASK = [
     ("Amanda baked cookies and will bring Jerry some tomorrow.", "dialogue"),
@@ -36,6 +40,8 @@ ON_TASK = [
     ("In the tale's last scene Noork finds his ship.", "story"),
     ("A strange tale of a man who lost his memory on a moon.", "story"),
     ("Nick Scholfield will ride Spring Heeled in the Grand National.", "news"),
+    ("Great Britain's rowers won gold in the eight on Sunday.", "news"),
+    ("Ill health forced the minister to resign on Friday.", "news"),
     ("Texting while driving kills thousands; the text of the new law bans it.", "news"),
     ("", "news"),
 ]
