@@ -89,6 +89,35 @@ def finish_text(text: str) -> str:
     return text
 
 
+def lead(text: str, max_words: int) -> str:
+    """Return the opening of ``text``: its first paragraphs, at most ``max_words`` words in all.
+
+    Whole paragraphs (lines) are kept while they fit; a first paragraph longer
+    than ``max_words`` is cut at its last sentence end within them (or, with
+    none, after ``max_words`` words). Paragraphs are joined by a blank line.
+
+    Args:
+        text: the document.
+        max_words: most words kept (``str.split`` words), at least 1.
+
+    Returns:
+        The lead; ``""`` for a text with no words.
+    """
+    kept: list[str] = []
+    count = 0
+    for paragraph in (p.strip() for p in text.splitlines()):
+        words = len(paragraph.split())
+        if not words:
+            continue
+        if count + words > max_words:
+            if not kept:
+                kept.append(finish_text(" ".join(paragraph.split()[:max_words])))
+            break
+        kept.append(paragraph)
+        count += words
+    return "\n\n".join(kept)
+
+
 def distinct_ngram_ratio(text: str, n: int = 3) -> float:
     """Return distinct word ``n``-grams over all ``n``-grams (1.0 = no repeats, near 0 = a loop).
 

@@ -63,7 +63,8 @@ _META = re.compile(
     r"|summary\s*:|summari[sz]e\b|summari[sz]ing\b|to summari[sz]e\b|in summary\b|in short\b"
     r"|your (?:answer|summary|response|task)\b|you (?:should|must|need|are asked|will)\b"
     r"|(?:write|please|make sure|remember|note|answer|instructions?)\b"
-    r"|i (?:have|will|can|am going to)\b|let me\b|let's\b"
+    r"|i (?:have|will|can|am going to)\b|i(?:'ll|\u2019ll|'m|\u2019m)\b|let me\b|let's\b"
+    r"|(?:awesome|great|perfect|alright|absolutely)\s*[!,]"  # "Awesome! Here's a rewritten..."
     r"|in this [\w' -]{1,30},"  # "In this joke, ..." (seen on the embedded model)
     r")",
     re.IGNORECASE,

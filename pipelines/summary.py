@@ -26,7 +26,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from lc_async_pipelines._finish import finish_to_length
 from lc_async_pipelines._lambdas import inline
-from lc_async_pipelines._text import estimate_tokens, max_tokens_for_target
+from lc_async_pipelines._text import estimate_tokens, lead, max_tokens_for_target
 from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.errors import ConfigurationError, RowError
 from lc_async_pipelines.kinds import DocumentKind, SummaryKind, check_kind, guess_kind
@@ -38,6 +38,8 @@ __all__ = [
     "DEFAULT_CHUNK_TOKENS",
     "DEFAULT_MAX_CHUNKS",
     "DEFAULT_STUFF_MAX_TOKENS",
+    "NEWS_LEAD_WORDS",
+    "NEWS_TEMPERATURE",
     "build_auto_summary_chain",
     "build_map_reduce_summary_chain",
     "build_summary_chain",
@@ -49,6 +51,11 @@ DEFAULT_CHUNK_TOKENS = 1500
 # A document up to this many estimated tokens is stuffed into one prompt.
 DEFAULT_STUFF_MAX_TOKENS = 3000
 _MAX_COLLAPSE_ROUNDS = 4
+# A news article's stuff prompt gets its lead: the first paragraphs up to this many words.
+NEWS_LEAD_WORDS = 150
+# News summaries are decoded greedily: they restate the lead's facts (issue 23,
+# docs/benchmarks.md); the embedded model's repeat and DRY penalties still apply.
+NEWS_TEMPERATURE = 0.0
 # More chunks than this in one document is a RowError unless raised: a
 # 1,000,000-character row would otherwise make about 280 calls without a word.
 DEFAULT_MAX_CHUNKS = 64
@@ -76,12 +83,17 @@ def _summary_step(
     *,
     kind: str,
     name: str,
+    temperature: float | None = None,
 ) -> Runnable[dict[str, Any], str]:
-    """Return prompt → model (``max_tokens`` sized from ``max_words``) → text, kept on task."""
+    """Return prompt → model (``max_tokens`` sized from ``max_words``) → text, kept on task.
+
+    ``temperature``, when given, overrides the model's own for this step's calls.
+    """
     max_tokens = max_tokens_for_target(max_words)
-    reply: Runnable[PromptValue, str] = llm.bind(max_tokens=max_tokens) | finish_to_length(
-        max_words, max_tokens
-    )
+    sampling: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+    reply: Runnable[PromptValue, str] = llm.bind(
+        max_tokens=max_tokens, **sampling
+    ) | finish_to_length(max_words, max_tokens)
     return on_task(prompt, reply, kind=kind, max_words=max_words, name=name)
 
 
@@ -127,7 +139,11 @@ def build_summary_chain(
             model ends sooner (the module's length rule).
         kind: what the document is, for the prompt's wording
             (:data:`~lc_async_pipelines.kinds.KINDS`); ``"auto"`` guesses it
-            from the text (:func:`~lc_async_pipelines.kinds.guess_kind`).
+            from the text (:func:`~lc_async_pipelines.kinds.guess_kind`). A
+            ``"news"`` article is summarized from its lead only: its first
+            paragraphs up to :data:`NEWS_LEAD_WORDS` words, which the model
+            shortens into the summary at :data:`NEWS_TEMPERATURE` (news puts
+            its main facts first; :mod:`lc_async_pipelines.prompts.summary`).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -142,10 +158,15 @@ def build_summary_chain(
     chosen = _kind_of(kind)
 
     def build(k: DocumentKind) -> Runnable[str, str]:
-        to_vars: Runnable[str, dict[str, Any]] = inline(
-            lambda text: {"text": text, "max_words": max_words}, name="summary_inputs"
+        def inputs(text: str) -> dict[str, Any]:
+            return {"text": lead(text, NEWS_LEAD_WORDS) if k == "news" else text,
+                    "max_words": max_words}  # fmt: skip
+
+        to_vars: Runnable[str, dict[str, Any]] = inline(inputs, name="summary_inputs")
+        temperature = NEWS_TEMPERATURE if k == "news" else None
+        step = _summary_step(
+            llm, SUMMARY_PROMPTS[k], max_words, kind=k, name="summary_text", temperature=temperature
         )
-        step = _summary_step(llm, SUMMARY_PROMPTS[k], max_words, kind=k, name="summary_text")
         chain: RunnableSequence[str, str] = RunnableSequence(to_vars, step, name=f"summary_{k}")
         return chain
 

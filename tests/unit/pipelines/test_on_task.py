@@ -5,6 +5,7 @@ from lc_async_pipelines import build_auto_summary_chain, build_summary_chain
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.on_task import off_task_opening, trim_meta_opening
 from lc_async_pipelines.runner import Item, RunOptions, RunSummary, run_items
+from lc_async_pipelines.summary import NEWS_LEAD_WORDS, NEWS_TEMPERATURE
 from tests.unit.fakes import FnChatModel, cycling_llm
 
 # The openings issue 23 quotes, from meeting transcripts and two-person dialogues.
@@ -26,6 +27,10 @@ ISSUE_OPENINGS = [
     ("In this joke, Amanda and Jerry plan a picnic.", "dialogue"),  # seen too
     ("**Summary:** The council voted for a bridge.", "news"),
     ("Summarize the news article above in about 48 words.", "news"),
+    # seen on news at temperature 0 (issue 23, docs/benchmarks.md)
+    ("I'll make sure that I don't miss anything else by rewriting this sentence.", "news"),
+    ("I\u2019m going to keep this short: the council voted for a bridge.", "news"),
+    ("Awesome! Here's a rewritten version condensed into just four paragraphs:", "news"),
 ]
 ON_TASK = [
     ("Amanda baked cookies and will bring Jerry some tomorrow.", "dialogue"),
@@ -35,6 +40,8 @@ ON_TASK = [
     ("In the tale's last scene Noork finds his ship.", "story"),
     ("A strange tale of a man who lost his memory on a moon.", "story"),
     ("Nick Scholfield will ride Spring Heeled in the Grand National.", "news"),
+    ("Great Britain's rowers won gold in the eight on Sunday.", "news"),
+    ("Ill health forced the minister to resign on Friday.", "news"),
     ("Texting while driving kills thousands; the text of the new law bans it.", "news"),
     ("", "news"),
 ]
@@ -176,3 +183,37 @@ async def test_the_prompt_speaks_of_the_document_kind_and_not_a_story():
     assert record.notes["kind"] == "news"
     asked = seen[0][-1].content
     assert "news article" in asked and "story" not in asked
+
+
+def replies_and_kwargs(text):
+    """A model answering ``text``, and the messages and call options of each call."""
+    seen = []
+
+    async def fn(messages, **kwargs):
+        seen.append((messages, kwargs))
+        return AIMessage(content=text, response_metadata={"finish_reason": "stop"})
+
+    return FnChatModel(fn=fn), seen
+
+
+async def test_a_news_article_is_shortened_from_its_lead_alone_and_greedily():
+    model, seen = replies_and_kwargs("The council voted to build a bridge over the Wend.")
+    opening = "The council voted on Tuesday to build a bridge over the Wend, officials said."
+    tail = "Officials said the mayor will decide next year. " * 60  # past the lead
+    news = f"{opening}\n\n{tail}"
+    await run_one(build_summary_chain(model, max_words=12, kind="news"), news)
+    messages, kwargs = seen[0]
+    assert [m.type for m in messages] == ["system", "human"]  # no worked example
+    asked = messages[-1].content
+    assert asked.startswith(opening) and "12 words" in asked and "Shorten" in asked
+    assert "Start with who or what the news is about." in asked
+    assert len(asked.split()) < NEWS_LEAD_WORDS + 40 < len(news.split())
+    assert kwargs["temperature"] == NEWS_TEMPERATURE
+
+
+async def test_other_kinds_keep_the_whole_text_and_the_model_temperature():
+    model, seen = replies_and_kwargs("Amanda baked cookies and will bring Jerry some.")
+    await run_one(build_summary_chain(model, max_words=12, kind="dialogue"), DIALOGUE)
+    messages, kwargs = seen[0]
+    assert messages[-1].content.startswith(DIALOGUE)
+    assert "temperature" not in kwargs

@@ -15,6 +15,7 @@ from lc_async_pipelines._text import (
     distinct_ngram_ratio,
     estimate_tokens,
     finish_text,
+    lead,
     max_tokens_for_words,
 )
 
@@ -161,3 +162,17 @@ async def test_the_runnable_streams_and_an_empty_reply_is_an_empty_string():
     assert [c async for c in step.astream(AIMessage(content="  Hi there. "))] == ["Hi there."]
     assert await step.ainvoke(AIMessage(content="")) == ""
     assert step.invoke(AIMessage(content=" x ")) == "x"
+
+
+def test_the_lead_keeps_whole_first_paragraphs_up_to_the_limit():
+    text = "One two three four.\n\nFive six seven.\nEight nine ten eleven.\n\nTwelve."
+    assert lead(text, 7) == "One two three four.\n\nFive six seven."
+    assert lead(text, 11) == "One two three four.\n\nFive six seven.\n\nEight nine ten eleven."
+    assert lead(text, 100) == text.replace("\nEight", "\n\nEight")
+
+
+def test_a_first_paragraph_over_the_limit_is_cut_at_a_sentence_end():
+    text = "Alpha beta gamma. Delta epsilon zeta eta. Theta iota kappa lambda.\n\nMu."
+    assert lead(text, 8) == "Alpha beta gamma. Delta epsilon zeta eta."
+    assert lead("Alpha beta gamma delta epsilon", 3) == "Alpha beta gamma"
+    assert lead(" \n\n ", 10) == ""
