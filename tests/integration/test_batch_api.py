@@ -289,6 +289,11 @@ def test_kill_9_while_a_batch_runs_then_rerun_creates_one_batch_per_stage(
         assert KEY not in (tmp_path / f"{name}.stderr").read_text()
 
 
+# One kind for every row: items alike in cost, so the cap's estimate from finished items
+# holds and the run stays within the cap (mixed kinds: see docs/batch-api.md).
+ONE_KIND = ("--kind", "document")
+
+
 def test_max_cost_stops_at_the_cap_and_a_rerun_with_a_higher_cap_finishes(
     tmp_path: Path, prices: Path
 ) -> None:
@@ -300,15 +305,15 @@ def test_max_cost_stops_at_the_cap_and_a_rerun_with_a_higher_cap_finishes(
     with mock_server(MockConfig()) as base_url:
         env = environment(base_url)
         # what an item really costs, measured on 30 other paragraphs of the same source
-        probe = cli(command(probe_src, probe_out, "--batch-api", prices=prices), env, tmp_path,
+        probe = cli(command(probe_src, probe_out, "--batch-api", *ONE_KIND, prices=prices), env, tmp_path,
                     "probe")  # fmt: skip
         assert probe.code == 0, probe.stderr[-3000:]
         cap = round(sidecar(probe_out)["cost_usd"] / len(others) * 50, 6)  # about 50 items
-        capped = cli(command(src, out, "--batch-api", "--max-cost", str(cap), prices=prices),
+        capped = cli(command(src, out, "--batch-api", "--max-cost", str(cap), *ONE_KIND, prices=prices),
                      env, tmp_path, "capped")  # fmt: skip
         stopped_at = len(records(out))
         capped_summary = sidecar(out)
-        resumed = cli(command(src, out, "--batch-api", "--max-cost", str(cap * 10),
+        resumed = cli(command(src, out, "--batch-api", "--max-cost", str(cap * 10), *ONE_KIND,
                               prices=prices), env, tmp_path, "resumed")  # fmt: skip
         counts = mock_stats(base_url)
     assert capped.code == 3, capped.stderr[-3000:]
