@@ -70,10 +70,12 @@ _META = re.compile(
     re.IGNORECASE,
 )
 # "The story...", "In this tale...", "A fun story of..." are meta only when the document
-# is not a story.
+# is not a story. In news a story is the news itself: "A new story on X was revealed by a
+# blog" reports one (seen on the embedded model); "The story of..." still means the article.
 _STORY_OPENING = re.compile(
     r"^(?:the|this|in the|in this|(?:a|an)(?: [\w-]+){0,2}) (?:story|tale)\b", re.IGNORECASE
 )
+_A_STORY = re.compile(r"^an? ", re.IGNORECASE)
 _LEADING = re.compile(r"^[\s\"'*#_>\-\u201c\u2018]+")
 _SENTENCE = re.compile(r"(?<=[.!?:])[\"'\u201d\u2019)\]]*\s+")
 # What a meta opening's first sentence can be cut back to: after "...:" or "In this X, ".
@@ -112,7 +114,8 @@ def off_task_opening(
     Args:
         text: the summary (only its opening is read).
         kind: the document's kind; "The story..." and "In this tale..." are
-            meta for every kind but ``"story"``.
+            meta for every kind but ``"story"``; for ``"news"``, "A ... story"
+            (a news story, reported) is not.
         prompt_texts: the instructions the model was given, without the
             document; an opening whose first 6 words repeat a run of them
             echoes the prompt.
@@ -127,7 +130,7 @@ def off_task_opening(
     opening = _normal(text)
     if not opening:
         return False
-    if _STORY_OPENING.match(opening):
+    if _STORY_OPENING.match(opening) and not (kind == "news" and _A_STORY.match(opening)):
         return kind != "story"
     return bool(_META.match(opening)) or _echoes(opening, prompt_texts)
 

@@ -43,6 +43,8 @@ ON_TASK = [
     ("Great Britain's rowers won gold in the eight on Sunday.", "news"),
     ("Ill health forced the minister to resign on Friday.", "news"),
     ("Texting while driving kills thousands; the text of the new law bans it.", "news"),
+    # seen on news (fresh-clone CI, 3de83a6): a news story reported, not the article itself
+    ("A new story on a doctor's career has been revealed by a medical blog.", "news"),
     ("", "news"),
 ]
 
