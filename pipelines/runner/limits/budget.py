@@ -33,6 +33,7 @@ from lc_async_pipelines._text import estimate_tokens
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.runner.checks import check_number
 from lc_async_pipelines.runner.limits.flex import is_flex_unavailable
+from lc_async_pipelines.runner.limits.replies import MaxTokensAdvice, Replies
 from lc_async_pipelines.runner.limits.store import BudgetRates, BudgetStore, MemoryBudgetStore
 from lc_async_pipelines.runner.retry import (
     is_rate_limit,
@@ -73,7 +74,6 @@ PROBE_WAIT_S = 5.0
 ADVICE_AFTER_CALLS = 8
 # A wait shorter than this held nothing (RateBudget.held_by None): the loop's own work.
 HELD_MIN_S = 0.001
-_EWMA = 0.2  # weight of the newest reply in the running estimates
 
 
 @dataclass
@@ -122,62 +122,6 @@ class CallTicket:
 
 
 _TICKET: ContextVar[CallTicket | None] = ContextVar("pipelines_budget_ticket", default=None)
-
-
-@dataclass(frozen=True)
-class MaxTokensAdvice:
-    """``max_tokens``, not the replies, binds a run's TPM (with ``tpm_charge="max_tokens"``).
-
-    Attributes:
-        max_tokens: the calls' ``max_tokens``, counted in full when each is admitted.
-        reply_tokens: the replies' running mean, in tokens (under a quarter of ``max_tokens``).
-        largest_reply_tokens: the largest reply seen.
-        calls_per_min: calls a minute the budget allows at this ``max_tokens``.
-        suggested_max_tokens: twice the largest reply seen.
-        suggested_calls_per_min: calls a minute it would allow with
-            ``suggested_max_tokens`` (within ``rpm``).
-    """
-
-    max_tokens: int
-    reply_tokens: float
-    largest_reply_tokens: int
-    calls_per_min: float
-    suggested_max_tokens: int
-    suggested_calls_per_min: float
-
-    @property
-    def speedup(self) -> float:
-        """How many times faster the run would go with ``suggested_max_tokens``."""
-        return self.suggested_calls_per_min / self.calls_per_min
-
-
-@dataclass
-class _Replies:
-    """Running estimates (exponentially weighted) of what settled calls used."""
-
-    count: int = 0
-    rest_mean: float = 0.0  # used less the prompt's estimate
-    rest_var: float = 0.0
-    output_mean: float = 0.0
-    output_max: int = 0
-    prompt_mean: float = 0.0
-
-    def add(self, rest: float, output: int, prompt: float) -> None:
-        if not self.count:
-            self.rest_mean, self.output_mean, self.prompt_mean = rest, float(output), prompt
-        else:
-            diff = rest - self.rest_mean
-            self.rest_mean += _EWMA * diff
-            self.rest_var = (1 - _EWMA) * (self.rest_var + _EWMA * diff * diff)
-            self.output_mean += _EWMA * (output - self.output_mean)
-            self.prompt_mean += _EWMA * (prompt - self.prompt_mean)
-        self.output_max = max(self.output_max, output)
-        self.count += 1
-
-    @property
-    def rest(self) -> float | None:
-        """What a call uses beyond its prompt estimate, on the high side (mean + 2 sd); None yet."""
-        return self.rest_mean + 2 * math.sqrt(self.rest_var) if self.count else None
 
 
 def _prompt_text(value: LanguageModelInput) -> str:
@@ -294,7 +238,7 @@ class RateBudget:
     _slots: asyncio.Semaphore | None = field(init=False, default=None)
     _pace: float = field(init=False, default=1.0)
     _paced_at: float = field(init=False, default=0.0)
-    _replies: _Replies = field(init=False, default_factory=_Replies, repr=False, compare=False)
+    _replies: Replies = field(init=False, default_factory=Replies, repr=False, compare=False)
     _probe: asyncio.Event | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
