@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import itertools
 import json
 import math
 import os
@@ -256,9 +257,14 @@ async def _one(chain: Any, doc: Doc, config: dict[str, Any]) -> Outcome:
 
 
 async def summarize_news(
-    llm: Any, docs: Sequence[Doc], words: int, concurrency: int, kind: str = "auto"
+    llm: Any,
+    docs: Sequence[Doc],
+    words: int,
+    concurrency: int,
+    kind: str = "auto",
+    candidates: int = 1,
 ) -> list[Outcome]:
-    chain = build_summary_chain(llm, max_words=words, kind=kind)  # type: ignore[arg-type]
+    chain = build_summary_chain(llm, max_words=words, kind=kind, candidates=candidates)  # type: ignore[arg-type]
     gate = asyncio.Semaphore(concurrency)
 
     async def one(doc: Doc) -> Outcome:
@@ -308,11 +314,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     timings: dict[str, float] = {}
     async with model_session(parallel=args.concurrency) as session:
         print(session.description, flush=True)
-        for kind in args.news_kinds if news else []:
+        for kind, k in itertools.product(args.news_kinds if news else [], args.candidates):
             start = time.perf_counter()
-            outs = await summarize_news(session.llm, news, news_words, args.concurrency, kind)
-            timings[f"news_{kind}_s"] = round(time.perf_counter() - start, 1)
-            rows.append(score_set("news (stuff)", outs, news, news_words, scorer, kind))
+            outs = await summarize_news(session.llm, news, news_words, args.concurrency, kind, k)
+            timings[f"news_{kind}_best_of_{k}_s"] = round(time.perf_counter() - start, 1)
+            name = "news (stuff)" if k == 1 else f"news (stuff, best of {k})"
+            rows.append(score_set(name, outs, news, news_words, scorer, kind))
             print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
         for kind in args.story_kinds if stories else []:
             start = time.perf_counter()
@@ -336,6 +343,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "timings": timings,
         "rows": rows,
     }
+
+
+def _counts(value: str) -> list[int]:
+    try:
+        counts = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not whole numbers: {value!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"counts must be at least 1: {value!r}")
+    return counts
 
 
 def _kinds(value: str) -> list[str]:
@@ -367,6 +384,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--story-kinds", type=_kinds, default=["auto"],
         help="kinds to run the stories with, comma-separated (default auto)",
     )  # fmt: skip
+    parser.add_argument(
+        "--candidates",
+        type=_counts,
+        default=[1],
+        help="news summaries written per article, the most faithful kept; comma-separated "
+        "to compare (default 1)",
+    )
     parser.add_argument("--concurrency", type=int, default=4, help="calls at once (default 4)")
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)

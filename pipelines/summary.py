@@ -28,16 +28,24 @@ from lc_async_pipelines._finish import finish_to_length
 from lc_async_pipelines._lambdas import inline
 from lc_async_pipelines._text import estimate_tokens, lead, max_tokens_for_target
 from lc_async_pipelines._types import ChatModel
+from lc_async_pipelines.best_of import best_of
 from lc_async_pipelines.errors import ConfigurationError, RowError
 from lc_async_pipelines.kinds import DocumentKind, SummaryKind, check_kind, guess_kind
 from lc_async_pipelines.on_task import on_task
-from lc_async_pipelines.prompts.summary import COMBINE_PROMPTS, MAP_PROMPTS, SUMMARY_PROMPTS
+from lc_async_pipelines.prompts.summary import (
+    COMBINE_PROMPTS,
+    MAP_PROMPTS,
+    NEWS_PROMPTS,
+    SUMMARY_PROMPTS,
+)
 from lc_async_pipelines.runner.notes import NOTE_EVENT
 
 __all__ = [
+    "CANDIDATE_TEMPERATURE",
     "DEFAULT_CHUNK_TOKENS",
     "DEFAULT_MAX_CHUNKS",
     "DEFAULT_STUFF_MAX_TOKENS",
+    "MAX_CANDIDATES",
     "NEWS_LEAD_WORDS",
     "NEWS_TEMPERATURE",
     "build_auto_summary_chain",
@@ -56,6 +64,9 @@ NEWS_LEAD_WORDS = 150
 # News summaries are decoded greedily: they restate the lead's facts (issue 23,
 # docs/benchmarks.md); the embedded model's repeat and DRY penalties still apply.
 NEWS_TEMPERATURE = 0.0
+# Best-of-k: candidates past a kind's own wordings sample its first wording at this temperature.
+CANDIDATE_TEMPERATURE = 0.7
+MAX_CANDIDATES = 8
 # More chunks than this in one document is a RowError unless raised: a
 # 1,000,000-character row would otherwise make about 280 calls without a word.
 DEFAULT_MAX_CHUNKS = 64
@@ -128,7 +139,7 @@ def _by_kind(
 
 
 def build_summary_chain(
-    llm: ChatModel, *, max_words: int = 60, kind: SummaryKind = "auto"
+    llm: ChatModel, *, max_words: int = 60, kind: SummaryKind = "auto", candidates: int = 1
 ) -> Runnable[str, str]:
     """Build the stuff summary chain: the whole document in one prompt.
 
@@ -144,6 +155,12 @@ def build_summary_chain(
             paragraphs up to :data:`NEWS_LEAD_WORDS` words, which the model
             shortens into the summary at :data:`NEWS_TEMPERATURE` (news puts
             its main facts first; :mod:`lc_async_pipelines.prompts.summary`).
+        candidates: summaries written per document, 1 to :data:`MAX_CANDIDATES`;
+            over 1, the one most faithful to what the model saw is kept
+            (:func:`~lc_async_pipelines.best_of.best_of`), at that many model
+            calls a document. Candidate i uses the kind's i-th wording
+            (news has three: ``NEWS_PROMPTS``); past its wordings, the first
+            wording sampled at :data:`CANDIDATE_TEMPERATURE`.
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -151,11 +168,16 @@ def build_summary_chain(
         once its opening is judged on task (:func:`~lc_async_pipelines.on_task.on_task`:
         an off-task reply is asked for again once, then trimmed). The kind
         and the off-task retries are noted in the record (custom events).
+        With ``candidates`` over 1, ``astream`` gives the chosen summary in
+        one chunk once all are written.
 
     Raises:
-        ConfigurationError: ``max_words`` is below 1, or ``kind`` is not one of the kinds.
+        ConfigurationError: ``max_words`` is below 1, ``kind`` is not one of
+            the kinds, or ``candidates`` is not a whole number from 1 to
+            :data:`MAX_CANDIDATES`.
     """
     chosen = _kind_of(kind)
+    _check_candidates(candidates)
 
     def build(k: DocumentKind) -> Runnable[str, str]:
         def inputs(text: str) -> dict[str, Any]:
@@ -163,14 +185,40 @@ def build_summary_chain(
                     "max_words": max_words}  # fmt: skip
 
         to_vars: Runnable[str, dict[str, Any]] = inline(inputs, name="summary_inputs")
-        temperature = NEWS_TEMPERATURE if k == "news" else None
-        step = _summary_step(
-            llm, SUMMARY_PROMPTS[k], max_words, kind=k, name="summary_text", temperature=temperature
-        )
+        step = best_of(_candidate_steps(llm, k, max_words, candidates), name="summary_best_of")
         chain: RunnableSequence[str, str] = RunnableSequence(to_vars, step, name=f"summary_{k}")
         return chain
 
     return _by_kind(chosen, build, "summary")
+
+
+def _candidate_steps(
+    llm: ChatModel, kind: DocumentKind, max_words: int, candidates: int
+) -> list[Runnable[dict[str, Any], str]]:
+    """Return the stuff chain's summary steps: the kind's wordings, then samples of the first."""
+    wordings = NEWS_PROMPTS if kind == "news" else (SUMMARY_PROMPTS[kind],)
+    own = NEWS_TEMPERATURE if kind == "news" else None
+    return [
+        _summary_step(
+            llm,
+            wordings[i] if i < len(wordings) else wordings[0],
+            max_words,
+            kind=kind,
+            name="summary_text" if i == 0 else f"summary_candidate_{i}",
+            temperature=own if i < len(wordings) else CANDIDATE_TEMPERATURE,
+        )
+        for i in range(candidates)
+    ]
+
+
+def _check_candidates(candidates: object) -> None:
+    if (
+        isinstance(candidates, bool)
+        or not isinstance(candidates, int)
+        or not 1 <= candidates <= MAX_CANDIDATES
+    ):
+        msg = f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates!r}"
+        raise ConfigurationError(msg)
 
 
 def build_map_reduce_summary_chain(
@@ -267,6 +315,7 @@ def build_auto_summary_chain(
     stuff_max_tokens: int = DEFAULT_STUFF_MAX_TOKENS,
     max_chunks: int = DEFAULT_MAX_CHUNKS,
     kind: SummaryKind = "auto",
+    candidates: int = 1,
 ) -> Runnable[str, str]:
     """Build a chain that stuffs short documents and map-reduces long ones.
 
@@ -282,6 +331,8 @@ def build_auto_summary_chain(
             :func:`build_map_reduce_summary_chain` (a ``RowError`` past it).
         kind: what the document is (:data:`~lc_async_pipelines.kinds.KINDS`);
             ``"auto"`` guesses it from the text, and the record notes the guess.
+        candidates: summaries written per stuffed document, the most faithful
+            kept (as :func:`build_summary_chain`); map-reduce writes one.
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -289,10 +340,11 @@ def build_auto_summary_chain(
 
     Raises:
         ConfigurationError: ``max_words`` or ``long_max_words`` is below 1,
-            ``max_chunks`` below 1, or ``kind`` not one of the kinds.
+            ``max_chunks`` below 1, ``kind`` not one of the kinds, or
+            ``candidates`` out of range.
         RowError: on invocation, a document of more than ``max_chunks`` chunks.
     """
-    stuff = build_summary_chain(llm, max_words=max_words, kind=kind)
+    stuff = build_summary_chain(llm, max_words=max_words, kind=kind, candidates=candidates)
     map_reduce = build_map_reduce_summary_chain(
         llm, max_words=long_max_words, chunk_tokens=chunk_tokens, max_chunks=max_chunks, kind=kind
     )

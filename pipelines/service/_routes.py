@@ -3,8 +3,9 @@
 Every route but the page and ``/healthz`` needs the bearer token when one is
 set (:class:`~lc_async_pipelines.service._security.BearerAuth`, before the
 body is read). An input is checked against its pipeline before any model
-call: over ``max_input_chars`` is a 413, a ``max_words`` or ``kind`` the
-pipeline does not take or an input that does not fit the chain's input schema is a 422 naming it.
+call: over ``max_input_chars`` is a 413, a ``max_words``, ``kind`` or
+``candidates`` the pipeline does not take or an input that does not fit the
+chain's input schema is a 422 naming it.
 
 ``/docs`` is a plain page made here from the OpenAPI schema: no script, no
 CDN (FastAPI's Swagger UI and ReDoc load theirs from jsDelivr).
@@ -88,7 +89,7 @@ def _chain(
     state: ServiceState, pipeline: ServedPipeline, body: InvokeRequest | BatchRequest
 ) -> Runnable[Any, Any]:
     """Return the chain for the request's options; 422 for an option the pipeline does not take."""
-    options = body.model_dump(include={"max_words", "kind"}, exclude_none=True)
+    options = body.model_dump(include={"max_words", "kind", "candidates"}, exclude_none=True)
     try:
         return state.chain(pipeline.spec, **options)
     except ConfigurationError as exc:

@@ -24,6 +24,7 @@ from lc_async_pipelines.kinds import SummaryKind
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_CANDIDATES_LIMIT",
     "MAX_INPUT_CHARS",
     "MAX_WORDS_LIMIT",
     "BatchRequest",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 MAX_WORDS_LIMIT = 1_000
+MAX_CANDIDATES_LIMIT = 3
 MAX_BATCH = 64
 MAX_INPUT_CHARS = 200_000
 
@@ -77,6 +79,8 @@ _BatchInput = Annotated[
 ]
 
 MaxWords = Annotated[int | None, Field(ge=10, le=MAX_WORDS_LIMIT)]
+# Best-of-k summaries, at k model calls an input: capped lower than the library's 8.
+Candidates = Annotated[int | None, Field(ge=1, le=MAX_CANDIDATES_LIMIT)]
 # What the document is, for a pipeline taking the ``kind`` option (the summary).
 Kind = SummaryKind | None
 
@@ -95,6 +99,10 @@ class InvokeRequest(BaseModel):
         kind: what the document is, for a pipeline that takes the ``kind``
             option (the summary: ``auto``, the default, guesses it; the
             response's ``notes.kind`` says which was used).
+        candidates: summaries written for a short document, 1 to 3, the
+            one most faithful to the document kept (one model call each;
+            ``notes.candidate_chosen`` says which); for a pipeline that takes
+            the ``candidates`` option (the summary, default 1).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -102,6 +110,7 @@ class InvokeRequest(BaseModel):
     input: PipelineInput
     max_words: MaxWords = None
     kind: Kind = None
+    candidates: Candidates = None
 
 
 class BatchRequest(BaseModel):
@@ -112,6 +121,8 @@ class BatchRequest(BaseModel):
         max_words: target output length in words, for every input (summaries: within
             ±30%, never over 1.3x).
         kind: what every document is, as :attr:`InvokeRequest.kind`.
+        candidates: summaries written per short document, as
+            :attr:`InvokeRequest.candidates`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -119,6 +130,7 @@ class BatchRequest(BaseModel):
     inputs: list[_BatchInput] = Field(min_length=1, max_length=MAX_BATCH)
     max_words: MaxWords = None
     kind: Kind = None
+    candidates: Candidates = None
 
     @field_validator("inputs")
     @classmethod
@@ -173,7 +185,7 @@ class PipelineInfo(BaseModel):
         max_input_chars: the longest input accepted, characters (an object
             input is counted as its JSON text).
         options: the factory's keyword options and their defaults; of them,
-            a request may set ``max_words`` and ``kind``.
+            a request may set ``max_words``, ``kind`` and ``candidates``.
         input_schema: JSON Schema of the chain's input (``{"type": "string"}``
             for text, an object schema for a prompt with several variables).
         example: an example input, the page's placeholder ("" when none).

@@ -199,6 +199,8 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
         options["outline"] = True
     if args.max_chunks is not None:
         options["max_chunks"] = args.max_chunks
+    if args.candidates is not None:
+        options["candidates"] = args.candidates
     spec = _prompt_file_pipeline(args) if args.prompt is not None else load_pipeline(args.target)
     takes = spec.defaults()
     for name in options:

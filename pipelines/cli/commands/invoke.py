@@ -75,6 +75,12 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
     parser.add_argument("--outline", action="store_true", help="story: outline first, then story")
     parser.add_argument(
+        "--candidates",
+        type=number(int, 0, strict=True),
+        help="summary: summaries written per short document, the one most faithful to the "
+        "document kept (one model call each; default 1, at most 8)",
+    )
+    parser.add_argument(
         "--max-chunks",
         type=number(int, 0, strict=True),
         help="summary: most chunks (one model call each) the document may split into (default 64)",

@@ -144,7 +144,7 @@ def _add_io_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
-    """The "pipeline options" group: --max-words, --kind, --outline and --max-chunks."""
+    """The "pipeline options" group: --max-words, --kind, --outline, --candidates, --max-chunks."""
     opts = parser.add_argument_group("pipeline options")
     opts.add_argument(
         "--max-words",
@@ -159,6 +159,12 @@ def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
         "guesses each from its text and notes the guess in its record",
     )
     opts.add_argument("--outline", action="store_true", help="story: outline first, then story")
+    opts.add_argument(
+        "--candidates",
+        type=number(int, 0, strict=True),
+        help="summary: summaries written per short document, the one most faithful to the "
+        "document kept (one model call each; default 1, at most 8)",
+    )
     opts.add_argument(
         "--max-chunks",
         type=number(int, 0, strict=True),

@@ -198,7 +198,7 @@ def replies_and_kwargs(text):
     return FnChatModel(fn=fn), seen
 
 
-async def test_a_news_article_is_shortened_from_its_lead_alone_and_greedily():
+async def test_a_news_article_is_copied_short_from_its_lead_alone_and_greedily():
     model, seen = replies_and_kwargs("The council voted to build a bridge over the Wend.")
     opening = "The council voted on Tuesday to build a bridge over the Wend, officials said."
     tail = "Officials said the mayor will decide next year. " * 60  # past the lead
@@ -207,8 +207,8 @@ async def test_a_news_article_is_shortened_from_its_lead_alone_and_greedily():
     messages, kwargs = seen[0]
     assert [m.type for m in messages] == ["system", "human"]  # no worked example
     asked = messages[-1].content
-    assert asked.startswith(opening) and "12 words" in asked and "Shorten" in asked
-    assert "Start with who or what the news is about." in asked
+    assert asked.startswith(opening) and "12 words" in asked
+    assert "Copy out its most important sentences" in asked
     assert len(asked.split()) < NEWS_LEAD_WORDS + 40 < len(news.split())
     assert kwargs["temperature"] == NEWS_TEMPERATURE
 
