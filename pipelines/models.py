@@ -25,22 +25,23 @@ endpoint: the command line and the service print it once at start.
 Environment variables (a ``.env`` file in the working directory is read too;
 the process environment wins):
 
-========================  ==============================================  =========
-name                      meaning                                         default
-========================  ==============================================  =========
-OPENAI_API_KEY            key, held as ``SecretStr``                       none
-OPENAI_BASE_URL           endpoint root, e.g. ``http://host:8000/v1``      none
-ANTHROPIC_API_KEY         key of an ``anthropic:`` model                   none
-ANTHROPIC_BASE_URL        endpoint root of an ``anthropic:`` model         Anthropic's
-PIPELINES_EMBEDDED        ``1``: use the embedded model                    0
-PIPELINES_EMBEDDED_URL    a running ``pipelines serve-model`` to share     none
-PIPELINES_MODEL           model name, or ``provider:model``                see above
-PIPELINES_TEMPERATURE     sampling temperature                             0.2
-PIPELINES_MAX_TOKENS      cap on generated tokens per call                 512
-PIPELINES_TIMEOUT         per-request timeout, seconds                     120
-PIPELINES_EXTRA_BODY      JSON object merged into each request body        none
-PIPELINES_CONTEXT_TOKENS  the model's context window (input cap), tokens  embedded: 4096
-========================  ==============================================  =========
+==========================  ==============================================  ==============
+name                        meaning                                         default
+==========================  ==============================================  ==============
+OPENAI_API_KEY              key, held as ``SecretStr``                      none
+OPENAI_BASE_URL             endpoint root, e.g. ``http://host:8000/v1``     none
+ANTHROPIC_API_KEY           key of an ``anthropic:`` model                  none
+ANTHROPIC_BASE_URL          endpoint root of an ``anthropic:`` model        Anthropic's
+PIPELINES_EMBEDDED          ``1``: use the embedded model                   0
+PIPELINES_EMBEDDED_URL      a running ``pipelines serve-model`` to share    none
+PIPELINES_EMBEDDED_THREADS  decoding threads of an embedded server          llama.cpp's
+PIPELINES_MODEL             model name, or ``provider:model``               see above
+PIPELINES_TEMPERATURE       sampling temperature                            0.2
+PIPELINES_MAX_TOKENS        cap on generated tokens per call                512
+PIPELINES_TIMEOUT           per-request timeout, seconds                    120
+PIPELINES_EXTRA_BODY        JSON object merged into each request body       none
+PIPELINES_CONTEXT_TOKENS    the model's context window (input cap), tokens  embedded: 4096
+==========================  ==============================================  ==============
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class ModelSettings(BaseModel):
             ``anthropic:`` model: Anthropic's, without ``/v1``).
         embedded: use the embedded model whatever else is set.
         embedded_url: a running ``pipelines serve-model`` to share.
+        embedded_threads: CPU threads an embedded server started here decodes
+            with (``llama-server --threads``; None: llama.cpp's choice). On a
+            machine shared with other work, 1 per server can be much faster
+            than the default, which assumes the cores are free.
         model: model name, or ``provider:model`` for ``init_chat_model``.
         temperature: sampling temperature.
         max_tokens: cap on generated tokens per call (None: the server's).
@@ -122,6 +127,7 @@ class ModelSettings(BaseModel):
     base_url: str | None = None
     embedded: bool = False
     embedded_url: str | None = None
+    embedded_threads: int | None = Field(default=None, gt=0)
     model: str | None = None
     temperature: float = Field(default=0.2, ge=0, le=2)
     max_tokens: int | None = Field(default=512, gt=0)
@@ -239,6 +245,7 @@ class ModelSettings(BaseModel):
             "base_url": "OPENAI_BASE_URL",
             "embedded": "PIPELINES_EMBEDDED",
             "embedded_url": "PIPELINES_EMBEDDED_URL",
+            "embedded_threads": "PIPELINES_EMBEDDED_THREADS",
             "model": "PIPELINES_MODEL",
             "temperature": "PIPELINES_TEMPERATURE",
             "max_tokens": "PIPELINES_MAX_TOKENS",
@@ -426,8 +433,8 @@ async def chat_model_session(
     With an endpoint configured, this only builds the client (asking the
     endpoint for its model when none is named). With ``PIPELINES_EMBEDDED_URL``
     it shares a running ``pipelines serve-model``. Otherwise it starts
-    ``llama-server`` on a free loopback port with ``parallel`` slots and stops
-    it on exit.
+    ``llama-server`` on a free loopback port with ``parallel`` slots and
+    ``settings.embedded_threads`` threads, and stops it on exit.
 
     Raises:
         ConfigurationError: the model cannot be resolved.
@@ -442,7 +449,8 @@ async def chat_model_session(
         if settings.embedded_url:
             yield make_chat_model(settings, base_url=settings.embedded_url, **overrides)
             return
-        async with EmbeddedModelServer(parallel=parallel) as server:
+        server = EmbeddedModelServer(parallel=parallel, threads=settings.embedded_threads)
+        async with server:
             yield make_chat_model(settings, base_url=server.base_url, **overrides)
 
 

@@ -3,7 +3,9 @@
 A small model asked for a summary often writes about the text instead
 ("The document is an example of...", "Here's a rewritten version of the
 text:", "In this summary...") or about the task ("Your answer should be no
-more than 3 sentences long..."), or repeats the instruction (issue 23).
+more than 3 sentences long..."), or repeats the instruction (issue 23), or
+puts a label before the summary ("A news article:", "Key points:"; a few
+words naming the text, then a colon, unlike a dateline such as "LONDON:").
 :func:`off_task_opening` spots that in a reply's opening;
 :func:`trim_meta_opening` removes it; :func:`on_task` wraps a summary step
 so that an off-task reply is asked for again once, with the reply shown to
@@ -76,11 +78,27 @@ _STORY_OPENING = re.compile(
     r"^(?:the|this|in the|in this|(?:a|an)(?: [\w-]+){0,2}) (?:story|tale)\b", re.IGNORECASE
 )
 _A_STORY = re.compile(r"^an? ", re.IGNORECASE)
+# A label opening: a few words naming the text, then a colon ("A news article:", "Key
+# points:", "The short version:", seen on the embedded model). Every word must name the
+# text or the task (or be a determiner), so a dateline ("LONDON:", "Aintree, April 11:"),
+# a score line ("Manchester City 2-1 Chelsea:") or a newsroom kicker ("Breaking:",
+# "Report:", "Update:"), which are the article's own register, stay content.
+_LABEL = re.compile(r"^([\w' ;*-]{1,60}?)\s*:(?=[\s*_]|$)")
+_LABEL_WORDS: Final = 6
+_LABEL_NAMES = frozenset(
+    """summary summaries summarised summarized article articles news story stories tale tales
+    text document version versions point points key main short shorter brief rewritten rewrite
+    condensed shortened simplified simple quick concise final original takeaway takeaways
+    highlight highlights overview recap gist tldr tl;dr abstract excerpt passage paragraph
+    content piece idea ideas fact facts details answer response output""".split()
+)
+_LABEL_FILLERS = frozenset("a an the this that my our its of in and".split())
+_STORY_WORDS = frozenset("story stories tale tales".split())
 _LEADING = re.compile(r"^[\s\"'*#_>\-\u201c\u2018]+")
 _SENTENCE = re.compile(r"(?<=[.!?:])[\"'\u201d\u2019)\]]*\s+")
 # What a meta opening's first sentence can be cut back to: after "...:" or "In this X, ".
 _LEAD_IN = re.compile(
-    rf"^(?:[^.!?:]{{0,120}}:\s+|(?:in|from) (?:the|this) {_NOUNS}s?,\s+|"
+    rf"^(?:[^.!?:]{{0,120}}:[*_]*\s+|(?:in|from) (?:the|this) {_NOUNS}s?,\s+|"
     r"in this [\w' -]{1,30},\s+|"
     rf"(?:the|this) {_NOUNS} (?:is about|describes|discusses|reports|explains|tells(?: us)? "
     rf"(?:about|how|that)|talks about|says|shows|highlights|focuses on|is a summary of|"
@@ -95,6 +113,21 @@ def _normal(text: str) -> str:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def _label(opening: str, kind: str) -> bool:
+    """True when the opening is a label: at most 6 words naming the text or task, then ':'.
+
+    For the story kind "story" and "tale" name the document itself, so they
+    count only beside another label word ("Story summary:", not "The story:").
+    """
+    match = _LABEL.match(opening)
+    if match is None:
+        return False
+    words = re.split(r"[\s*_]+", match.group(1).lower().replace("-", "").strip(" *_"))
+    neutral = _LABEL_FILLERS | _STORY_WORDS if kind == "story" else _LABEL_FILLERS
+    named = [w for w in words if w not in neutral]
+    return len(words) <= _LABEL_WORDS and bool(named) and all(w in _LABEL_NAMES for w in named)
 
 
 def _echoes(opening: str, prompt_texts: Sequence[str]) -> bool:
@@ -123,13 +156,19 @@ def off_task_opening(
     Returns:
         True for an opening about the text ("The document is", "The text",
         "Here's", "In this summary", "The original message"), about the task
-        ("Your answer should be..."), a label ("Summary:"), an echo of the
-        prompt, or, for a non-story, "The story"; False otherwise, and for an
-        empty text.
+        ("Your answer should be..."), a label (at most 6 words, each naming
+        the text or the task or a determiner, then a colon: "Summary:", "A
+        news article:", "Key points:", "The short version:"; for the story
+        kind "story" alone is no label), an echo of the prompt, or, for a
+        non-story, "The story"; False otherwise, and for an empty text. A
+        colon after other words is content: a dateline ("LONDON:",
+        "Aintree, April 11:"), a score, a name, a kicker ("Breaking:").
     """
     opening = _normal(text)
     if not opening:
         return False
+    if _label(opening, kind):
+        return True
     if _STORY_OPENING.match(opening) and not (kind == "news" and _A_STORY.match(opening)):
         return kind != "story"
     return bool(_META.match(opening)) or _echoes(opening, prompt_texts)

@@ -209,7 +209,8 @@ async def _with_embedded_server(
         return recipe
     from lc_async_pipelines.embedded import EmbeddedModelServer
 
-    server = await stack.enter_async_context(EmbeddedModelServer(parallel=_EMBEDDED_SLOTS))
+    embedded = EmbeddedModelServer(parallel=_EMBEDDED_SLOTS, threads=settings.embedded_threads)
+    server = await stack.enter_async_context(embedded)
     shared = settings.model_copy(update={"embedded_url": server.base_url})
     return replace(recipe, settings=shared)
 

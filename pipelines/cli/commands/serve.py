@@ -55,6 +55,13 @@ def add_model_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
         help="loopback port (default: a free one)",
     )
     parser.add_argument("--parallel", type=positive_int, default=4, help="server slots (default 4)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads for decoding (default: PIPELINES_EMBEDDED_THREADS, else llama.cpp's "
+        "choice); 1 is often much faster on cores shared with other work",
+    )
 
 
 def serve_pipelines(args: argparse.Namespace) -> ExitCode:
@@ -119,18 +126,30 @@ def _served_pipelines(entries: list[str]) -> dict[str, PipelineSpec]:
 
 
 def serve_model(args: argparse.Namespace) -> ExitCode:
-    """Run ``pipelines serve-model``: the embedded model on loopback until a signal stops it."""
+    """Run ``pipelines serve-model``: the embedded model on loopback until a signal stops it.
+
+    Raises:
+        ConfigurationError: no ``--threads`` and a bad ``PIPELINES_EMBEDDED_THREADS``
+            (or another bad model setting: they are read together).
+        EmbeddedModelError: the server cannot start.
+    """
     import contextlib
     import threading
 
     from lc_async_pipelines.cli._signals import stop_thread_on_signals
     from lc_async_pipelines.embedded import EmbeddedModelServer
 
+    threads = args.threads
+    if threads is None:
+        from lc_async_pipelines.models import ModelSettings
+
+        threads = ModelSettings.from_env().embedded_threads
+    server = EmbeddedModelServer(parallel=args.parallel, port=args.port, threads=threads)
     stop = threading.Event()
     with stop_thread_on_signals(stop):
         # a second signal raises KeyboardInterrupt here: the server is stopped at once
         with contextlib.suppress(KeyboardInterrupt):
-            with EmbeddedModelServer(parallel=args.parallel, port=args.port) as server:
+            with server:
                 print(f"embedded model at {server.base_url}", flush=True)
                 print(f"share it: export PIPELINES_EMBEDDED_URL={server.base_url}", flush=True)
                 while not stop.wait(1.0) and server.running:

@@ -191,3 +191,43 @@ def test_tpm_is_charged_as_the_endpoint_s_provider_counts_it():
 )
 def test_known_provider_tells_a_billed_endpoint_from_a_self_hosted_one(settings, known):
     assert ModelSettings(**settings).known_provider is known
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "abc", "1.5"])
+def test_embedded_threads_must_be_a_positive_integer(value):
+    from lc_async_pipelines.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"^PIPELINES_EMBEDDED_THREADS: ") as raised:
+        ModelSettings.from_env({"PIPELINES_EMBEDDED_THREADS": value}, env_file=None)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("environ", "threads"), [({}, None), ({"PIPELINES_EMBEDDED_THREADS": "1"}, "1")]
+)
+async def test_the_thread_setting_reaches_the_embedded_server_of_a_session(
+    monkeypatch, tmp_path, environ, threads
+):
+    from lc_async_pipelines import models
+    from lc_async_pipelines.embedded import EmbeddedModelServer
+    from lc_async_pipelines.errors import EmbeddedModelError
+    from lc_async_pipelines.session import model_session
+
+    monkeypatch.setenv("LLAMA_SERVER_BIN", str(tmp_path / "llama-server"))
+    monkeypatch.setenv("PIPELINES_MODEL_PATH", str(tmp_path / "model.gguf"))
+    seen = []
+
+    class Recording(EmbeddedModelServer):
+        async def astart(self):
+            seen.append(self.command())
+            raise EmbeddedModelError("not started in unit tests")
+
+    monkeypatch.setattr(models, "EmbeddedModelServer", Recording)
+    settings = ModelSettings.from_env(environ, env_file=None)
+    with pytest.raises(EmbeddedModelError, match="not started"):
+        async with model_session(settings):
+            pass
+    command = seen[0]
+    assert ("--threads" in command) == (threads is not None)
+    if threads is not None:
+        assert command[command.index("--threads") + 1] == threads

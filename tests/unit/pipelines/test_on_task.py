@@ -32,6 +32,21 @@ ISSUE_OPENINGS = [
     ("I\u2019m going to keep this short: the council voted for a bridge.", "news"),
     ("Awesome! Here's a rewritten version condensed into just four paragraphs:", "news"),
 ]
+# A label, then a colon: the 135M model writes these before its summary.
+LABEL_OPENINGS = [
+    ("A news article: The Bank of England raised rates on Thursday.", "news"),
+    ("News summary: The council voted for a bridge.", "news"),
+    ("Summary: Amanda baked cookies.", "dialogue"),
+    ("Key points: the council voted for a bridge.", "news"),
+    ("The article: The council voted for a bridge.", "news"),
+    ("A short version: Amanda baked cookies.", "dialogue"),
+    ("**Key points:** The council voted for a bridge.", "news"),
+    ("Main points of the article:\n- The council voted for a bridge.", "news"),
+    ("The re-written text:\nAmanda baked cookies.", "dialogue"),
+    ("A news story: a doctor's career was revealed by a medical blog.", "news"),
+    ("The story: Amanda bakes cookies for Jerry.", "dialogue"),  # not a story: meta
+    ("Story summary: Noork finds his ship on a small moon.", "story"),
+]
 ON_TASK = [
     ("Amanda baked cookies and will bring Jerry some tomorrow.", "dialogue"),
     ("The council voted on Tuesday to build a new bridge.", "news"),
@@ -46,11 +61,27 @@ ON_TASK = [
     # seen on news (fresh-clone CI, 3de83a6): a news story reported, not the article itself
     ("A new story on a doctor's career has been revealed by a medical blog.", "news"),
     ("", "news"),
+    # a colon after words that do not name the text: a dateline, a score, a name, a kicker
+    ("Aintree, April 11: Nick Scholfield is lined up to ride Spring Heeled.", "news"),
+    ("LONDON: The Bank of England raised rates on Thursday.", "news"),
+    ("Manchester City 2-1 Chelsea: Sergio Aguero scored twice at the Etihad.", "news"),
+    ("Breaking: the council voted for a bridge.", "news"),
+    ("Breaking news: the council voted for a bridge.", "news"),
+    ("Key West: a hurricane closed the airport on Monday.", "news"),
+    ("Amanda: she baked cookies and Jerry will get some.", "dialogue"),
+    ("At 10:30 the council voted for a bridge.", "news"),
+    # for a story, "The story" is the document (as "The story follows..." above)
+    ("The story: Noork wakes on a small moon with no memory.", "story"),
 ]
 
 
 @pytest.mark.parametrize(("text", "kind"), ISSUE_OPENINGS)
 def test_the_openings_quoted_in_the_issue_are_off_task(text, kind):
+    assert off_task_opening(text, kind=kind)
+
+
+@pytest.mark.parametrize(("text", "kind"), LABEL_OPENINGS)
+def test_a_label_ending_in_a_colon_is_off_task(text, kind):
     assert off_task_opening(text, kind=kind)
 
 
@@ -85,6 +116,14 @@ def test_an_echo_of_the_prompt_is_off_task_but_the_document_is_not_the_prompt():
             "Workers get 120 emails a day.",
         ),
         ("Summary: Jerry gets cookies.", "Jerry gets cookies."),
+        ("A news article: Jerry gets cookies.", "Jerry gets cookies."),
+        ("A short version: jerry gets cookies.", "Jerry gets cookies."),
+        ("**Key points:** Jerry gets cookies.", "Jerry gets cookies."),
+        (
+            "Key points:\n- Jerry gets cookies.\n- Amanda bakes them.",
+            "Jerry gets cookies.\n- Amanda bakes them.",
+        ),
+        ("LONDON: Jerry gets cookies.", "LONDON: Jerry gets cookies."),  # a dateline: untouched
         ("In this joke, Amanda and Jerry plan a picnic.", "Amanda and Jerry plan a picnic."),
         ("Amanda baked cookies.", "Amanda baked cookies."),  # on task: untouched
         # nothing left once trimmed: kept, not emptied
@@ -149,6 +188,18 @@ async def test_a_second_off_task_reply_is_trimmed_of_its_meta_opening():
     assert len(seen) == 2
     assert record.notes["off_task_trimmed"] == 1 and summary["off_task_retries"] == 1
     assert record.notes["kind"] == "dialogue" and record.notes["kind_guessed"] is False
+
+
+async def test_a_label_opening_is_asked_again_and_a_dateline_is_not():
+    news = "The council voted on Tuesday to build a bridge, officials said. " * 5
+    good = "The council voted on Tuesday to build a bridge."
+    model, seen = replies("A news article: the council and a bridge.", good)
+    record, _ = await run_one(build_summary_chain(model, max_words=12, kind="news"), news)
+    assert record.output == good and len(seen) == 2
+    dateline = "LONDON: The council voted on Tuesday to build a bridge."
+    model, seen = replies(dateline)
+    record, _ = await run_one(build_summary_chain(model, max_words=12, kind="news"), news)
+    assert record.output == dateline and len(seen) == 1
 
 
 async def test_an_on_task_summary_makes_one_call_and_streams():
