@@ -388,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--candidates",
         type=_counts,
         default=[1],
-        help="news summaries written per article, the most faithful kept; comma-separated "
+        help="news summaries written per article, the best kept; comma-separated "
         "to compare (default 1)",
     )
     parser.add_argument("--concurrency", type=int, default=4, help="calls at once (default 4)")

@@ -156,10 +156,10 @@ def build_summary_chain(
             shortens into the summary at :data:`NEWS_TEMPERATURE` (news puts
             its main facts first; :mod:`lc_async_pipelines.prompts.summary`).
         candidates: summaries written per document, 1 to :data:`MAX_CANDIDATES`;
-            over 1, the one most faithful to what the model saw is kept
-            (:func:`~lc_async_pipelines.best_of.best_of`), at that many model
-            calls a document. Candidate i uses the kind's i-th wording
-            (news has three: ``NEWS_PROMPTS``); past its wordings, the first
+            over 1, the best is kept (faithful to what the model saw and
+            agreeing with the others: :func:`~lc_async_pipelines.best_of.best_of`),
+            at that many model calls a document. Candidate i uses the kind's i-th wording
+            (news has five: ``NEWS_PROMPTS``); past its wordings, the first
             wording sampled at :data:`CANDIDATE_TEMPERATURE`.
 
     Returns:
@@ -331,7 +331,7 @@ def build_auto_summary_chain(
             :func:`build_map_reduce_summary_chain` (a ``RowError`` past it).
         kind: what the document is (:data:`~lc_async_pipelines.kinds.KINDS`);
             ``"auto"`` guesses it from the text, and the record notes the guess.
-        candidates: summaries written per stuffed document, the most faithful
+        candidates: summaries written per stuffed document, the best
             kept (as :func:`build_summary_chain`); map-reduce writes one.
 
     Returns:

@@ -39,8 +39,9 @@ reached 78-83%; asking for deletions only, "two most important sentences",
 scored 65-87% and opened more summaries off task. No worked example: a
 made-up one leaked its own facts into 2 of 20 summaries. ``text`` is then
 the lead, not the whole article; what comes after the lead is not seen.
-:data:`NEWS_PROMPTS` holds that ask first and two rewordings of it, the
-candidates of a best-of-k news summary.
+:data:`NEWS_PROMPTS` holds that ask first and four rewordings of it, the
+candidates of a best-of-k news summary, in the order of their ROUGE-L alone
+(87%, 85%, 82%, 83%, 83% of lead-N on those 100 articles).
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ _NEWS_ASKS: Final[tuple[str, ...]] = (
     "{max_words} words in all. Do not add anything.",
     "Copy out its two most important sentences, shortened to about {max_words} words in all, "
     "keeping their names and numbers.",
+    "Copy out its two or three most important sentences, about {max_words} words in all, "
+    "keeping their names and numbers. Do not add anything.",
+    "Copy out its most important sentences word for word, about {max_words} words in all. "
+    "Do not add anything.",
 )
 
 

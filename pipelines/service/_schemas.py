@@ -100,9 +100,10 @@ class InvokeRequest(BaseModel):
             option (the summary: ``auto``, the default, guesses it; the
             response's ``notes.kind`` says which was used).
         candidates: summaries written for a short document, 1 to 3, the
-            one most faithful to the document kept (one model call each;
-            ``notes.candidate_chosen`` says which); for a pipeline that takes
-            the ``candidates`` option (the summary, default 1).
+            best kept (faithful to the document, agreeing with the others;
+            one model call each; ``notes.candidate_chosen`` says which); for
+            a pipeline that takes the ``candidates`` option (the summary,
+            default 1).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -64,3 +64,14 @@ async def test_news_and_stories_open_on_task(llm):
     for text, note in zip(outs, notes, strict=True):
         assert text.split(), note
         assert not off_task_opening(text, kind="story"), (text, note)
+
+
+async def test_best_of_three_news_summaries_keeps_one_of_them_on_task(llm):
+    articles = news(2)
+    chain = build_summary_chain(llm, max_words=30, kind="news", candidates=3)
+    outs, notes = await summarize(chain, articles, {})
+    for text, note in zip(outs, notes, strict=True):
+        assert note["candidates"] == 3 and note["candidate_chosen"] in {0, 1, 2}, note
+        assert "candidates_failed" not in note, note
+        assert 0 < len(text.split()) <= 39, (text, note)  # never over 1.3N words
+        assert not off_task_opening(text, kind="news"), (text, note)

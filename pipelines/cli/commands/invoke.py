@@ -77,8 +77,9 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     parser.add_argument(
         "--candidates",
         type=number(int, 0, strict=True),
-        help="summary: summaries written per short document, the one most faithful to the "
-        "document kept (one model call each; default 1, at most 8)",
+        help="summary: summaries written per short document, the best kept "
+        "(faithful to the document, agreeing with the others); one model call each; default 1, "
+        "at most 8",
     )
     parser.add_argument(
         "--max-chunks",

@@ -162,8 +162,9 @@ def _add_pipeline_option_flags(parser: argparse.ArgumentParser) -> None:
     opts.add_argument(
         "--candidates",
         type=number(int, 0, strict=True),
-        help="summary: summaries written per short document, the one most faithful to the "
-        "document kept (one model call each; default 1, at most 8)",
+        help="summary: summaries written per short document, the best kept "
+        "(faithful to the document, agreeing with the others); one model call each; default 1, "
+        "at most 8",
     )
     opts.add_argument(
         "--max-chunks",

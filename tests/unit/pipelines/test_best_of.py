@@ -7,7 +7,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
 from lc_async_pipelines import build_auto_summary_chain, build_summary_chain
-from lc_async_pipelines.best_of import best_of, faithfulness
+from lc_async_pipelines.best_of import best_of, candidate_score, faithfulness
 from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.prompts.summary import NEWS_PROMPTS
 from lc_async_pipelines.runner.notes import ItemNotes
@@ -46,7 +46,7 @@ def ask_of(prompt):
 
 
 async def test_the_candidate_closest_to_the_article_is_kept_and_noted():
-    model, seen = by_wording([MADE_UP, FAITHFUL, MADE_UP])
+    model, seen = by_wording([MADE_UP, FAITHFUL, MADE_UP, MADE_UP, MADE_UP])
     chain = build_summary_chain(model, max_words=12, kind="news", candidates=3)
     notes = ItemNotes()
     summary = await chain.ainvoke(NEWS, {"callbacks": [notes]})
@@ -57,15 +57,17 @@ async def test_the_candidate_closest_to_the_article_is_kept_and_noted():
 
 
 async def test_past_the_wordings_candidates_are_sampled_from_the_first():
-    model, seen = by_wording([FAITHFUL] * 3)
-    await build_summary_chain(model, max_words=12, kind="news", candidates=5).ainvoke(NEWS)
-    assert sorted(i for i, _ in seen) == [0, 0, 0, 1, 2]
+    wordings = len(NEWS_PROMPTS)
+    model, seen = by_wording([FAITHFUL] * wordings)
+    chain = build_summary_chain(model, max_words=12, kind="news", candidates=wordings + 2)
+    await chain.ainvoke(NEWS)
+    assert sorted(i for i, _ in seen) == [0, 0, 0, *range(1, wordings)]
     sampled = [kw["temperature"] for i, kw in seen if kw["temperature"] == CANDIDATE_TEMPERATURE]
     assert len(sampled) == 2
 
 
 async def test_one_candidate_makes_one_call_and_notes_nothing():
-    model, seen = by_wording([FAITHFUL] * 3)
+    model, seen = by_wording([FAITHFUL] * len(NEWS_PROMPTS))
     notes = ItemNotes()
     await build_summary_chain(model, max_words=12, kind="news").ainvoke(
         NEWS, {"callbacks": [notes]}
@@ -110,7 +112,7 @@ async def test_candidates_run_at_once():
 
 @pytest.mark.parametrize("candidates", [0, MAX_CANDIDATES + 1, 1.5, True, "3"])
 def test_candidates_out_of_range_are_a_configuration_error(candidates):
-    model, _ = by_wording([FAITHFUL] * 3)
+    model, _ = by_wording([FAITHFUL] * len(NEWS_PROMPTS))
     with pytest.raises(ConfigurationError, match="candidates"):
         build_summary_chain(model, kind="news", candidates=candidates)
     with pytest.raises(ConfigurationError, match="candidates"):
@@ -120,3 +122,15 @@ def test_candidates_out_of_range_are_a_configuration_error(candidates):
 def test_best_of_needs_a_step():
     with pytest.raises(ValueError, match="at least one"):
         best_of([])
+
+
+def test_the_score_adds_agreement_with_the_other_candidates_to_faithfulness():
+    assert candidate_score(FAITHFUL, [], NEWS) == faithfulness(FAITHFUL, NEWS)
+    assert candidate_score(FAITHFUL, [FAITHFUL, FAITHFUL], NEWS) == pytest.approx(2.0)
+    # what two candidates say beats the one most faithful alone
+    alone = "The mayor said."
+    agreed = "The council voted to build a bridge, and a dragon said so."
+    assert faithfulness(alone, NEWS) > faithfulness(agreed, NEWS)
+    assert candidate_score(agreed, [alone, agreed], NEWS) > candidate_score(
+        alone, [agreed, agreed], NEWS
+    )
