@@ -196,6 +196,19 @@ def trim_note(streamed: str, shown: str) -> str | None:
     return f"(trimmed: {dropped} streamed {words} past the limit are not kept)"
 
 
+def kept_note(notes: dict[str, Any]) -> str | None:
+    """A note saying which candidate was kept when the item wrote several (best of k), else None.
+
+    The candidates all streamed above, one paragraph each; the kept one now
+    stands in their place (``notes``: a record's, with ``candidates`` and
+    ``candidate_chosen`` from :func:`lc_async_pipelines.best_of.best_of`).
+    """
+    candidates, chosen = notes.get("candidates"), notes.get("candidate_chosen")
+    if not isinstance(candidates, int) or candidates < 2 or not isinstance(chosen, int):
+        return None
+    return f"(best of {candidates}: candidate {chosen + 1} kept)"
+
+
 def error_text(record: Record) -> str:
     """``✗ Type: message`` of a failed record."""
     error = record.error or {}
@@ -285,7 +298,9 @@ class RunDisplay:
             return
         shown = output_text(record)
         self.console.print(tagged_text(tag, shown))
-        note = trim_note(streamed, shown) if isinstance(record.output, str) else None
+        note = kept_note(record.notes) or (
+            trim_note(streamed, shown) if isinstance(record.output, str) else None
+        )
         if note is not None:
             self.console.print(tagged_text(None, note, "dim"))
         if self._tagged:

@@ -149,3 +149,21 @@ def test_a_note_joins_the_bar_on_a_terminal_and_is_one_line_off_one(capsys):
     plain = RunDisplay(stream=False, tagged=False, stdout=io.StringIO(), in_flight=InFlight())
     plain.set_note("shared budget: held by a run at --rpm 60")
     assert capsys.readouterr().err == "pipelines: shared budget: held by a run at --rpm 60\n"
+
+
+def test_an_item_of_several_candidates_says_which_was_kept_not_that_words_were_trimmed():
+    flight = InFlight(listen=True)
+    uuid = __import__("uuid")
+    for text in ("The council voted.", "A made-up story about dragons and more.", "Votes."):
+        flight.start("doc-1", run_id := uuid.uuid4())
+        flight.token("doc-1", run_id, text)
+    console = terminal()
+    display = live_display(console, flight)
+    notes = {"candidates": 3, "candidate_chosen": 0}
+    record = Record(
+        id="doc-1", line=1, input="x", output="The council voted.", calls=3, notes=notes
+    )
+    with console.capture() as capture:
+        display.show(record)
+    shown = capture.get()
+    assert "(best of 3: candidate 1 kept)" in shown and "trimmed" not in shown
