@@ -90,6 +90,7 @@ _LABEL_NAMES = frozenset(
     text document version versions point points key main short shorter brief rewritten rewrite
     condensed shortened simplified simple quick concise final original takeaway takeaways
     highlight highlights overview recap gist tldr tl;dr abstract excerpt passage paragraph
+    sentence sentences
     content piece idea ideas fact facts details answer response output""".split()
 )
 _LABEL_FILLERS = frozenset("a an the this that my our its of in and".split())
@@ -126,7 +127,8 @@ def _label(opening: str, kind: str) -> bool:
         return False
     words = re.split(r"[\s*_]+", match.group(1).lower().replace("-", "").strip(" *_"))
     neutral = _LABEL_FILLERS | _STORY_WORDS if kind == "story" else _LABEL_FILLERS
-    named = [w for w in words if w not in neutral]
+    # a number beside a label word counts it ("Sentence 1:", "Point 2:")
+    named = [w for w in words if w not in neutral and not w.isdigit()]
     return len(words) <= _LABEL_WORDS and bool(named) and all(w in _LABEL_NAMES for w in named)
 
 

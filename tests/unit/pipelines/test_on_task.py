@@ -31,6 +31,8 @@ ISSUE_OPENINGS = [
     ("I'll make sure that I don't miss anything else by rewriting this sentence.", "news"),
     ("I\u2019m going to keep this short: the council voted for a bridge.", "news"),
     ("Awesome! Here's a rewritten version condensed into just four paragraphs:", "news"),
+    # seen on news, best of 5 (issue 23): a numbered label
+    ("Sentence 1: The US Supreme Court has upheld a key portion of the law.", "news"),
 ]
 # A label, then a colon: the 135M model writes these before its summary.
 LABEL_OPENINGS = [
@@ -65,6 +67,7 @@ ON_TASK = [
     ("Aintree, April 11: Nick Scholfield is lined up to ride Spring Heeled.", "news"),
     ("LONDON: The Bank of England raised rates on Thursday.", "news"),
     ("Manchester City 2-1 Chelsea: Sergio Aguero scored twice at the Etihad.", "news"),
+    ("2015: the year the council voted for a bridge.", "news"),
     ("Breaking: the council voted for a bridge.", "news"),
     ("Breaking news: the council voted for a bridge.", "news"),
     ("Key West: a hurricane closed the airport on Monday.", "news"),
