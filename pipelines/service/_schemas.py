@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MAX_WORDS_LIMIT = 1_000
-MAX_CANDIDATES_LIMIT = 3
+MAX_CANDIDATES_LIMIT = 5
 MAX_BATCH = 64
 MAX_INPUT_CHARS = 200_000
 
@@ -99,7 +99,7 @@ class InvokeRequest(BaseModel):
         kind: what the document is, for a pipeline that takes the ``kind``
             option (the summary: ``auto``, the default, guesses it; the
             response's ``notes.kind`` says which was used).
-        candidates: summaries written for a short document, 1 to 3, the
+        candidates: summaries written for a short document, 1 to 5, the
             best kept (faithful to the document, agreeing with the others;
             one model call each; ``notes.candidate_chosen`` says which); for
             a pipeline that takes the ``candidates`` option (the summary,

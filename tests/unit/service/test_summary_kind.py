@@ -50,3 +50,29 @@ async def test_the_listing_offers_the_kind_option(app_for):
         listing = (await client.get("/v1/pipelines")).json()
     summary = next(p for p in listing if p["name"] == "summary")
     assert summary["options"]["kind"] == "auto"
+
+
+async def test_candidates_write_several_summaries_and_note_the_kept_one(app_for):
+    async with app_for(cycling_llm(SUMMARY)) as client:
+        r = await client.post(
+            "/v1/pipelines/summary/invoke",
+            json={"input": DIALOGUE, "kind": "dialogue", "candidates": 3},
+        )
+    assert r.status_code == 200 and r.json()["output"] == SUMMARY
+    assert r.json()["calls"] == 3
+    assert r.json()["notes"]["candidates"] == 3 and r.json()["notes"]["candidate_chosen"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "says"),
+    [
+        ("summary/invoke", {"input": "x", "candidates": 6}, "less than or equal to 5"),
+        ("summary/batch", {"inputs": ["x"], "candidates": 0}, "greater than or equal to 1"),
+        ("story/invoke", {"input": "x", "candidates": 2}, "takes no option 'candidates'"),
+    ],
+)
+async def test_bad_candidates_are_a_422_naming_the_cause(app_for, path, payload, says):
+    async with app_for(cycling_llm(SUMMARY)) as client:
+        r = await client.post(f"/v1/pipelines/{path}", json=payload)
+    assert r.status_code == 422
+    assert says in r.text
