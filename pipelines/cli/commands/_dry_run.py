@@ -37,7 +37,9 @@ def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
     from lc_async_pipelines.runner.costs import estimate_run
     from lc_async_pipelines.runner.records import done_ids, records_path
 
-    settings = ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    settings = _named_model(
+        ModelSettings.from_env(model=args.model, embedded=args.embedded or None)
+    )
     check_batch_model(args, settings)
     prices = load_price_table(args, settings)
     reader, required = read_run_items(args, spec, options)
@@ -64,6 +66,28 @@ def print_dry_run_estimate(args: argparse.Namespace) -> ExitCode:
     print(estimate.describe(), file=sys.stderr)
     print(json.dumps({"estimate": estimate.to_dict()}))
     return ExitCode.OK
+
+
+def _named_model(settings: ModelSettings) -> ModelSettings:
+    """The settings to estimate with: a model named with -m even when no key is set.
+
+    A dry run sends nothing, so it needs no key; without this, ``-m
+    gpt-4o-mini --dry-run`` with no ``OPENAI_API_KEY`` would price the
+    embedded model (the model a run would then use) at $0. A note says so.
+    """
+    from pydantic import SecretStr
+
+    from lc_async_pipelines.embedded import EMBEDDED_MODEL_NAME
+
+    named = settings.model_name
+    if not settings.uses_embedded or settings.embedded or named in (None, EMBEDDED_MODEL_NAME):
+        return settings
+    print(
+        f"pipelines: note: no OPENAI_API_KEY or OPENAI_BASE_URL is set, so a run would use "
+        f"the embedded model; this estimate prices {named}",
+        file=sys.stderr,
+    )
+    return settings.model_copy(update={"api_key": SecretStr("(none: a dry run sends nothing)")})
 
 
 def _priced_model_name(settings: ModelSettings) -> str:
