@@ -172,7 +172,8 @@ def score_set(
         ``{"name", "kind", "n", "asked_words", "rouge1", "rouge2", "rougeL" (mean F1),
         "lead_words", "lead_rouge1", "lead_rouge2", "lead_rougeL", "median_words",
         "median_over_asked", "within_30pct" (share 0..1), "distinct3" (mean),
-        "loops" (count under 0.7), "off_task" (openings still off task),
+        "loops" (count under 0.7), "repeats_dropped" (sentences the chains left out
+        as repeats, all calls), "off_task" (openings still off task),
         "off_task_retries", "kinds" (kind used: count), "failed", "items": [...]}``.
     """
     items: list[dict[str, Any]] = []
@@ -186,6 +187,7 @@ def score_set(
                 "distinct3": round(distinct_3gram_ratio(out.summary), 4),
                 "off_task": off_task_opening(out.summary, kind=used),
                 "off_task_retries": int(out.notes.get("off_task_retries", 0)),
+                "repeats_dropped": int(out.notes.get("repeats_dropped", 0)),
                 **{
                     k: round(v, 4) for k, v in rouge_f1(scorer, out.summary, doc.references).items()
                 },
@@ -210,6 +212,7 @@ def score_set(
         ),
         "distinct3": round(statistics.mean(i["distinct3"] for i in items), 4),
         "loops": sum(i["distinct3"] < LOOP_THRESHOLD for i in items),
+        "repeats_dropped": sum(i["repeats_dropped"] for i in items),
         "off_task": sum(i["off_task"] for i in items),
         "off_task_retries": sum(i["off_task_retries"] for i in items),
         "kinds": dict(Counter(i["kind"] for i in items).most_common()),
@@ -222,7 +225,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """Return the rows of :func:`score_set` as a markdown table (model beside lead-N)."""
     lines = [
         "| set | kind asked (used) | n | ROUGE-1 / lead | ROUGE-2 / lead | ROUGE-L / lead "
-        "| ROUGE-L vs lead | off-task openings (retries) | loops | median words / asked "
+        "| ROUGE-L vs lead | off-task openings (retries) | loops (repeats dropped) "
+        "| median words / asked "
         "| within ±30 % |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -232,7 +236,8 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['name']} | {r['kind']} ({used}) | {r['n']} "
             + " ".join(f"| {r[k]:.3f} / {r['lead_' + k]:.3f}" for k in ROUGE_TYPES)
-            + f" | {ratio:.0%} | {r['off_task']} ({r['off_task_retries']}) | {r['loops']} "
+            + f" | {ratio:.0%} | {r['off_task']} ({r['off_task_retries']}) "
+            f"| {r['loops']} ({r.get('repeats_dropped', 0)}) "
             f"| {r['median_words']:g} / {r['asked_words']} ({r['median_over_asked']:.2f}) "
             f"| {r['within_30pct']:.0%} |"
         )

@@ -57,10 +57,18 @@ low = ceil(0.7N), high = floor(1.3N), words counted as ``str.split`` does):
   reply of at most high words is kept whole, and a longer reply keeps its
   first high words, trailing ``,;:`` and dashes dropped, with ``...`` added.
   So the finished text is never over high words.
-- **Streaming:** text is passed on at once until a sentence end is seen in
-  the range, then held after the latest such end; as soon as the reply passes
-  high words, the finished text is known and passed on, and the rest of the
-  reply is read (for its usage) but dropped.
+- **Repeats first:** before the length is judged, the sentences that say
+  again what the reply already said are left out
+  (:func:`~lc_async_pipelines._repeats.drop_repeats`: half or more of a
+  sentence's word 3-grams seen before it), so a looping reply is judged on
+  what it says once.
+- **Streaming:** the first sentence is passed on as it comes; each later one
+  once it is whole and judged no repeat. Text is held after the latest
+  sentence end in the range; as soon as the kept text passes high words, the
+  finished text is known and passed on, and the rest of the reply is read
+  (for its usage) but dropped. The number of sentences left out is
+  :attr:`LengthFinisher.dropped`, which the chain step notes in the record
+  (``{"repeats_dropped": n}``, a ``NOTE_EVENT`` custom event).
 """
 
 from __future__ import annotations
@@ -68,10 +76,13 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import cast
 
+from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import Runnable, RunnableGenerator
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 
+from lc_async_pipelines._repeats import RepeatFilter, drop_repeats
 from lc_async_pipelines._text import (
     CHARS_PER_TOKEN,
     SENTENCE_END,
@@ -79,6 +90,7 @@ from lc_async_pipelines._text import (
     estimate_tokens,
     word_range,
 )
+from lc_async_pipelines.runner.notes import NOTE_EVENT
 
 __all__ = [
     "LengthFinisher",
@@ -188,15 +200,22 @@ def fit_to_length(text: str, target_words: int, *, cut: bool) -> str:
         cut: whether it stopped on the token limit (:func:`reply_was_cut`).
 
     Returns:
-        The stripped reply: whole when it ended on its own within
-        ``floor(1.3N)`` words; else up to its last sentence end with
-        ``ceil(0.7N)`` to ``floor(1.3N)`` words before it; else (no such end)
-        whole when it has at most ``floor(1.3N)`` words, or its first
-        ``floor(1.3N)`` words and ``...``. Never over ``floor(1.3N)`` words.
+        The stripped reply, its repeated sentences left out
+        (:func:`~lc_async_pipelines._repeats.drop_repeats`): whole when it
+        ended on its own within ``floor(1.3N)`` words; else up to its last
+        sentence end with ``ceil(0.7N)`` to ``floor(1.3N)`` words before it;
+        else (no such end) whole when it has at most ``floor(1.3N)`` words, or
+        its first ``floor(1.3N)`` words and ``...``. Never over
+        ``floor(1.3N)`` words.
 
     Raises:
         ConfigurationError: ``target_words`` is below 1.
     """
+    return _fit_words(drop_repeats(text), target_words, cut=cut)
+
+
+def _fit_words(text: str, target_words: int, *, cut: bool) -> str:
+    """:func:`fit_to_length` on a reply already free of repeats."""
     low, high = word_range(target_words)
     text = text.strip()
     words = list(WORD.finditer(text))
@@ -289,6 +308,7 @@ class LengthFinisher(ReplyFinisher):
 
     Used as :class:`ReplyFinisher` is: the pieces :meth:`feed` and :meth:`close`
     return join to ``fit_to_length(whole_reply, target_words, cut=...)``.
+    :attr:`dropped` counts the repeated sentences left out.
 
     Raises:
         ConfigurationError: ``target_words`` is below 1.
@@ -298,7 +318,13 @@ class LengthFinisher(ReplyFinisher):
         super().__init__(max_tokens)
         self.target_words = target_words
         self.low, self.high = word_range(target_words)
+        self._repeats = RepeatFilter()
         self._decided = False  # past high words: the finished text is known and sent
+
+    @property
+    def dropped(self) -> int:
+        """How many repeated sentences were left out so far."""
+        return self._repeats.dropped
 
     def feed(self, chunk: ModelOutput) -> str:
         """Take the next chunk; return the text that can be passed on now (may be empty)."""
@@ -310,14 +336,19 @@ class LengthFinisher(ReplyFinisher):
         if not piece:
             return ""
         self._text += piece
-        text = self._text.rstrip()
+        self._repeats.feed(piece)
+        # The first sentence cannot be a repeat: it streams as it comes; a later
+        # one shows once whole and judged.
+        first = self._repeats.units == 0
+        visible = self._repeats.kept + (self._repeats.pending if first else "")
+        text = visible.rstrip()
         words = list(WORD.finditer(text))
         if len(words) > self.high:
-            # Every sentence end within high words is followed by whitespace by
-            # now: the finished text no longer depends on what comes next.
+            # Every sentence end within high words is final by now: the finished
+            # text no longer depends on what comes next.
             self._decided = True
-            return self._emit(fit_to_length(text, self.target_words, cut=True))
-        end = _last_end_in_range(self._text, self.low, self.high, growing=True)
+            return self._emit(_fit_words(text, self.target_words, cut=True))
+        end = _last_end_in_range(visible, self.low, self.high, growing=first)
         if end is None:
             limit = len(text)
             if len(words) == self.high:
@@ -325,14 +356,14 @@ class LengthFinisher(ReplyFinisher):
                 limit = len(text.rstrip(_DANGLING))
         else:
             limit = end
-        return self._pass_on(limit)
+        return self._emit(visible[:limit]) if limit > self._sent else ""
 
     def close(self) -> str:
         """End the reply; return the rest of the finished text (may be empty)."""
         if self._decided:
             return ""
         cut = reply_was_cut(self._finish_reason, self._output_tokens, self._text, self.max_tokens)
-        return self._emit(fit_to_length(self._text, self.target_words, cut=cut))
+        return self._emit(_fit_words(self._repeats.finish(), self.target_words, cut=cut))
 
     def _emit(self, final: str) -> str:
         rest = final[self._sent :]
@@ -377,7 +408,7 @@ def finish_reply(max_tokens: int, *, name: str = "finish_reply") -> Runnable[Mod
 
 
 def _generator(new_finisher: Callable[[], ReplyFinisher], name: str) -> Runnable[ModelOutput, str]:
-    def finish(chunks: Iterator[ModelOutput]) -> Iterator[str]:
+    def finish(chunks: Iterator[ModelOutput], config: RunnableConfig) -> Iterator[str]:
         finisher = new_finisher()
         yielded = False
         for chunk in chunks:
@@ -385,10 +416,14 @@ def _generator(new_finisher: Callable[[], ReplyFinisher], name: str) -> Runnable
                 yielded = True
                 yield text
         rest = finisher.close()
+        if dropped := _dropped(finisher):
+            dispatch_custom_event(NOTE_EVENT, {"repeats_dropped": dropped}, config=config)
         if rest or not yielded:  # an empty reply is "", not None
             yield rest
 
-    async def afinish(chunks: AsyncIterator[ModelOutput]) -> AsyncIterator[str]:
+    async def afinish(
+        chunks: AsyncIterator[ModelOutput], config: RunnableConfig
+    ) -> AsyncIterator[str]:
         finisher = new_finisher()
         yielded = False
         async for chunk in chunks:
@@ -396,7 +431,19 @@ def _generator(new_finisher: Callable[[], ReplyFinisher], name: str) -> Runnable
                 yielded = True
                 yield text
         rest = finisher.close()
+        if dropped := _dropped(finisher):
+            await adispatch_custom_event(NOTE_EVENT, {"repeats_dropped": dropped}, config=config)
         if rest or not yielded:
             yield rest
 
-    return RunnableGenerator(finish, afinish, name=name)
+    # langchain-core passes `config` to a transform that takes it (accepts_config);
+    # its type hints leave the argument out.
+    return RunnableGenerator(
+        cast("Callable[[Iterator[ModelOutput]], Iterator[str]]", finish),
+        cast("Callable[[AsyncIterator[ModelOutput]], AsyncIterator[str]]", afinish),
+        name=name,
+    )
+
+
+def _dropped(finisher: ReplyFinisher) -> int:
+    return finisher.dropped if isinstance(finisher, LengthFinisher) else 0

@@ -97,6 +97,7 @@ _LABEL_FILLERS = frozenset("a an the this that my our its of in and".split())
 _STORY_WORDS = frozenset("story stories tale tales".split())
 _LEADING = re.compile(r"^[\s\"'*#_>\-\u201c\u2018]+")
 _SENTENCE = re.compile(r"(?<=[.!?:])[\"'\u201d\u2019)\]]*\s+")
+_ENDED = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
 # What a meta opening's first sentence can be cut back to: after "...:" or "In this X, ".
 _LEAD_IN = re.compile(
     rf"^(?:[^.!?:]{{0,120}}:[*_]*\s+|(?:in|from) (?:the|this) {_NOUNS}s?,\s+|"
@@ -222,7 +223,10 @@ async def _opening(chunks: AsyncIterator[str]) -> str:
     held = ""
     async for chunk in chunks:
         held += chunk
-        if len(held.split()) >= OPENING_WORDS or _SENTENCE.search(held.lstrip()):
+        text = held.strip()
+        # The finisher passes on a summary's first sentence without the space
+        # after it (that comes with the next sentence, once judged no repeat).
+        if len(text.split()) >= OPENING_WORDS or _SENTENCE.search(text) or _ENDED.search(text):
             break
     return held
 

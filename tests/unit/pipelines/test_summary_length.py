@@ -231,7 +231,9 @@ def test_score_set_takes_the_best_reference_and_counts_loops(monkeypatch):
         quality.Doc("b", "a storm hit the coast at dawn", ["a storm hit the coast"]),
     ]
     outcomes = [
-        quality.Outcome("the cats sat on a mat", {"kind": "news", "off_task_retries": 1}),
+        quality.Outcome(
+            "the cats sat on a mat", {"kind": "news", "off_task_retries": 1, "repeats_dropped": 2}
+        ),
         quality.Outcome("The text is about storm storm storm storm storm storm storm", {}),
     ]
     row = quality.score_set("model", outcomes, docs, 6, quality.make_scorer())
@@ -246,7 +248,7 @@ def test_score_set_takes_the_best_reference_and_counts_loops(monkeypatch):
     assert row["off_task"] == 1 and row["off_task_retries"] == 1
     assert row["kinds"] == {"news": 1, "document": 1}
     table = quality.markdown_table([row])
-    assert "| model | auto (news 1, document 1) | 2 |" in table and "| 1 (1) |" in table
+    assert "| model | auto (news 1, document 1) | 2 |" in table and "| 1 (1) | 1 (2) |" in table
 
 
 def test_the_figures_are_written_as_json_with_their_arguments(tmp_path):
