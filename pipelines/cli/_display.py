@@ -209,6 +209,20 @@ def kept_note(notes: dict[str, Any]) -> str | None:
     return f"(best of {candidates}: candidate {chosen + 1} kept)"
 
 
+def repeats_note(notes: dict[str, Any]) -> str | None:
+    """A note when the chain left repeated sentences out of what streamed, else None.
+
+    ``notes``: a record's, with ``repeats_dropped`` from the summaries' finishing
+    step (:mod:`lc_async_pipelines._repeats`); the repeats streamed above as the
+    model wrote them, and the kept output now stands in their place.
+    """
+    dropped = notes.get("repeats_dropped")
+    if not isinstance(dropped, int) or isinstance(dropped, bool) or dropped < 1:
+        return None
+    sentences = "sentence" if dropped == 1 else "sentences"
+    return f"(trimmed: {dropped} repeated {sentences} left out)"
+
+
 def error_text(record: Record) -> str:
     """``✗ Type: message`` of a failed record."""
     error = record.error or {}
@@ -298,8 +312,10 @@ class RunDisplay:
             return
         shown = output_text(record)
         self.console.print(tagged_text(tag, shown))
-        note = kept_note(record.notes) or (
-            trim_note(streamed, shown) if isinstance(record.output, str) else None
+        note = (
+            kept_note(record.notes)
+            or repeats_note(record.notes)
+            or (trim_note(streamed, shown) if isinstance(record.output, str) else None)
         )
         if note is not None:
             self.console.print(tagged_text(None, note, "dim"))

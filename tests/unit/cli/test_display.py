@@ -6,7 +6,13 @@ import pytest
 from rich.console import Console
 
 from lc_async_pipelines import build_summary_chain
-from lc_async_pipelines.cli._display import InFlight, RunDisplay, live_progress, trim_note
+from lc_async_pipelines.cli._display import (
+    InFlight,
+    RunDisplay,
+    live_progress,
+    repeats_note,
+    trim_note,
+)
 from lc_async_pipelines.runner import Record
 from tests.unit.fakes import fake_llm
 
@@ -57,6 +63,24 @@ async def test_tokens_show_as_they_arrive_then_the_record_replaces_them_with_the
     dropped = len(LONG.split()) - len(output.split())
     assert f"(trimmed: {dropped} streamed words past the limit are not kept)" in shown
     assert screen_of(flight, console).strip() == ""  # the item left the in-flight area
+
+
+async def test_a_summary_with_repeats_left_out_says_so_not_that_it_passed_the_limit():
+    once = "The ship was lost in space on its way home to the old earth."
+    again = "The ship was lost in space on its long way home to the earth."
+    flight = InFlight(listen=True)
+    chain = build_summary_chain(fake_llm([f"{once} {again}"]), max_words=20)
+    notes = {"repeats_dropped": 1}
+    config = {"callbacks": [flight.handler], "metadata": {"item_id": "doc-1"}}
+    assert await chain.ainvoke("a document", config) == once
+    console = terminal(width=100)
+    display = live_display(console, flight)
+    with console.capture() as capture:
+        display.show(Record(id="doc-1", line=1, input="a", output=once, calls=1, notes=notes))
+    shown = capture.get()
+    assert "(trimmed: 1 repeated sentence left out)" in shown and "past the limit" not in shown
+    assert repeats_note({"repeats_dropped": 2}) == "(trimmed: 2 repeated sentences left out)"
+    assert repeats_note({}) is None and repeats_note({"repeats_dropped": True}) is None
 
 
 def test_each_item_in_flight_gets_its_share_of_the_screen_above_the_bar():
