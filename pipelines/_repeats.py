@@ -12,11 +12,13 @@ The rule:
 - **Units.** The reply is split into units: a unit ends at a sentence end
   followed by whitespace (``SENTENCE_END``) or at a line break, and carries the
   whitespace before it. The last unit ends with the reply.
-- **Repeat.** A unit after the first is a repeat when it has at least
+- **Repeat.** A unit after the first is a repeat when it has the same words
+  as a unit before it (kept or dropped), or when it has at least
   :data:`MIN_TRIGRAMS` word 3-grams and at least :data:`REPEAT_SHARE` of them
-  appear in the units before it (kept or dropped). Words are compared
-  lower-cased, with the punctuation at their ends removed. Shorter units
-  ("The end.", a two-word title) are never repeats.
+  appear in the units before it. Words are compared lower-cased, with the
+  punctuation at their ends removed. So a short line written again and again
+  ("The game of life." fifteen times, seen on the embedded model) is kept
+  once, and a short unit with new words ("The end." once) is never a repeat.
 - **Drop.** A repeat is left out whole. When it began a new line, the next
   kept unit begins one instead, so paragraphs stay apart.
 
@@ -40,8 +42,12 @@ _EDGE_PUNCTUATION = "\"'()[]{}<>,.;:!?*_-\u2013\u2014\u2018\u2019\u201c\u201d\u2
 Trigram = tuple[str, str, str]
 
 
-def _trigrams(unit: str) -> list[Trigram]:
-    words = [w for m in WORD.finditer(unit) if (w := m.group().strip(_EDGE_PUNCTUATION).lower())]
+def _words(unit: str) -> tuple[str, ...]:
+    stripped = (m.group().strip(_EDGE_PUNCTUATION).lower() for m in WORD.finditer(unit))
+    return tuple(w for w in stripped if w)
+
+
+def _trigrams(words: tuple[str, ...]) -> list[Trigram]:
     return list(zip(words, words[1:], words[2:], strict=False))
 
 
@@ -61,6 +67,7 @@ class RepeatFilter:
         self._raw = ""  # the reply so far, leading whitespace dropped
         self._done = 0  # characters of _raw split into complete units
         self._seen: set[Trigram] = set()
+        self._seen_units: set[tuple[str, ...]] = set()
         self._line_break = ""  # whitespace of a dropped unit that began a line
         self._units = 0
 
@@ -102,13 +109,16 @@ class RepeatFilter:
         return self._done + start + min(ends) if ends else None
 
     def _judge(self, unit: str) -> None:
-        grams = _trigrams(unit)
-        repeat = (
+        words = _words(unit)
+        grams = _trigrams(words)
+        repeat = bool(words) and words in self._seen_units
+        repeat = repeat or (
             self._units > 0
             and len(grams) >= MIN_TRIGRAMS
             and sum(g in self._seen for g in grams) >= REPEAT_SHARE * len(grams)
         )
         self._seen.update(grams)
+        self._seen_units.add(words)
         self._units += 1
         if repeat:
             self.dropped += 1

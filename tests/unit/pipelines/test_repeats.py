@@ -45,10 +45,17 @@ def test_text_without_repeats_is_kept_as_written():
     assert drop_repeats(text) == text.strip()
 
 
-def test_short_sentences_and_a_sentence_sharing_a_phrase_are_not_repeats():
-    # "The end." has no 3-grams to judge; the second sentence shares 2 of its 7 3-grams.
-    text = "The ship was lost in space. The end. The end. The ship was found by a crew of miners."
+def test_a_sentence_sharing_a_phrase_and_a_new_short_one_are_not_repeats():
+    # "The end." has no 3-grams to judge; the last sentence shares 2 of its 7 3-grams.
+    text = "The ship was lost in space. The end. The ship was found by a crew of miners."
     assert drop_repeats(text) == text
+
+
+def test_a_short_line_written_again_and_again_is_kept_once():
+    # Seen on the embedded model with its repeat penalties off.
+    assert drop_repeats("The game of life.\n\n" * 15) == "The game of life."
+    honey = "Duchess of Cornwall Honey.\n\n£20 for 227g.\n\nDuchess of Cornwall Honey.\n\nDuc"
+    assert drop_repeats(honey) == "Duchess of Cornwall Honey.\n\n£20 for 227g.\n\nDuc"
 
 
 def test_words_are_compared_without_case_and_edge_punctuation():
