@@ -33,7 +33,7 @@ from typing import Final
 
 from lc_async_pipelines._text import SENTENCE_END, WORD
 
-__all__ = ["MIN_TRIGRAMS", "REPEAT_SHARE", "RepeatFilter", "drop_repeats"]
+__all__ = ["MIN_TRIGRAMS", "REPEAT_SHARE", "RepeatFilter", "drop_repeats", "uncovered"]
 
 MIN_TRIGRAMS: Final = 3
 REPEAT_SHARE: Final = 0.5
@@ -147,3 +147,22 @@ def drop_repeats(text: str) -> str:
     repeats = RepeatFilter()
     repeats.feed(text)
     return repeats.finish()
+
+
+def uncovered(text: str, said: str) -> str:
+    """Return the units of ``text`` that do not repeat ``said`` (nor each other).
+
+    Args:
+        text: a document, or a reply, split into units as the module says.
+        said: what was already said (a summary).
+
+    Returns:
+        ``text``'s units that are not repeats when read after ``said`` (the
+        module's rule), joined as written and stripped; ``""`` for none.
+    """
+    repeats = RepeatFilter()
+    # A paragraph break ends said's last unit whatever its last character is.
+    repeats.feed(said.strip() + "\n\n")
+    start = len(repeats.kept)
+    repeats.feed(text.strip())
+    return repeats.finish()[start:].strip()

@@ -10,7 +10,10 @@ leaves room for 1.3N words and the end of a sentence, and the last step
 (:func:`lc_async_pipelines._finish.finish_to_length`) ends an overlong reply at
 its last sentence end between 0.7N and 1.3N words, or, lacking one, after 1.3N
 words with ``...``. A summary is never over ``floor(1.3N)`` words; one the
-model ends below ``ceil(0.7N)`` words is kept as it is. The option keeps its
+model ends below ``ceil(0.7N)`` words is continued once
+(:func:`~lc_async_pipelines.lengthen.lengthen`), and kept as it then is.
+Sentences repeating what the reply already said are left out first
+(:mod:`lc_async_pipelines._repeats`). The option keeps its
 name ``max_words`` for the command line, the service and saved settings.
 """
 
@@ -31,6 +34,7 @@ from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.best_of import best_of
 from lc_async_pipelines.errors import ConfigurationError, RowError
 from lc_async_pipelines.kinds import DocumentKind, SummaryKind, check_kind, guess_kind
+from lc_async_pipelines.lengthen import lengthen
 from lc_async_pipelines.on_task import on_task
 from lc_async_pipelines.prompts.summary import (
     COMBINE_PROMPTS,
@@ -95,17 +99,24 @@ def _summary_step(
     kind: str,
     name: str,
     temperature: float | None = None,
+    document: str = "text",
 ) -> Runnable[dict[str, Any], str]:
     """Return prompt → model (``max_tokens`` sized from ``max_words``) → text, kept on task.
 
-    ``temperature``, when given, overrides the model's own for this step's calls.
+    A reply kept on task but ended under 0.7N words is lengthened once from
+    the sentences of the prompt's ``document`` variable it left out
+    (:func:`~lc_async_pipelines.lengthen.lengthen`). ``temperature``, when
+    given, overrides the model's own for this step's calls.
     """
-    max_tokens = max_tokens_for_target(max_words)
     sampling: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
-    reply: Runnable[PromptValue, str] = llm.bind(
-        max_tokens=max_tokens, **sampling
-    ) | finish_to_length(max_words, max_tokens)
-    return on_task(prompt, reply, kind=kind, max_words=max_words, name=name)
+
+    def reply_for(words: int) -> Runnable[PromptValue, str]:
+        max_tokens = max_tokens_for_target(words)
+        model: Runnable[PromptValue, Any] = llm.bind(max_tokens=max_tokens, **sampling)
+        return model | finish_to_length(words, max_tokens)
+
+    kept = on_task(prompt, reply_for(max_words), kind=kind, max_words=max_words, name=name)
+    return lengthen(kept, prompt, reply_for, kind=kind, max_words=max_words, document=document)
 
 
 def _kind_of(kind: object) -> SummaryKind:
@@ -147,7 +158,8 @@ def build_summary_chain(
         llm: the chat model (injected, never built here).
         max_words: target summary length N in words, met within ±30%: never
             over ``floor(1.3N)`` words, and at least ``ceil(0.7N)`` unless the
-            model ends sooner (the module's length rule).
+            model ends sooner twice (the module's length rule: a short
+            summary is continued once, at one more call).
         kind: what the document is, for the prompt's wording
             (:data:`~lc_async_pipelines.kinds.KINDS`); ``"auto"`` guesses it
             from the text (:func:`~lc_async_pipelines.kinds.guess_kind`). A
@@ -282,7 +294,9 @@ def build_map_reduce_summary_chain(
                 chunks = split_into_chunks(joined, chunk_tokens)
             return {"summaries": joined, "max_words": max_words}
 
-        combine = _summary_step(llm, COMBINE_PROMPTS[k], max_words, kind=k, name="combine_summary")
+        combine = _summary_step(
+            llm, COMBINE_PROMPTS[k], max_words, kind=k, name="combine_summary", document="summaries"
+        )
         chain: RunnableSequence[str, str] = RunnableSequence(
             RunnableLambda(summarize_chunks, name="summarize_chunks"),
             combine,

@@ -75,15 +75,16 @@ def test_a_million_character_row_is_a_row_error_with_no_call_unless_max_chunks_i
     rows = tmp_path / "long.txt"
     rows.write_text(MILLION + "\nA short document.\n")
     out = tmp_path / "o.jsonl"
-    assert cli.main(["run", "summary", "--input", str(rows), "--output", str(out)]) == 1
+    # "A short summary." is within 4 words ±30%: no call to lengthen it
+    argv = ["run", "summary", "--input", str(rows), "--output", str(out), "--max-words", "4"]
+    assert cli.main(argv) == 1
     long_one = next(r for r in _records(out) if r["line"] == 1)
     assert long_one["calls"] == 0 and long_one["error"]["type"] == "RowError"
     assert f"over the limit of {DEFAULT_MAX_CHUNKS}" in long_one["error"]["message"]
     assert len(calls) == 1  # the short document's
 
     calls.clear()
-    argv = ["run", "summary", "--input", str(rows), "--output", str(out), "--restart"]
-    assert cli.main([*argv, "--max-chunks", "300"]) == 0
+    assert cli.main([*argv, "--restart", "--max-chunks", "300"]) == 0
     assert len(calls) > 200  # what the limit kept from being spent unasked
 
 

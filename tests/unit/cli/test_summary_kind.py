@@ -54,7 +54,7 @@ def test_a_given_kind_is_used_and_noted_as_given(tmp_path, monkeypatch):
     use_model(monkeypatch, FnChatModel(fn=model))
     out = tmp_path / "o.jsonl"
     argv = ["run", "summary", "--kind", "meeting", "--input", str(chats(tmp_path))]
-    assert cli.main([*argv, "--output", str(out)]) == 0
+    assert cli.main([*argv, "--output", str(out), "--max-words", "2"]) == 0
     notes = [json.loads(line)["notes"] for line in out.read_text().splitlines()]
     assert notes == [{"kind": "meeting", "kind_guessed": False}] * 2
 

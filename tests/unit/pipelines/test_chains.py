@@ -71,7 +71,8 @@ async def test_summary_abatch_keeps_order():
         return AIMessage(content=prompt.to_messages()[-1].content.split("\n")[0] + ".")
 
     docs = [f"doc{i} text" for i in range(6)]
-    outs = await build_summary_chain(RunnableLambda(model)).abatch(docs, {"max_concurrency": 3})
+    chain = build_summary_chain(RunnableLambda(model), max_words=2)  # in range: no lengthening
+    outs = await chain.abatch(docs, {"max_concurrency": 3})
     assert outs == [d + "." for d in docs]
 
 
@@ -93,7 +94,9 @@ async def test_map_reduce_maps_each_chunk_then_combines():
         return AIMessage(content="Part summary.")
 
     doc = "\n\n".join("Sentence here. " * 60 for _ in range(8))
-    chain = build_map_reduce_summary_chain(RunnableLambda(model), chunk_tokens=500)
+    chain = build_map_reduce_summary_chain(
+        RunnableLambda(model), chunk_tokens=500, max_words=2, map_words=2
+    )
     assert await chain.ainvoke(doc) == "Whole plot."
     n_chunks = len(split_into_chunks(doc, 500))
     assert n_chunks > 1

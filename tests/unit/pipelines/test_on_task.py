@@ -185,7 +185,7 @@ async def test_a_second_off_task_reply_is_trimmed_of_its_meta_opening():
         "Here's a rewritten version of the text: cookies.",
         "Here is the summary: Amanda will bring Jerry cookies tomorrow.",
     )
-    chain = build_summary_chain(model, max_words=12, kind="dialogue")
+    chain = build_summary_chain(model, max_words=8, kind="dialogue")
     record, summary = await run_one(chain, DIALOGUE)
     assert record.output == "Amanda will bring Jerry cookies tomorrow."
     assert len(seen) == 2
@@ -222,7 +222,7 @@ async def test_the_story_kind_may_open_with_the_story_and_others_may_not():
     await run_one(build_summary_chain(model, max_words=12, kind="story"), DIALOGUE)
     assert len(seen) == 1
     model, seen = replies(opening, "Amanda bakes cookies for Jerry.")
-    await run_one(build_summary_chain(model, max_words=12, kind="dialogue"), DIALOGUE)
+    await run_one(build_summary_chain(model, max_words=7, kind="dialogue"), DIALOGUE)
     assert len(seen) == 2
 
 

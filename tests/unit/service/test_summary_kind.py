@@ -7,13 +7,17 @@ from tests.unit.service.conftest import sse
 
 DIALOGUE = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you some."
 SUMMARY = "Amanda baked cookies and will bring Jerry some tomorrow."
+WORDS = 10  # SUMMARY is within 10 words ±30%: no call to lengthen it
 
 
 async def test_invoke_notes_the_guessed_kind_and_takes_a_given_one(app_for):
     async with app_for(cycling_llm(SUMMARY)) as client:
-        guessed = await client.post("/v1/pipelines/summary/invoke", json={"input": DIALOGUE})
+        guessed = await client.post(
+            "/v1/pipelines/summary/invoke", json={"input": DIALOGUE, "max_words": WORDS}
+        )
         given = await client.post(
-            "/v1/pipelines/summary/invoke", json={"input": DIALOGUE, "kind": "meeting"}
+            "/v1/pipelines/summary/invoke",
+            json={"input": DIALOGUE, "kind": "meeting", "max_words": WORDS},
         )
     assert guessed.status_code == 200 and guessed.json()["output"] == SUMMARY
     assert guessed.json()["notes"] == {"kind": "dialogue", "kind_guessed": True}
@@ -23,7 +27,8 @@ async def test_invoke_notes_the_guessed_kind_and_takes_a_given_one(app_for):
 async def test_the_stream_ends_with_the_notes(app_for):
     async with app_for(cycling_llm(SUMMARY)) as client:
         r = await client.post(
-            "/v1/pipelines/summary/stream", json={"input": DIALOGUE, "kind": "auto"}
+            "/v1/pipelines/summary/stream",
+            json={"input": DIALOGUE, "kind": "auto", "max_words": WORDS},
         )
     end = [d for k, d in sse(r.text) if k == "end"]
     assert end and end[0]["output"] == SUMMARY
@@ -56,7 +61,7 @@ async def test_candidates_write_several_summaries_and_note_the_kept_one(app_for)
     async with app_for(cycling_llm(SUMMARY)) as client:
         r = await client.post(
             "/v1/pipelines/summary/invoke",
-            json={"input": DIALOGUE, "kind": "dialogue", "candidates": 3},
+            json={"input": DIALOGUE, "kind": "dialogue", "candidates": 3, "max_words": WORDS},
         )
     assert r.status_code == 200 and r.json()["output"] == SUMMARY
     assert r.json()["calls"] == 3

@@ -45,7 +45,8 @@ async def test_a_failing_chunk_is_retried_alone_not_the_whole_item():
         return AIMessage(content="A summary.")
 
     llm = with_budget(FnChatModel(fn=model), RateBudget(), retry=FAST)
-    chain = build_map_reduce_summary_chain(llm, chunk_tokens=300)
+    # "A summary." is within 2 words ±30%: no call to lengthen it
+    chain = build_map_reduce_summary_chain(llm, chunk_tokens=300, map_words=2, max_words=2)
     [record] = [
         r
         async for r in run_items(chain, [Item("doc", 1, long_document(4))], RunOptions(retry=FAST))
