@@ -163,7 +163,8 @@ class InvokeResponse(BaseModel):
         calls: model calls made.
         attempts: attempts made (retries of transient errors included).
         notes: what the chain noted, e.g. the summary's ``kind`` (guessed or
-            given) and ``off_task_retries``; empty when nothing.
+            given), ``off_task_retries``, ``repeats_dropped`` and
+            ``lengthened``; empty when nothing.
     """
 
     pipeline: str
