@@ -340,7 +340,10 @@ class LengthFinisher(ReplyFinisher):
         # The first sentence cannot be a repeat: it streams as it comes; a later
         # one shows once whole and judged.
         first = self._repeats.units == 0
-        visible = self._repeats.kept + (self._repeats.pending if first else "")
+        pending = self._repeats.pending.rstrip() if first else ""
+        if pending.endswith((",", ";")):
+            pending = pending[:-1]  # it may end a clause, whose comma the filter holds back
+        visible = self._repeats.kept + pending
         text = visible.rstrip()
         words = list(WORD.finditer(text))
         if len(words) > self.high:

@@ -10,8 +10,12 @@ such sentences.
 The rule:
 
 - **Units.** The reply is split into units: a unit ends at a sentence end
-  followed by whitespace (``SENTENCE_END``) or at a line break, and carries the
-  whitespace before it. The last unit ends with the reply.
+  followed by whitespace (``SENTENCE_END``), at a comma or semicolon followed
+  by whitespace (a clause: the embedded model also loops inside one long
+  sentence, "..., a story of a world where people can be made into puppets,
+  a story of a man who..., a story of a world where people can be made into
+  puppets, ..."), or at a line break, and carries the whitespace before it.
+  The last unit ends with the reply.
 - **Repeat.** A unit after the first is a repeat when it has the same words
   as a unit before it (kept or dropped), or when it has at least
   :data:`MIN_TRIGRAMS` word 3-grams and at least :data:`REPEAT_SHARE` of them
@@ -20,7 +24,9 @@ The rule:
   ("The game of life." fifteen times, seen on the embedded model) is kept
   once, and a short unit with new words ("The end." once) is never a repeat.
 - **Drop.** A repeat is left out whole. When it began a new line, the next
-  kept unit begins one instead, so paragraphs stay apart.
+  kept unit begins one instead, so paragraphs stay apart; when it ended a
+  sentence after a kept clause, its final mark replaces that clause's comma
+  ("A, B." with B a repeat gives "A.").
 
 Overlap of word n-grams is the usual measure of repeated text: distinct-n
 (Li et al. 2016, arXiv:1510.03055) over a whole reply; here it is taken per
@@ -29,6 +35,7 @@ sentence against what came before, so the first telling is kept.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from lc_async_pipelines._text import SENTENCE_END, WORD
@@ -36,7 +43,13 @@ from lc_async_pipelines._text import SENTENCE_END, WORD
 __all__ = ["MIN_TRIGRAMS", "REPEAT_SHARE", "RepeatFilter", "drop_repeats", "uncovered"]
 
 MIN_TRIGRAMS: Final = 3
+MIN_WORDS_AGAIN: Final = 3
+LONG_SENTENCE_WORDS: Final = 40
 REPEAT_SHARE: Final = 0.5
+# A clause ends at a comma or semicolon before whitespace ("1,000" is no end).
+_CLAUSE_END = re.compile(r"[,;](?=\s)")
+_HELD = (",", ";")
+_FINAL_MARK = re.compile(r"([.!?\u2026])[\"'\u201d\u2019)\]]*\s*$")
 _EDGE_PUNCTUATION = "\"'()[]{}<>,.;:!?*_-\u2013\u2014\u2018\u2019\u201c\u201d\u2026"
 
 Trigram = tuple[str, str, str]
@@ -62,7 +75,7 @@ class RepeatFilter:
     """
 
     def __init__(self) -> None:
-        self.kept = ""
+        self._kept = ""  # the kept units joined; a trailing "," or ";" is not yet in `kept`
         self.dropped = 0  # units left out
         self._raw = ""  # the reply so far, leading whitespace dropped
         self._done = 0  # characters of _raw split into complete units
@@ -70,6 +83,17 @@ class RepeatFilter:
         self._seen_units: set[tuple[str, ...]] = set()
         self._line_break = ""  # whitespace of a dropped unit that began a line
         self._units = 0
+        self._sentence_words = 0  # words of the sentence so far, in judged units
+
+    @property
+    def kept(self) -> str:
+        """The kept complete units, joined as written; it only ever grows.
+
+        A clause's final comma is held back until the next unit is judged: when
+        that unit is a repeat ending its sentence, its final mark takes the
+        comma's place ("A, B." with B a repeat gives "A.").
+        """
+        return self._kept[:-1] if self._kept.endswith(_HELD) else self._kept
 
     @property
     def units(self) -> int:
@@ -98,20 +122,25 @@ class RepeatFilter:
         return self.kept.strip()
 
     def _next_end(self) -> int | None:
-        """Where the next complete unit ends: a final sentence end, or a line break."""
+        """Where the next complete unit ends: a final sentence or clause end, or a line break."""
         rest = self._raw[self._done :]
         start = len(rest) - len(rest.lstrip())  # a unit's leading whitespace is its own
         body = rest[start:]
         ends = [m.end() for m in SENTENCE_END.finditer(body) if m.end() < len(body)]
         if "\n" in body:
             ends.append(body.index("\n"))
+        ends += [e for e in (m.end() for m in _CLAUSE_END.finditer(body)) if self._long(body[:e])]
         ends = [e for e in ends if e > 0]
         return self._done + start + min(ends) if ends else None
+
+    def _long(self, clause: str) -> bool:
+        """Whether a clause ending here ends a long sentence's clause (one a loop can hide in)."""
+        return self._sentence_words + len(clause.split()) >= LONG_SENTENCE_WORDS
 
     def _judge(self, unit: str) -> None:
         words = _words(unit)
         grams = _trigrams(words)
-        repeat = bool(words) and words in self._seen_units
+        repeat = len(words) >= MIN_WORDS_AGAIN and words in self._seen_units
         repeat = repeat or (
             self._units > 0
             and len(grams) >= MIN_TRIGRAMS
@@ -120,18 +149,23 @@ class RepeatFilter:
         self._seen.update(grams)
         self._seen_units.add(words)
         self._units += 1
+        clause = unit.rstrip().endswith(_HELD)
+        self._sentence_words = self._sentence_words + len(unit.split()) if clause else 0
         if repeat:
             self.dropped += 1
             lead = unit[: len(unit) - len(unit.lstrip())]
             if "\n" in lead and "\n" not in self._line_break:
                 self._line_break = lead
+            mark = _FINAL_MARK.search(unit)
+            if mark and self._kept.endswith(_HELD):
+                self._kept = self._kept[:-1] + mark.group(1)
             return
         if self._line_break:
             body = unit.lstrip()
             if "\n" not in unit[: len(unit) - len(body)]:
                 unit = self._line_break + body
             self._line_break = ""
-        self.kept += unit
+        self._kept += unit
 
 
 def drop_repeats(text: str) -> str:

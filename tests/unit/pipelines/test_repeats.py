@@ -64,10 +64,41 @@ def test_words_are_compared_without_case_and_edge_punctuation():
     assert drop_repeats(f"{first} {again}") == first
 
 
+# One long sentence of the embedded model's (issue 23), its clauses written again.
+WORLD = "a story of a world where people can be made into puppets by their looks,"
+MAN = "a story of a man who is consumed by his wife's death and must decide what to do"
+RUN_ON = (
+    "In a world where everyone is desperate to escape reality, a tale of a future in which "
+    f"everyone hides, {WORLD} {MAN}, a tale of a woman held captive by a stranger, {WORLD} {MAN}."
+)
+
+
+def test_a_long_sentence_loses_the_clauses_it_writes_again_and_keeps_its_end():
+    kept = drop_repeats(RUN_ON)
+    assert kept == RUN_ON[: RUN_ON.index(f", {WORLD} {MAN}.")] + "."
+    assert kept.count("puppets") == 1 and kept.endswith("held captive by a stranger.")
+
+
+def test_clauses_of_a_short_sentence_are_not_judged_apart():
+    # Under 40 words a sentence is one unit: a phrase used twice in it stays.
+    text = "Along the way, he meets Sarna. Along the way, she saves him from the guards."
+    assert drop_repeats(text) == text
+
+
 @pytest.mark.parametrize("seed", range(200))
 def test_the_filter_fed_in_pieces_gives_what_it_gives_fed_whole(seed):
     rng = random.Random(seed)
-    sentences = [TITLED, TITLED_AGAIN, SCENE, NEW, "Yes.", "3.5 metres", "Mr. Oz said so."]
+    sentences = [
+        TITLED,
+        TITLED_AGAIN,
+        SCENE,
+        NEW,
+        "Yes.",
+        "3.5 metres",
+        "Mr. Oz said so.",
+        WORLD,
+        MAN,
+    ]
     spaces = [" ", "\n", "\n\n", "  "]
     text = "".join(rng.choice(sentences) + rng.choice(spaces) for _ in range(rng.randint(0, 8)))
     cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 40))))
@@ -83,7 +114,7 @@ def test_the_filter_fed_in_pieces_gives_what_it_gives_fed_whole(seed):
 @pytest.mark.parametrize("seed", range(200))
 def test_streamed_summary_with_repeats_joins_to_the_fitted_reply(seed):
     rng = random.Random(seed)
-    sentences = [TITLED, TITLED_AGAIN, SCENE, NEW, "It ends.", "Go on, x"]
+    sentences = [TITLED, TITLED_AGAIN, SCENE, NEW, "It ends.", "Go on, x", WORLD, f"{MAN},"]
     text = "".join(rng.choice(sentences) + rng.choice([" ", "\n\n"]) for _ in range(6))
     text = text[: rng.randint(0, len(text))]
     target = rng.randint(5, 120)
