@@ -17,12 +17,14 @@ The rule:
   puppets, ..."), or at a line break, and carries the whitespace before it.
   The last unit ends with the reply.
 - **Repeat.** A unit after the first is a repeat when it has the same words
-  as a unit before it (kept or dropped), or when it has at least
-  :data:`MIN_TRIGRAMS` word 3-grams and at least :data:`REPEAT_SHARE` of them
-  appear in the units before it. Words are compared lower-cased, with the
-  punctuation at their ends removed. So a short line written again and again
-  ("The game of life." fifteen times, seen on the embedded model) is kept
-  once, and a short unit with new words ("The end." once) is never a repeat.
+  as a unit before it (kept or dropped) and at least :data:`MIN_WORDS_AGAIN`
+  of them, or when it has at least :data:`MIN_TRIGRAMS` word 3-grams and at
+  least :data:`REPEAT_SHARE` of them appear in the units before it. Words
+  are compared lower-cased, with the punctuation at their ends removed. So a
+  short line written again and again ("The game of life." fifteen times,
+  seen on the embedded model) is kept once, while "However," or "The end."
+  twice, as people write them, stay. (:func:`uncovered`, judging one text
+  against another, counts every unit with the same words.)
 - **Drop.** A repeat is left out whole. When it began a new line, the next
   kept unit begins one instead, so paragraphs stay apart; when it ended a
   sentence after a kept clause, its final mark replaces that clause's comma
@@ -74,7 +76,8 @@ class RepeatFilter:
     is the same: ``drop_repeats(text)``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, min_words_again: int = MIN_WORDS_AGAIN) -> None:
+        self._min_words_again = min_words_again  # shortest unit judged by its words alone
         self._kept = ""  # the kept units joined; a trailing "," or ";" is not yet in `kept`
         self.dropped = 0  # units left out
         self._raw = ""  # the reply so far, leading whitespace dropped
@@ -140,7 +143,7 @@ class RepeatFilter:
     def _judge(self, unit: str) -> None:
         words = _words(unit)
         grams = _trigrams(words)
-        repeat = len(words) >= MIN_WORDS_AGAIN and words in self._seen_units
+        repeat = len(words) >= self._min_words_again and words in self._seen_units
         repeat = repeat or (
             self._units > 0
             and len(grams) >= MIN_TRIGRAMS
@@ -192,9 +195,11 @@ def uncovered(text: str, said: str) -> str:
 
     Returns:
         ``text``'s units that are not repeats when read after ``said`` (the
-        module's rule), joined as written and stripped; ``""`` for none.
+        module's rule, a unit of any length with the same words as one
+        before it counting as a repeat), joined as written and stripped;
+        ``""`` for none.
     """
-    repeats = RepeatFilter()
+    repeats = RepeatFilter(min_words_again=1)
     # A paragraph break ends said's last unit whatever its last character is.
     repeats.feed(said.strip() + "\n\n")
     start = len(repeats.kept)

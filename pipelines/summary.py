@@ -34,7 +34,7 @@ from lc_async_pipelines._types import ChatModel
 from lc_async_pipelines.best_of import best_of
 from lc_async_pipelines.errors import ConfigurationError, RowError
 from lc_async_pipelines.kinds import DocumentKind, SummaryKind, check_kind, guess_kind
-from lc_async_pipelines.lengthen import lengthen
+from lc_async_pipelines.lengthen import lengthen as lengthen_short
 from lc_async_pipelines.on_task import on_task
 from lc_async_pipelines.prompts.summary import (
     COMBINE_PROMPTS,
@@ -100,6 +100,7 @@ def _summary_step(
     name: str,
     temperature: float | None = None,
     document: str = "text",
+    lengthen: bool = True,
 ) -> Runnable[dict[str, Any], str]:
     """Return prompt → model (``max_tokens`` sized from ``max_words``) → text, kept on task.
 
@@ -116,7 +117,11 @@ def _summary_step(
         return model | finish_to_length(words, max_tokens)
 
     kept = on_task(prompt, reply_for(max_words), kind=kind, max_words=max_words, name=name)
-    return lengthen(kept, prompt, reply_for, kind=kind, max_words=max_words, document=document)
+    if not lengthen:
+        return kept
+    return lengthen_short(
+        kept, prompt, reply_for, kind=kind, max_words=max_words, document=document
+    )
 
 
 def _kind_of(kind: object) -> SummaryKind:
@@ -150,7 +155,12 @@ def _by_kind(
 
 
 def build_summary_chain(
-    llm: ChatModel, *, max_words: int = 60, kind: SummaryKind = "auto", candidates: int = 1
+    llm: ChatModel,
+    *,
+    max_words: int = 60,
+    kind: SummaryKind = "auto",
+    candidates: int = 1,
+    lengthen: bool = True,
 ) -> Runnable[str, str]:
     """Build the stuff summary chain: the whole document in one prompt.
 
@@ -173,6 +183,11 @@ def build_summary_chain(
             at that many model calls a document. Candidate i uses the kind's i-th wording
             (news has five: ``NEWS_PROMPTS``); past its wordings, the first
             wording sampled at :data:`CANDIDATE_TEMPERATURE`.
+        lengthen: whether a summary the model ends under ``ceil(0.7N)``
+            words is lengthened once, at one more call
+            (:func:`~lc_async_pipelines.lengthen.lengthen`). The command line
+            turns it off for Batch API runs, where the call would be another
+            batch stage.
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -197,7 +212,8 @@ def build_summary_chain(
                     "max_words": max_words}  # fmt: skip
 
         to_vars: Runnable[str, dict[str, Any]] = inline(inputs, name="summary_inputs")
-        step = best_of(_candidate_steps(llm, k, max_words, candidates), name="summary_best_of")
+        steps = _candidate_steps(llm, k, max_words, candidates, lengthen=lengthen)
+        step = best_of(steps, name="summary_best_of")
         chain: RunnableSequence[str, str] = RunnableSequence(to_vars, step, name=f"summary_{k}")
         return chain
 
@@ -205,7 +221,7 @@ def build_summary_chain(
 
 
 def _candidate_steps(
-    llm: ChatModel, kind: DocumentKind, max_words: int, candidates: int
+    llm: ChatModel, kind: DocumentKind, max_words: int, candidates: int, *, lengthen: bool
 ) -> list[Runnable[dict[str, Any], str]]:
     """Return the stuff chain's summary steps: the kind's wordings, then samples of the first."""
     wordings = NEWS_PROMPTS if kind == "news" else (SUMMARY_PROMPTS[kind],)
@@ -218,6 +234,7 @@ def _candidate_steps(
             kind=kind,
             name="summary_text" if i == 0 else f"summary_candidate_{i}",
             temperature=own if i < len(wordings) else CANDIDATE_TEMPERATURE,
+            lengthen=lengthen,
         )
         for i in range(candidates)
     ]
@@ -241,6 +258,7 @@ def build_map_reduce_summary_chain(
     map_words: int = 60,
     max_chunks: int = DEFAULT_MAX_CHUNKS,
     kind: SummaryKind = "auto",
+    lengthen: bool = True,
 ) -> Runnable[str, str]:
     """Build the map-reduce summary chain for documents longer than the model's context.
 
@@ -264,6 +282,8 @@ def build_map_reduce_summary_chain(
             (each chunk is a call, and collapsing adds more).
         kind: what the document is, for the prompts' wording, as in
             :func:`build_summary_chain` (``"auto"``: guessed from the whole text).
+        lengthen: whether a chunk summary or the combined one ended short is
+            lengthened once, as in :func:`build_summary_chain`.
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -280,7 +300,9 @@ def build_map_reduce_summary_chain(
     chosen = _kind_of(kind)
 
     def build(k: DocumentKind) -> Runnable[str, str]:
-        map_chain = _summary_step(llm, MAP_PROMPTS[k], map_words, kind=k, name="map_summary")
+        map_chain = _summary_step(
+            llm, MAP_PROMPTS[k], map_words, kind=k, name="map_summary", lengthen=lengthen
+        )
 
         async def summarize_chunks(text: str, config: RunnableConfig) -> dict[str, Any]:
             chunks = _chunks_within_limit(text, chunk_tokens, max_chunks)
@@ -295,7 +317,13 @@ def build_map_reduce_summary_chain(
             return {"summaries": joined, "max_words": max_words}
 
         combine = _summary_step(
-            llm, COMBINE_PROMPTS[k], max_words, kind=k, name="combine_summary", document="summaries"
+            llm,
+            COMBINE_PROMPTS[k],
+            max_words,
+            kind=k,
+            name="combine_summary",
+            document="summaries",
+            lengthen=lengthen,
         )
         chain: RunnableSequence[str, str] = RunnableSequence(
             RunnableLambda(summarize_chunks, name="summarize_chunks"),
@@ -330,6 +358,7 @@ def build_auto_summary_chain(
     max_chunks: int = DEFAULT_MAX_CHUNKS,
     kind: SummaryKind = "auto",
     candidates: int = 1,
+    lengthen: bool = True,
 ) -> Runnable[str, str]:
     """Build a chain that stuffs short documents and map-reduces long ones.
 
@@ -347,6 +376,8 @@ def build_auto_summary_chain(
             ``"auto"`` guesses it from the text, and the record notes the guess.
         candidates: summaries written per stuffed document, the best
             kept (as :func:`build_summary_chain`); map-reduce writes one.
+        lengthen: whether a summary ended short is lengthened once (as
+            :func:`build_summary_chain`).
 
     Returns:
         ``Runnable[str, str]`` (input and output schemas: strings): document
@@ -358,9 +389,16 @@ def build_auto_summary_chain(
             ``candidates`` out of range.
         RowError: on invocation, a document of more than ``max_chunks`` chunks.
     """
-    stuff = build_summary_chain(llm, max_words=max_words, kind=kind, candidates=candidates)
+    stuff = build_summary_chain(
+        llm, max_words=max_words, kind=kind, candidates=candidates, lengthen=lengthen
+    )
     map_reduce = build_map_reduce_summary_chain(
-        llm, max_words=long_max_words, chunk_tokens=chunk_tokens, max_chunks=max_chunks, kind=kind
+        llm,
+        max_words=long_max_words,
+        chunk_tokens=chunk_tokens,
+        max_chunks=max_chunks,
+        kind=kind,
+        lengthen=lengthen,
     )
 
     def route(text: str) -> Runnable[str, str]:

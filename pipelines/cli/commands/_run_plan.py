@@ -208,6 +208,9 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
             flag = "--" + name.replace("_", "-")
             options_text = ", ".join(takes) or "no options"
             fail_usage(f"{flag}: pipeline {spec.name!r} takes no {name} (it takes: {options_text})")
+    if "lengthen" in takes and _uses_batches(args):
+        # Lengthening a short summary would be one more batch stage (up to 24 h).
+        options["lengthen"] = False
     if spec.owns_model and (args.model or args.embedded or args.cache or args.fallback_model):
         print(
             f"pipelines: warning: {args.target} is a ready Runnable with its own model; "
@@ -215,6 +218,12 @@ def pipeline_from_args(args: argparse.Namespace) -> tuple[PipelineSpec, dict[str
             file=sys.stderr,
         )
     return spec, options
+
+
+def _uses_batches(args: argparse.Namespace) -> bool:
+    """Whether the run sends its calls through the Batch API (--batch-api or a batch lane)."""
+    lanes = getattr(args, "lanes", None) or ()
+    return bool(getattr(args, "batch_api", False)) or "batch" in lanes
 
 
 def _prompt_file_pipeline(args: argparse.Namespace) -> PipelineSpec:

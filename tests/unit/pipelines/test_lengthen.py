@@ -82,3 +82,9 @@ async def test_an_empty_reply_is_not_continued():
     model, seen = replies("", "")
     out = await build_summary_chain(model, max_words=10, kind="dialogue").ainvoke(DOC)
     assert out == "" and len(seen) == 1
+
+
+async def test_lengthen_false_keeps_a_short_summary_at_one_call():
+    model, seen = replies(SHORT, MORE)
+    chain = build_summary_chain(model, max_words=10, kind="dialogue", lengthen=False)
+    assert await chain.ainvoke(DOC) == SHORT and len(seen) == 1
