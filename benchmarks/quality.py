@@ -173,7 +173,8 @@ def score_set(
         "lead_words", "lead_rouge1", "lead_rouge2", "lead_rougeL", "median_words",
         "median_over_asked", "within_30pct" (share 0..1), "distinct3" (mean),
         "loops" (count under 0.7), "repeats_dropped" (sentences the chains left out
-        as repeats, all calls), "off_task" (openings still off task),
+        as repeats, all calls), "lengthened" (short summaries given one more
+        call, all steps), "off_task" (openings still off task),
         "off_task_retries", "kinds" (kind used: count), "failed", "items": [...]}``.
     """
     items: list[dict[str, Any]] = []
@@ -188,6 +189,7 @@ def score_set(
                 "off_task": off_task_opening(out.summary, kind=used),
                 "off_task_retries": int(out.notes.get("off_task_retries", 0)),
                 "repeats_dropped": int(out.notes.get("repeats_dropped", 0)),
+                "lengthened": int(out.notes.get("lengthened", 0)),
                 **{
                     k: round(v, 4) for k, v in rouge_f1(scorer, out.summary, doc.references).items()
                 },
@@ -213,6 +215,7 @@ def score_set(
         "distinct3": round(statistics.mean(i["distinct3"] for i in items), 4),
         "loops": sum(i["distinct3"] < LOOP_THRESHOLD for i in items),
         "repeats_dropped": sum(i["repeats_dropped"] for i in items),
+        "lengthened": sum(i["lengthened"] for i in items),
         "off_task": sum(i["off_task"] for i in items),
         "off_task_retries": sum(i["off_task_retries"] for i in items),
         "kinds": dict(Counter(i["kind"] for i in items).most_common()),

@@ -232,7 +232,8 @@ def test_score_set_takes_the_best_reference_and_counts_loops(monkeypatch):
     ]
     outcomes = [
         quality.Outcome(
-            "the cats sat on a mat", {"kind": "news", "off_task_retries": 1, "repeats_dropped": 2}
+            "the cats sat on a mat",
+            {"kind": "news", "off_task_retries": 1, "repeats_dropped": 2, "lengthened": 1},
         ),
         quality.Outcome("The text is about storm storm storm storm storm storm storm", {}),
     ]
@@ -245,7 +246,7 @@ def test_score_set_takes_the_best_reference_and_counts_loops(monkeypatch):
     assert row["lead_words"] == 8
     assert row["lead_rouge1"] == pytest.approx((12 / 14 + 10 / 12) / 2, abs=1e-4)
     # the second opens with text about the text; its kind is guessed when not noted
-    assert row["off_task"] == 1 and row["off_task_retries"] == 1
+    assert row["off_task"] == 1 and row["off_task_retries"] == 1 and row["lengthened"] == 1
     assert row["kinds"] == {"news": 1, "document": 1}
     table = quality.markdown_table([row])
     assert "| model | auto (news 1, document 1) | 2 |" in table and "| 1 (1) | 1 (2) |" in table
