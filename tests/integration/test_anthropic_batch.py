@@ -71,14 +71,18 @@ def combines_its_own_parts(record: dict[str, Any]) -> bool:
     """The combine's echo holds map echoes, the first starting with its own input's words.
 
     Unlike the OpenAI mock, this one honours ``max_tokens`` on every call, so
-    the combine echo holds two map echoes or more (each 64 words at most).
+    the combine echo holds two map echoes or more (each 64 words at most): it
+    is longer than the combine's opening and one map echo. The map echoes
+    after the first begin with the same sentence (``MAP_PREFIX``), which the
+    summary leaves out as a repeat.
     """
     output: str = record["output"]
     if not output.startswith(COMBINE_PREFIX):
         return False
     parts = output.split(MAP_PREFIX)[1:]
     first = parts[0].split(MAP_ASK, 1)[0].split()[:20] if parts else []
-    return len(parts) >= 2 and len(first) >= 5 and first == record["input"].split()[: len(first)]
+    longer = len(output.split()) > len(COMBINE_PREFIX.split()) + len(MAP_PREFIX.split()) + 64
+    return longer and len(first) >= 5 and first == record["input"].split()[: len(first)]
 
 
 @pytest.fixture

@@ -190,9 +190,12 @@ def test_a_thousand_summaries_through_the_batch_api_match_the_per_request_mode(
         env = environment(base_url)
         # Both at once, to keep the wall time down; the mock tells them apart:
         # single requests count in ``requests``, batch lines in ``batch_lines``.
-        single = start(command(src, single_out, "--concurrency", "16", prices=prices),
+        # 20 words: every echo (36 words or more) is cut to length, none lengthened,
+        # which only the per-request run would do
+        words = ("--max-words", "20")
+        single = start(command(src, single_out, "--concurrency", "16", *words, prices=prices),
                        env, tmp_path, "single")  # fmt: skip
-        batch = start(command(src, batch_out, "--batch-api", prices=prices),
+        batch = start(command(src, batch_out, "--batch-api", *words, prices=prices),
                       env, tmp_path, "batch")  # fmt: skip
         one_run, many_run = finish(single, tmp_path, "single"), finish(batch, tmp_path, "batch")
         counts = mock_stats(base_url)

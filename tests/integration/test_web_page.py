@@ -272,7 +272,7 @@ async def test_page_sends_the_summary_kind_and_shows_the_kind_used(browser):
         from langchain_core.messages import AIMessage
 
         asked.append(messages[-1].content)
-        return AIMessage(content="Amanda bakes cookies for Jerry.")
+        return AIMessage(content="Amanda bakes cookies for Jerry and brings them.")
 
     dialogue = "Amanda: I baked cookies.\nJerry: Sure!\nAmanda: I'll bring you some."
     with serve(create_app(FnChatModel(fn=model), settings=ServiceSettings())) as base:
@@ -285,6 +285,7 @@ async def test_page_sends_the_summary_kind_and_shows_the_kind_used(browser):
         assert not await page.is_disabled("#kind")
         assert await page.input_value("#kind") == "auto"
         await page.fill("#input", dialogue)
+        await page.fill("#max-words", "10")  # the fake's 8 words are in range: one call a run
         await page.click("#run")
         await page.wait_for_selector(".run[data-state='done']", timeout=60_000)
         await page.select_option("#kind", "meeting")
