@@ -68,6 +68,9 @@ _META = re.compile(
     r"|i (?:have|will|can|am going to)\b|i(?:'ll|\u2019ll|'m|\u2019m)\b|let me\b|let's\b"
     r"|(?:awesome|great|perfect|alright|absolutely)\s*[!,]"  # "Awesome! Here's a rewritten..."
     r"|in this [\w' -]{1,30},"  # "In this joke, ..." (seen on the embedded model)
+    # "It's a summary of the document." (seen on news, issue 23)
+    r"|(?:it|this|that)(?:'s|\u2019s| is) (?:a|an|the|my|our) (?:(?:short|brief|quick|new) )?"
+    r"(?:summary|summaries|rewrite|rewritten|version|overview|recap)\b"
     r")",
     re.IGNORECASE,
 )

@@ -33,6 +33,9 @@ ISSUE_OPENINGS = [
     ("Awesome! Here's a rewritten version condensed into just four paragraphs:", "news"),
     # seen on news, best of 5 (issue 23): a numbered label
     ("Sentence 1: The US Supreme Court has upheld a key portion of the law.", "news"),
+    # seen on news with the penalties over 64 tokens (issue 23)
+    ("It's a summary of the document. The document is discussing a recent match.", "news"),
+    ("This is a short summary of the match.", "news"),
 ]
 # A label, then a colon: the 135M model writes these before its summary.
 LABEL_OPENINGS = [
