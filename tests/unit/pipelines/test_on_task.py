@@ -36,6 +36,7 @@ ISSUE_OPENINGS = [
     # seen on news with the penalties over 64 tokens (issue 23)
     ("It's a summary of the document. The document is discussing a recent match.", "news"),
     ("This is a short summary of the match.", "news"),
+    ("The document contains key information about a recent match.", "document"),
 ]
 # A label, then a colon: the 135M model writes these before its summary.
 LABEL_OPENINGS = [
@@ -65,6 +66,9 @@ ON_TASK = [
     ("Texting while driving kills thousands; the text of the new law bans it.", "news"),
     # seen on news (fresh-clone CI, 3de83a6): a news story reported, not the article itself
     ("A new story on a doctor's career has been revealed by a medical blog.", "news"),
+    # seen on news (issue 23): a named source's report is the news
+    ("The report from the British Medical Association (BMA) reveals that doctors...", "news"),
+    ("The report by Ofsted found the school inadequate.", "news"),
     ("", "news"),
     # a colon after words that do not name the text: a dateline, a score, a name, a kicker
     ("Aintree, April 11: Nick Scholfield is lined up to ride Spring Heeled.", "news"),
@@ -131,6 +135,7 @@ def test_an_echo_of_the_prompt_is_off_task_but_the_document_is_not_the_prompt():
         ),
         ("LONDON: Jerry gets cookies.", "LONDON: Jerry gets cookies."),  # a dateline: untouched
         ("In this joke, Amanda and Jerry plan a picnic.", "Amanda and Jerry plan a picnic."),
+        ("The document contains key facts about a match.", "Key facts about a match."),
         ("Amanda baked cookies.", "Amanda baked cookies."),  # on task: untouched
         # nothing left once trimmed: kept, not emptied
         (
