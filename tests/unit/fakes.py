@@ -63,3 +63,15 @@ class ConcurrencyProbe:
         finally:
             self.live -= 1
         return AIMessage(content=self.reply)
+
+
+def replies(*texts):
+    """A model answering ``texts`` in turn, and the messages of each call."""
+    seen = []
+    answers = iter(texts)
+
+    async def fn(messages, **_):
+        seen.append(messages)
+        return AIMessage(content=next(answers), response_metadata={"finish_reason": "stop"})
+
+    return FnChatModel(fn=fn), seen

@@ -442,7 +442,7 @@ def _check_model_for_run(args: argparse.Namespace, spec: Any, settings: Any) -> 
 
 def _check_batches_in_flight(args: argparse.Namespace) -> None:
     """Without a batch lane, a batch a killed run left in flight would be paid for twice."""
-    if args.batch_api or args.restart or "batch" in (getattr(args, "lanes", None) or ()):
+    if args.restart or _uses_batches(args):
         return  # --lanes batch,... waits on it too (OUTPUT.lanes.json)
     from lc_async_pipelines.runner.records.paths import batches_path
 

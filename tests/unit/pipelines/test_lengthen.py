@@ -1,27 +1,13 @@
 """A summary the model ends under 0.7N words is lengthened once from what it left out."""
 
-from langchain_core.messages import AIMessage
-
 from lc_async_pipelines import build_summary_chain
 from lc_async_pipelines._text import word_range
 from lc_async_pipelines.runner.notes import ItemNotes
-from tests.unit.fakes import FnChatModel
+from tests.unit.fakes import replies
 
 DOC = "Amanda: I baked cookies. Do you want some?\nJerry: Sure!\nAmanda: I'll bring you some."
 SHORT = "Amanda baked cookies."  # 3 words: under 7 of N = 10
 MORE = "She will bring Jerry some tomorrow at noon."
-
-
-def replies(*texts):
-    """A model answering ``texts`` in turn, and the messages of each call."""
-    seen = []
-    answers = iter(texts)
-
-    async def fn(messages, **_):
-        seen.append(messages)
-        return AIMessage(content=next(answers), response_metadata={"finish_reason": "stop"})
-
-    return FnChatModel(fn=fn), seen
 
 
 async def test_a_short_summary_is_lengthened_once_from_the_sentences_it_left_out():

@@ -6,7 +6,7 @@ from lc_async_pipelines.errors import ConfigurationError
 from lc_async_pipelines.on_task import off_task_opening, trim_meta_opening
 from lc_async_pipelines.runner import Item, RunOptions, RunSummary, run_items
 from lc_async_pipelines.summary import NEWS_LEAD_WORDS, NEWS_TEMPERATURE
-from tests.unit.fakes import FnChatModel, cycling_llm
+from tests.unit.fakes import FnChatModel, cycling_llm, replies
 
 # The openings issue 23 quotes, from meeting transcripts and two-person dialogues.
 ISSUE_OPENINGS = [
@@ -146,18 +146,6 @@ def test_an_echo_of_the_prompt_is_off_task_but_the_document_is_not_the_prompt():
 )
 def test_a_meta_opening_is_trimmed_to_what_follows_it(text, trimmed):
     assert trim_meta_opening(text, kind="dialogue") == trimmed
-
-
-def replies(*texts):
-    """A model answering ``texts`` in turn, and the messages of each call."""
-    seen = []
-    answers = iter(texts)
-
-    async def fn(messages, **_):
-        seen.append(messages)
-        return AIMessage(content=next(answers), response_metadata={"finish_reason": "stop"})
-
-    return FnChatModel(fn=fn), seen
 
 
 async def run_one(chain, text):
